@@ -1,0 +1,3 @@
+using Osprey.Runtime;
+
+System.Console.WriteLine($"Osprey {TorchRuntime.OspreyVersion}, TorchSharp {TorchRuntime.TorchSharpVersion}, libtorch {TorchRuntime.LibTorchVersion}");
