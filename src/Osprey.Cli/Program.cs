@@ -1,3 +1,4 @@
-using Osprey.Runtime;
+using Osprey.Cli;
+using Spectre.Console;
 
-System.Console.WriteLine($"Osprey {TorchRuntime.OspreyVersion}, TorchSharp {TorchRuntime.TorchSharpVersion}, libtorch {TorchRuntime.LibTorchVersion}");
+return new CliApp(AnsiConsole.Console, Console.Error).Run(args);

@@ -1,7 +1,7 @@
-using Osprey.Build;
+
 using TorchSharp;
 
-namespace Osprey.Tests;
+namespace Osprey.Tests.Runtime;
 
 public class TorchLoadsTests
 {
@@ -12,6 +12,6 @@ public class TorchLoadsTests
         var a = torch.tensor(new float[] { 1, 2, 3 });
         var b = torch.tensor(new float[] { 4, 5, 6 });
         Assert.Equal(32f, torch.dot(a, b).item<float>());
-        Assert.StartsWith("2.10", Runtime.TorchRuntime.LibTorchVersion);
+        Assert.StartsWith("2.10", Osprey.Runtime.TorchRuntime.LibTorchVersion);
     }
 }
