@@ -1,0 +1,47 @@
+using System.Text;
+
+namespace Osprey.Config;
+
+/// <summary>args.yaml: every resolved argument, one <c>key: value</c> line each, as Ultralytics saves it.</summary>
+public static class ArgsYaml
+{
+    /// <summary>The YAML text of <paramref name="args"/>.</summary>
+    public static string Serialize(OspreyArgs args)
+    {
+        var sb = new StringBuilder();
+        foreach (ArgSpec spec in ArgsSchema.All)
+        {
+            object? value = spec.Property.GetValue(args);
+            string text = value is string s ? Quote(s) : ArgsSchema.Format(value) switch
+            {
+                "True" => "true",
+                "False" => "false",
+                var other => other,
+            };
+            sb.Append(spec.Key).Append(": ").Append(text).Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Reads args.yaml text back (unknown keys are errors, as on the command line).</summary>
+    public static OspreyArgs Deserialize(string yaml)
+    {
+        var args = new OspreyArgs();
+        foreach (string line in yaml.Split('\n'))
+        {
+            if (line.Length == 0 || line.StartsWith('#')) continue;
+            int colon = line.IndexOf(": ", StringComparison.Ordinal);
+            if (colon < 0) throw new InvalidDataException($"args.yaml: bad line '{line}'");
+            string value = line[(colon + 2)..];
+            if (value.StartsWith('\'')) value = value[1..^1].Replace("''", "'");
+            ArgsParser.Set(args, line[..colon], value);
+        }
+        return args;
+    }
+
+    static string Quote(string s) =>
+        s.Length > 0 && s.All(c => char.IsLetterOrDigit(c) || c is '.' or '/' or '_' or '-' or ',')
+            && s is not ("null" or "true" or "false" or "True" or "False" or "None") && !double.TryParse(s, out _)
+            ? s
+            : "'" + s.Replace("'", "''") + "'";
+}
