@@ -1,0 +1,112 @@
+using System.IO.Compression;
+using System.Text.Json;
+using Osprey.IO;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Osprey.Training;
+
+/// <summary>Where a run stands: everything besides tensors that a resume needs.</summary>
+/// <param name="Epoch">Epochs completed (the next epoch to run, 0-based).</param>
+/// <param name="BatchInEpoch">Batches of <paramref name="Epoch"/> already done (0 at an epoch boundary).</param>
+/// <param name="Iteration">Global micro-batch counter (Ultralytics' <c>ni</c>).</param>
+/// <param name="LastOptimizerIteration">Iteration of the last optimiser step (for gradient accumulation).</param>
+/// <param name="BestFitness">Best fitness so far (null before the first validation).</param>
+/// <param name="EpochsWithoutImprovement">For <c>patience</c>.</param>
+/// <param name="EmaUpdates">The EMA's update count.</param>
+/// <param name="Args">The run's args.yaml text.</param>
+/// <param name="RunDirectory">The run folder.</param>
+public sealed record TrainingState(int Epoch, int BatchInEpoch, long Iteration, long LastOptimizerIteration,
+    double? BestFitness, int EpochsWithoutImprovement, long EmaUpdates, string Args, string RunDirectory);
+
+/// <summary>
+/// The full-state checkpoint: model, EMA, optimiser, the torch RNG and <see cref="TrainingState"/>, in one
+/// uncompressed zip written atomically (a crash mid-save leaves the previous checkpoint intact).
+/// </summary>
+public static class Checkpoint
+{
+    const string StateEntry = "state.json";
+    const string ModelEntry = "model.bin";
+    const string EmaEntry = "ema.bin";
+    const string OptimizerEntry = "optimizer.bin";
+    const string RngEntry = "torch_rng.bin";
+
+    /// <summary>Writes the checkpoint to <paramref name="path"/>.</summary>
+    public static void Save(string path, nn.Module model, nn.Module ema, TorchSharp.Modules.OptimizerHelper optimizer,
+        TrainingState state)
+    {
+        AtomicFile.Write(path, stream =>
+        {
+            using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
+            WriteEntry(zip, StateEntry, s => JsonSerializer.Serialize(s, state));
+            WriteEntry(zip, ModelEntry, s => { using var w = new BinaryWriter(s); model.save(w); });
+            WriteEntry(zip, EmaEntry, s => { using var w = new BinaryWriter(s); ema.save(w); });
+            WriteEntry(zip, OptimizerEntry, s => { using var w = new BinaryWriter(s); optimizer.save_state_dict(w); });
+            WriteEntry(zip, RngEntry, s =>
+            {
+                using var rng = torch.random.get_rng_state();
+                s.Write(rng.bytes);
+            });
+        });
+    }
+
+    /// <summary>Reads only the <see cref="TrainingState"/> (to find the run folder and args before building).</summary>
+    public static TrainingState ReadState(string path)
+    {
+        using var zip = Open(path);
+        using var stream = Entry(zip, path, StateEntry).Open();
+        return JsonSerializer.Deserialize<TrainingState>(stream)
+            ?? throw new InvalidDataException($"{path}: empty training state");
+    }
+
+    /// <summary>Restores model, EMA, optimiser and RNG in place and returns the state.</summary>
+    public static TrainingState Load(string path, nn.Module model, nn.Module ema, TorchSharp.Modules.OptimizerHelper optimizer)
+    {
+        using var zip = Open(path);
+        TrainingState state;
+        using (var stream = Entry(zip, path, StateEntry).Open())
+            state = JsonSerializer.Deserialize<TrainingState>(stream) ?? throw new InvalidDataException($"{path}: empty training state");
+        ReadEntry(zip, path, ModelEntry, r => model.load(r));
+        ReadEntry(zip, path, EmaEntry, r => ema.load(r));
+        ReadEntry(zip, path, OptimizerEntry, r => optimizer.load_state_dict(r));
+        using (var stream = new MemoryStream())
+        {
+            using (var entry = Entry(zip, path, RngEntry).Open()) entry.CopyTo(stream);
+            using var rng = torch.tensor(stream.ToArray(), dtype: ScalarType.Byte);
+            torch.random.set_rng_state(rng);
+        }
+        return state;
+    }
+
+    static ZipArchive Open(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint {path} not found", path);
+        try
+        {
+            return ZipFile.OpenRead(path);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{path} is not an Osprey checkpoint ({e.Message})", e);
+        }
+    }
+
+    static ZipArchiveEntry Entry(ZipArchive zip, string path, string name) =>
+        zip.GetEntry(name) ?? throw new InvalidDataException($"{path} is not a complete Osprey checkpoint: '{name}' is missing");
+
+    static void WriteEntry(ZipArchive zip, string name, Action<Stream> write)
+    {
+        using var stream = zip.CreateEntry(name, CompressionLevel.NoCompression).Open();
+        write(stream);
+    }
+
+    static void ReadEntry(ZipArchive zip, string path, string name, Action<BinaryReader> read)
+    {
+        // TorchSharp's loaders seek, and zip entry streams cannot: read the entry into memory first.
+        using var buffer = new MemoryStream();
+        using (var entry = Entry(zip, path, name).Open()) entry.CopyTo(buffer);
+        buffer.Position = 0;
+        using var reader = new BinaryReader(buffer);
+        read(reader);
+    }
+}
