@@ -16,7 +16,7 @@ namespace Osprey.Models;
 /// </summary>
 public static class ModelWeights
 {
-    private const int ListedProblems = 10;
+    private const int ListedProblems = 20;
 
     /// <summary>
     /// Saves the state dict by extension (<c>.safetensors</c>, <c>.pt</c>, <c>.pth</c>). For a
@@ -45,7 +45,7 @@ public static class ModelWeights
         var fileShapes = ReadShapes(path);
         var modelState = model.state_dict();
         var missing = modelState.Keys.Where(k => !fileShapes.ContainsKey(k)).ToList();
-        var unexpected = fileShapes.Keys.Where(k => !modelState.ContainsKey(k)).ToList();
+        var unexpected = fileShapes.Keys.Where(k => !modelState.ContainsKey(k)).OrderBy(k => k, KeyOrder.Instance).ToList();
         var mismatched = modelState.Where(kv => fileShapes.TryGetValue(kv.Key, out var shape) && !shape.SequenceEqual(kv.Value.shape))
             .Select(kv => $"{kv.Key}: file {Shape(fileShapes[kv.Key])} vs model {Shape(kv.Value.shape)}").ToList();
         if (missing.Count + unexpected.Count + mismatched.Count > 0)
@@ -198,6 +198,26 @@ public static class ModelWeights
         ".pt" or ".pth" => WeightsFormat.Pickle,
         var other => throw new ArgumentException($"Unsupported weights format '{other}' for '{path}' (use .safetensors, .pt or .pth).", nameof(path)),
     };
+
+    /// <summary>Orders state-dict keys like module order: dotted segments, numeric ones compared as numbers.</summary>
+    private sealed class KeyOrder : IComparer<string>
+    {
+        public static readonly KeyOrder Instance = new();
+
+        public int Compare(string? x, string? y)
+        {
+            var a = (x ?? "").Split('.');
+            var b = (y ?? "").Split('.');
+            for (int i = 0; i < Math.Min(a.Length, b.Length); i++)
+            {
+                int order = long.TryParse(a[i], out long na) && long.TryParse(b[i], out long nb)
+                    ? na.CompareTo(nb)
+                    : string.CompareOrdinal(a[i], b[i]);
+                if (order != 0) return order;
+            }
+            return a.Length.CompareTo(b.Length);
+        }
+    }
 
     private static string Shape(long[] shape) => $"[{string.Join(", ", shape)}]";
 

@@ -59,6 +59,10 @@ internal static class TestModels
         }
     }
 
+    /// <summary>Bit-exact equality: same dtype, shape and every element.</summary>
+    public static bool SameAs(this Tensor tensor, Tensor other) =>
+        tensor.dtype == other.dtype && tensor.shape.SequenceEqual(other.shape) && tensor.eq(other).all().item<bool>();
+
     public static string TempDir()
     {
         string dir = Path.Combine(Path.GetTempPath(), "osprey-model-tests-" + Guid.NewGuid().ToString("N"));
