@@ -112,3 +112,24 @@ public class DetectionModelForwardTests
         Assert.Equal(at640, model.Gflops(640), 9);
     }
 }
+
+public class DetectionModelTrainingTests
+{
+    [Fact]
+    public void TrainingForwardBackpropagatesAndUpdatesBatchNorm()
+    {
+        using var model = TestModels.Tiny(nc: 4);
+        model.train();
+        using var scope = NewDisposeScope();
+        var maps = model.ForwardFeatures(rand(2, 3, 64, 64));
+        Assert.Equal(new long[] { 2, 68, 8, 8 }, maps[0].shape); // no = 4 + 64
+        maps.Select(m => m.square().mean()).Aggregate((a, b) => a + b).backward();
+
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        Assert.NotNull(parameters["model.0.conv.weight"].grad);
+        Assert.True(parameters["model.0.conv.weight"].grad!.abs().sum().item<float>() > 0);
+        Assert.NotNull(parameters["model.22.cv3.2.2.bias"].grad);
+        Assert.Null(parameters["model.22.dfl.conv.weight"].grad); // fixed arange
+        Assert.Equal(1L, model.state_dict()["model.0.bn.num_batches_tracked"].item<long>());
+    }
+}
