@@ -1,0 +1,47 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Osprey.Models.Blocks;
+
+/// <summary>
+/// Ultralytics <c>C2f</c>: cv1 (1×1) to 2c channels, split in two, chain n bottlenecks on the last split,
+/// concatenate all (2+n)c channels and project with cv2 (1×1).
+/// </summary>
+public sealed class C2f : Module<Tensor, Tensor>
+{
+    private readonly Conv cv1;
+    private readonly Conv cv2;
+    private readonly ModuleList<Module<Tensor, Tensor>> m;
+
+    /// <param name="inChannels">Input channels.</param>
+    /// <param name="outChannels">Output channels.</param>
+    /// <param name="repeats">Number of bottlenecks.</param>
+    /// <param name="shortcut">Residual bottlenecks.</param>
+    /// <param name="groups">Groups of the bottlenecks' second conv.</param>
+    /// <param name="expansion">Hidden channels c = int(outChannels × expansion).</param>
+    public C2f(long inChannels, long outChannels, int repeats = 1, bool shortcut = false, long groups = 1,
+        double expansion = 0.5) : base(nameof(C2f))
+    {
+        long hidden = (long)(outChannels * expansion);
+        Hidden = hidden;
+        cv1 = new Conv(inChannels, 2 * hidden, 1, 1);
+        cv2 = new Conv((2 + repeats) * hidden, outChannels, 1);
+        m = new ModuleList<Module<Tensor, Tensor>>();
+        for (int i = 0; i < repeats; i++)
+            m.Add(new Bottleneck(hidden, hidden, shortcut, groups, 3, 3, expansion: 1.0));
+        RegisterComponents();
+    }
+
+    /// <summary>Hidden channels c of each split.</summary>
+    public long Hidden { get; }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor x)
+    {
+        var parts = cv1.call(x).chunk(2, 1).ToList();   // 2 × (b, c, h, w)
+        foreach (var bottleneck in m)
+            parts.Add(bottleneck.call(parts[^1]));      // + n × (b, c, h, w)
+        return cv2.call(cat(parts, 1));                 // (b, (2+n)c, h, w) → (b, c_out, h, w)
+    }
+}

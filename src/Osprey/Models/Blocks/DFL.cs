@@ -1,0 +1,36 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Osprey.Models.Blocks;
+
+/// <summary>
+/// Distribution Focal Loss integral: softmax over the reg_max bins of each box side, expectation via a fixed
+/// 1×1 convolution whose weight is arange(reg_max) (not trained).
+/// </summary>
+public sealed class DFL : Module<Tensor, Tensor>
+{
+    private readonly Conv2d conv;
+    private readonly long bins;
+
+    /// <param name="bins">Bins per side (reg_max, 16).</param>
+    public DFL(long bins = 16) : base(nameof(DFL))
+    {
+        this.bins = bins;
+        conv = Conv2d(bins, 1, 1, bias: false);
+        using (no_grad())
+        {
+            conv.weight!.copy_(arange(bins, dtype: float32).view(1, bins, 1, 1));
+        }
+        conv.weight!.requires_grad = false;
+        RegisterComponents();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor x)
+    {
+        long batch = x.shape[0], anchors = x.shape[2];                             // x (b, 4·bins, A)
+        var probabilities = x.view(batch, 4, bins, anchors).transpose(2, 1).softmax(1); // (b, bins, 4, A)
+        return conv.call(probabilities).view(batch, 4, anchors);                    // (b, 1, 4, A) → (b, 4, A)
+    }
+}

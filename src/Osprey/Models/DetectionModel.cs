@@ -1,0 +1,186 @@
+using Osprey.Models.Blocks;
+using Osprey.Models.Building;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Osprey.Models;
+
+/// <summary>
+/// A YOLO detection model built from an Ultralytics YAML. The layers live in the field <c>model</c> so state-dict
+/// keys match Ultralytics' (<c>model.0.conv.weight</c>, <c>model.22.dfl.conv.weight</c>, …).
+/// <para><see cref="forward"/>: training mode → the raw per-level maps from <see cref="ForwardFeatures"/>;
+/// eval mode → a single-element array holding <see cref="Predict"/>'s (b, 4 + nc, A) tensor.</para>
+/// </summary>
+public sealed class DetectionModel : Module<Tensor, Tensor[]>
+{
+    private const int StrideProbeSize = 64;
+
+    private readonly ModuleList<Module> model;
+    private readonly BuiltLayer[] layers;
+    private readonly bool[] keepOutput;
+
+    /// <summary>Builds the model described by <paramref name="config"/>, measures strides, sets Detect biases.</summary>
+    public DetectionModel(ModelConfig config) : base(nameof(DetectionModel))
+    {
+        Config = config;
+        layers = ModelBuilder.Build(config).ToArray();
+        if (layers.Length == 0 || layers[^1].Module is not Detect)
+            throw new InvalidDataException($"{config.Source}: the last layer must be a Detect head.");
+        keepOutput = new bool[layers.Length];
+        foreach (var layer in layers)
+            foreach (int from in layer.From.Where(f => f != -1))
+                keepOutput[from < 0 ? layer.Index + from : from] = true;
+        model = new ModuleList<Module>(layers.Select(l => l.Module).ToArray());
+        RegisterComponents();
+        Head.SetStrides(MeasureStrides());
+        Head.InitializeBiases();
+    }
+
+    /// <summary>Loads a YAML by name or path (see <see cref="ModelConfig.Load"/>) and builds it.</summary>
+    public static DetectionModel FromYaml(string nameOrPath, int? nc = null) => new(ModelConfig.Load(nameOrPath, nc));
+
+    /// <summary>The parsed YAML this model was built from.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The Detect head (nc, reg_max, strides, decoding).</summary>
+    public Detect Head => (Detect)model[layers.Length - 1];
+
+    /// <summary>Number of classes.</summary>
+    public int Nc => Head.Nc;
+
+    /// <summary>Class names.</summary>
+    public IReadOnlyList<string> Names => Config.Names;
+
+    /// <summary>Stride of each detection level in pixels.</summary>
+    public IReadOnlyList<float> Strides => Head.Strides;
+
+    /// <summary>DFL bins per side.</summary>
+    public int RegMax => Head.RegMax;
+
+    /// <summary>Scale letter (n, s, m, l, x) or null.</summary>
+    public string? Scale => Config.Scale;
+
+    /// <summary>The YAML text.</summary>
+    public string Yaml => Config.Text;
+
+    /// <summary>Number of layers (23 for YOLOv8).</summary>
+    public int LayerCount => layers.Length;
+
+    /// <summary>Every parameter's element count, including DFL's fixed 16 (Ultralytics' sum(p.numel())).</summary>
+    public long ParameterCount => parameters().Sum(p => p.numel());
+
+    /// <summary>Element count of parameters that require gradients.</summary>
+    public long GradientCount => parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+
+    /// <summary>True after <see cref="Fuse"/>.</summary>
+    public bool IsFused { get; private set; }
+
+    /// <summary>Raw maps, one per level, each (b, 4·reg_max + nc, h, w); independent of train/eval mode.</summary>
+    public Tensor[] ForwardFeatures(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var outputs = new Tensor?[layers.Length];
+        Tensor current = images; // (b, ch, H, W)
+        for (int i = 0; i < layers.Length - 1; i++)
+        {
+            current = model[i] switch
+            {
+                Module<Tensor, Tensor> single when layers[i].From.Length == 1 => single.call(Input(outputs, current, i, layers[i].From[0])),
+                Module<Tensor[], Tensor> multi => multi.call(layers[i].From.Select(f => Input(outputs, current, i, f)).ToArray()),
+                var other => throw new InvalidOperationException($"Layer {i} ({other.GetType().Name}) cannot take {layers[i].From.Length} inputs."),
+            };
+            if (keepOutput[i]) outputs[i] = current;
+        }
+        int last = layers.Length - 1;
+        var features = layers[last].From.Select(f => Input(outputs, current, last, f)).ToArray();
+        var maps = Head.call(features); // nl × (b, no, H/s, W/s)
+        foreach (var map in maps) map.MoveToOuterDisposeScope();
+        return maps;
+    }
+
+    /// <summary>Decoded predictions (b, 4 + nc, A): xywh in input pixels, then class scores. Call in eval mode.</summary>
+    public Tensor Predict(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        return Head.Decode(ForwardFeatures(images)).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc/>
+    public override Tensor[] forward(Tensor images) => training ? ForwardFeatures(images) : new[] { Predict(images) };
+
+    /// <summary>Folds every Conv's batch norm into its convolution (inference only). Eval outputs are unchanged.</summary>
+    public DetectionModel Fuse()
+    {
+        foreach (var conv in modules().OfType<Conv>()) conv.Fuse();
+        IsFused = true;
+        return this;
+    }
+
+    /// <summary>
+    /// GFLOPs at <paramref name="imageSize"/>² as Ultralytics reports them for the fused model (thop): 2 × the
+    /// multiply-accumulates of every Conv2d (output elements × in/groups × kh × kw; biases, BN, pools ignored),
+    /// measured with forward hooks at max(stride, 32) px and scaled by (imageSize / that)².
+    /// </summary>
+    public double Gflops(int imageSize = 640)
+    {
+        int probe = Math.Max((int)Strides.Max(), 32);
+        long macs = 0;
+        var convs = modules().OfType<Conv2d>().ToList();
+        var handles = convs.Select(conv => conv.register_forward_hook((module, input, output) =>
+        {
+            var weight = ((Conv2d)module).weight!; // (c_out, c_in/g, kh, kw)
+            macs += output.numel() * weight.shape[1] * weight.shape[2] * weight.shape[3];
+            return output;
+        })).ToList();
+        bool wasTraining = training;
+        try
+        {
+            eval();
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var parameter = parameters().First();
+            Predict(zeros(1, Config.InputChannels, probe, probe, dtype: parameter.dtype, device: parameter.device));
+        }
+        finally
+        {
+            foreach (var handle in handles) handle.remove();
+            train(wasTraining);
+        }
+        return 2.0 * macs / 1e9 * imageSize / probe * imageSize / probe;
+    }
+
+    /// <summary>The layer table (index, from, repeats, params, module, args) as data.</summary>
+    public IReadOnlyList<LayerSummary> Summary() => layers.Select(l => new LayerSummary(
+        l.Index,
+        l.From.Length == 1 ? l.From[0].ToString(System.Globalization.CultureInfo.InvariantCulture) : $"[{string.Join(", ", l.From)}]",
+        l.Repeats,
+        l.Module.parameters().Sum(p => p.numel()),
+        l.ModuleName,
+        l.Arguments)).ToArray();
+
+    private static Tensor Input(Tensor?[] outputs, Tensor current, int layer, int from)
+    {
+        if (from == -1) return current;
+        int index = from < 0 ? layer + from : from;
+        return outputs[index] ?? throw new InvalidOperationException($"Output of layer {index} was not kept.");
+    }
+
+    private float[] MeasureStrides()
+    {
+        bool wasTraining = training;
+        try
+        {
+            eval(); // keep BN running stats untouched
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var maps = ForwardFeatures(zeros(1, Config.InputChannels, StrideProbeSize, StrideProbeSize));
+            return maps.Select(m => (float)StrideProbeSize / m.shape[2]).ToArray();
+        }
+        finally
+        {
+            train(wasTraining);
+        }
+    }
+}

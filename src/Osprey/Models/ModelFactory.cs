@@ -1,0 +1,55 @@
+using Osprey.Models.Building;
+
+namespace Osprey.Models;
+
+/// <summary>
+/// Creates a <see cref="DetectionModel"/> from a model YAML or a weights file.
+/// <list type="bullet">
+/// <item><c>.yaml</c>/<c>.yml</c>: a path on disk, or a name like <c>yolov8n.yaml</c> resolved against the embedded
+/// configs; fresh weights.</item>
+/// <item><c>.safetensors</c>/<c>.pt</c>/<c>.pth</c>: the architecture comes from <paramref name="yaml"/> if given, else
+/// the sidecar next to the weights (<c>best.safetensors</c> → <c>best.yaml</c>, written by
+/// <see cref="ModelWeights.Save"/>), else the weights' file name as a config name (<c>yolov8n.pt</c> →
+/// <c>yolov8n.yaml</c>). Weights load strictly; when <c>nc</c> differs from the config's, the model is built with
+/// the new nc and every tensor whose key and shape still match is transferred.</item>
+/// </list>
+/// </summary>
+public static class ModelFactory
+{
+    /// <param name="model">YAML name/path or weights path.</param>
+    /// <param name="nc">Class-count override.</param>
+    /// <param name="yaml">Architecture for a weights file (overrides sidecar and file-name lookup).</param>
+    public static DetectionModel Create(string model, int? nc = null, string? yaml = null)
+    {
+        string extension = Path.GetExtension(model).ToLowerInvariant();
+        if (extension is ".yaml" or ".yml") return DetectionModel.FromYaml(model, nc);
+        if (extension is not (".safetensors" or ".pt" or ".pth"))
+            throw new ArgumentException($"'{model}': expected a model YAML (.yaml/.yml) or weights (.safetensors/.pt/.pth).", nameof(model));
+        if (!File.Exists(model)) throw new FileNotFoundException($"Weights file '{model}' not found.", model);
+
+        string configName = yaml ?? (File.Exists(ModelWeights.SidecarPath(model))
+            ? ModelWeights.SidecarPath(model)
+            : Path.GetFileNameWithoutExtension(model) + ".yaml");
+        ModelConfig config;
+        try
+        {
+            config = ModelConfig.Load(configName);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new FileNotFoundException(
+                $"No architecture for '{model}': pass a yaml, or put '{ModelWeights.SidecarPath(model)}' next to it. ({e.Message})",
+                configName, e);
+        }
+
+        if (nc is null || nc == config.Nc)
+        {
+            var exact = new DetectionModel(config);
+            ModelWeights.Load(exact, model);
+            return exact;
+        }
+        var transferred = new DetectionModel(ModelConfig.Parse(config.Text, config.Source, config.Scale, nc));
+        ModelWeights.LoadMatching(transferred, model);
+        return transferred;
+    }
+}
