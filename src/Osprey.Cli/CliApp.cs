@@ -25,7 +25,7 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
             .Equals("verbose=True", StringComparison.OrdinalIgnoreCase)) || args.Contains("--verbose");
         try
         {
-            var commands = new ICliCommand[] { new InfoCommand() };
+            var commands = new ICliCommand[] { new InfoCommand(), new SummaryCommand() };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);
             ParseResult parse = root.Parse(normalised);

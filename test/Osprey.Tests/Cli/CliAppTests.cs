@@ -13,6 +13,7 @@ public class CliAppTests
         {
             Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors,
         });
+        console.Profile.Width = 240;
         int code = new CliApp(console, error).Run(args);
         return (code, output.ToString(), error.ToString());
     }
@@ -55,5 +56,35 @@ public class CliAppTests
         Assert.Matches(@"backend\s+cpu build", output);
         Assert.Matches(@"devices\s+cpu", output);
         Assert.Matches($@"threads\s+\d+ torch, {Environment.ProcessorCount} cores", output);
+    }
+
+    [Fact]
+    public void SummaryPrintsUltralyticsCountsForYolov8n()
+    {
+        var (code, output, err) = Run("summary", "model=yolov8n.yaml");
+        Assert.Equal(0, code);
+        Assert.Equal("", err);
+        // Ultralytics: "YOLOv8n summary: 225 layers, 3,157,200 parameters, 3,157,184 gradients" and 8.7 GFLOPs fused
+        Assert.Contains("YOLOv8n summary: 225 layers, 3,157,200 parameters, 3,157,184 gradients, 8.7 GFLOPs at 640 px", output);
+        Assert.Matches(@"22\s+\[15, 18, 21\]\s+1\s+897,664\s+Detect", output);
+    }
+
+    [Fact]
+    public void SummaryHonoursNcAndImgsz()
+    {
+        var (code, output, _) = Run("summary", "--model", "yolov8n.yaml", "--nc", "3", "--imgsz", "320");
+        Assert.Equal(0, code);
+        Assert.Contains("3,011,433 parameters", output); // 3,157,200 − 145,767 (cv3 heads shrink from 80 to 3 classes)
+        Assert.Contains("GFLOPs at 320 px", output);
+        Assert.Contains("nc=3", output);
+    }
+
+    [Fact]
+    public void SummaryOfAMissingModelFileIsOneLine()
+    {
+        var (code, _, err) = Run("summary", "model=/nonexistent/best.safetensors");
+        Assert.Equal(CliApp.Failure, code);
+        Assert.Single(err.TrimEnd().Split('\n'));
+        Assert.Contains("/nonexistent/best.safetensors", err);
     }
 }
