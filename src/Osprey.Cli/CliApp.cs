@@ -25,6 +25,7 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
             .Equals("verbose=True", StringComparison.OrdinalIgnoreCase)) || args.Contains("--verbose");
         try
         {
+            TorchBackend.Initialize();
             var commands = new ICliCommand[] { new InfoCommand(), new SummaryCommand() };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);
@@ -51,7 +52,8 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
     static string OneLine(Exception e)
     {
         Exception inner = e;
-        while (inner is System.Reflection.TargetInvocationException { InnerException: { } next }) inner = next;
+        while (inner is System.Reflection.TargetInvocationException or TypeInitializationException && inner.InnerException is { } next)
+            inner = next;
         return inner.Message.ReplaceLineEndings(" ");
     }
 

@@ -21,6 +21,27 @@ public static class TorchBackend
         $"a {BuildBackend} build with libtorch {torch.__version__} " +
         (CudaAvailable ? $"(CUDA, {torch.cuda.device_count()} GPU(s))" : "(CPU only)");
 
+    /// <summary>
+    /// Loads the Torch backend before first use. A CUDA build loads libtorch's CUDA libraries from
+    /// <c>LD_LIBRARY_PATH</c> here and fails with one clear message when they are not there; a CPU build needs nothing.
+    /// </summary>
+    public static void Initialize()
+    {
+        if (BuildBackend != "cuda") return;
+        try
+        {
+            torch.InitializeDeviceType(DeviceType.CUDA);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Exception root = e;
+            while (root.InnerException is not null) root = root.InnerException;
+            throw new DeviceException(
+                "this Osprey is a CUDA build (-p:TorchBackend=cuda) and needs a CUDA libtorch on LD_LIBRARY_PATH, e.g. " +
+                "PyTorch's torch/lib (see README, 'Backends'); loading it failed: " + root.Message.Split('\n')[0]);
+        }
+    }
+
     static bool ProbeCuda()
     {
         try
