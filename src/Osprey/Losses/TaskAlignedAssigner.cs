@@ -163,7 +163,9 @@ public sealed class TaskAlignedAssigner
         {
             var maskMultiGts = fgCount.unsqueeze(1).gt(1).expand(-1, maxBoxes, -1);         // (b, n, A)
             var maxOverlapsIndex = overlaps.argmax(1);                                      // (b, A)
-            var isMaxOverlaps = zeros_like(maskPos).scatter_(1, maxOverlapsIndex.unsqueeze(1), 1.0f); // (b, n, A)
+            var winnerIndex = maxOverlapsIndex.unsqueeze(1);                               // (b, 1, A)
+            var isMaxOverlaps = zeros_like(maskPos)
+                .scatter_(1, winnerIndex, ones_like(winnerIndex, dtype: maskPos.dtype));     // (b, n, A)
             maskPos = where(maskMultiGts, isMaxOverlaps, maskPos);
             fgCount = maskPos.sum(-2);
         }
@@ -181,7 +183,8 @@ public sealed class TaskAlignedAssigner
         var labels = gtLabels.to_type(ScalarType.Int64).flatten()[flatIndex].clamp_min(0); // (b, A)
         var bboxes = gtBboxes.view(-1, gtBboxes.shape[^1])[flatIndex];                      // (b, A, 4)
         var scores = zeros(new[] { labels.shape[0], labels.shape[1], NumClasses }, dtype: gtBboxes.dtype,
-            device: gtBboxes.device).scatter_(2, labels.unsqueeze(-1), 1.0f);               // (b, A, nc)
+            device: gtBboxes.device)
+            .scatter_(2, labels.unsqueeze(-1), ones_like(labels.unsqueeze(-1), dtype: gtBboxes.dtype)); // (b, A, nc)
         scores = scores.masked_fill(fgCount.unsqueeze(-1).le(0), 0);
         return (labels, bboxes, scores);
     }
