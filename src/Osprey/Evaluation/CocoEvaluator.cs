@@ -51,9 +51,9 @@ public sealed class CocoEvaluator
     /// <param name="gtClasses">shape(m) or (m, 1) class ids.</param>
     public void Update(long imageId, Tensor predictions, Tensor gtBoxes, Tensor gtClasses)
     {
-        var p = predictions.detach().to(CPU).to_type(ScalarType.Float64).contiguous().data<double>().ToArray();
-        var g = gtBoxes.detach().to(CPU).to_type(ScalarType.Float64).contiguous().data<double>().ToArray();
-        var c = gtClasses.detach().to(CPU).to_type(ScalarType.Float64).contiguous().data<double>().ToArray();
+        var p = HostValues(predictions);
+        var g = HostValues(gtBoxes);
+        var c = HostValues(gtClasses);
         var detections = new Detection[p.Length / 6];
         for (int i = 0; i < detections.Length; i++)
             detections[i] = new Detection(p[6 * i], p[6 * i + 1], p[6 * i + 2], p[6 * i + 3], p[6 * i + 4], (int)p[6 * i + 5]);
@@ -216,6 +216,10 @@ public sealed class CocoEvaluator
         }
         return low;
     }
+
+    /// <summary>The values of a tensor on the host, row-major (empty tensors give an empty array).</summary>
+    private static double[] HostValues(Tensor values)
+        => values.numel() == 0 ? Array.Empty<double>() : values.detach().to(CPU).to_type(ScalarType.Float64).contiguous().data<double>().ToArray();
 }
 
 /// <summary>One class after COCOeval accumulation.</summary>
