@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages Osprey's tests and benchmarks need (Debian/Ubuntu, as root). Idempotent: does
 # nothing when everything is present.
+#  - OpenCvSharp4.official.runtime.linux-x64 (libOpenCvSharpExtern.so) links GTK3, pango/cairo, freetype, harfbuzz,
+#    X11, drm.
+#  - python3-opencv + python3-numpy: the Python/OpenCV reference of the data benchmark (bench/data_reference.py),
+#    run with /usr/bin/python3 (a pyenv python3 on PATH may have no cv2).
 set -euo pipefail
 packages=(
+  libgtk-3-0 libfreetype6 libharfbuzz0b libdrm2 libatomic1 libx11-6
+  python3-opencv python3-numpy
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,193 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using OpenCvSharp;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Osprey.Data;
+
+/// <summary>
+/// Parallel, bounded-prefetch loader: <see cref="LoaderOptions.Workers"/> threads decode and augment samples in the order
+/// the sampler gives, batches come out in order, collated into contiguous tensors. A sample depends only on
+/// (seed, epoch, index), never on the number of workers, ranks or the batch size.
+/// </summary>
+public sealed class DataLoader : IDisposable
+{
+    private readonly ConcurrentBag<byte[]> _buffers = new();
+    private readonly IImageStore _store;
+
+    /// <summary>The dataset.</summary>
+    public DetectionDataset Dataset { get; }
+
+    /// <summary>The options.</summary>
+    public LoaderOptions Options { get; }
+
+    /// <summary>Per-sample processing.</summary>
+    public SamplePipeline Pipeline { get; }
+
+    /// <summary>Which indices this rank visits.</summary>
+    public ISampler Sampler { get; }
+
+    /// <summary>True for a training loader (augmenting, shuffling, padded across ranks).</summary>
+    public bool Training { get; }
+
+    /// <summary>Batches per epoch on this rank.</summary>
+    public int BatchesPerEpoch => Options.DropLast ? Sampler.Count / Options.BatchSize : (Sampler.Count + Options.BatchSize - 1) / Options.BatchSize;
+
+    private DataLoader(DetectionDataset dataset, LoaderOptions options, bool training)
+    {
+        if (options.BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), "BatchSize must be positive.");
+        Dataset = dataset;
+        Options = options;
+        Training = training;
+        if (options.SingleThreadedOpenCv) Cv2.SetNumThreads(1);
+        var threads = Math.Max(1, options.Workers);
+        _store = options.Cache switch
+        {
+            ImageCacheMode.Ram => new RamImageStore(dataset.Images, options.ImageSize, training, threads),
+            ImageCacheMode.Disk => new DiskImageStore(dataset.Images, options.ImageSize, training, threads, options.CacheDirectory),
+            _ => new FileImageStore(dataset.Images, options.ImageSize, training),
+        };
+        Pipeline = new SamplePipeline(dataset.Images, _store, options.ImageSize, training ? options.Augment ?? AugmentOptions.Default : null, options.Seed);
+        Sampler = training
+            ? new DistributedSampler(dataset.Count, options.Rank, options.WorldSize, shuffle: true, options.Seed)
+            : new ValidationSampler(dataset.Count, options.Rank, options.WorldSize);
+    }
+
+    /// <summary>A training loader: augmentation, shuffle from (seed, epoch), equal padded share per rank.</summary>
+    public static DataLoader ForTraining(DetectionDataset dataset, LoaderOptions options) => new(dataset, options, training: true);
+
+    /// <summary>A validation loader: letterbox only, dataset order, each sample exactly once across ranks.</summary>
+    public static DataLoader ForValidation(DetectionDataset dataset, LoaderOptions options) => new(dataset, options, training: false);
+
+    /// <summary>The batches of <paramref name="epoch"/> (0-based), produced ahead on the worker threads. Dispose each batch.</summary>
+    public IEnumerable<Batch> Epoch(int epoch, CancellationToken cancellationToken = default)
+    {
+        var indices = Sampler.Indices(epoch);
+        var batchSize = Options.BatchSize;
+        var batchCount = BatchesPerEpoch;
+        if (batchCount == 0) yield break;
+        var mosaic = Training && Pipeline.Augment!.MosaicActive(epoch, Options.Epochs);
+        var prefetch = Options.PrefetchBatches > 0 ? Options.PrefetchBatches : Math.Max(2, 2 * Options.Workers);
+
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var work = new BlockingCollection<(PendingBatch Batch, int Position)>();
+        var workers = Enumerable.Range(0, Math.Max(1, Options.Workers)).Select(w => new Thread(() => Work(work, epoch, mosaic, cancel.Token))
+        {
+            IsBackground = true,
+            Name = $"osprey-data-{w}",
+        }).ToList();
+        workers.ForEach(t => t.Start());
+        var pending = new Queue<PendingBatch>();
+        var next = 0;
+        void Enqueue()
+        {
+            var start = next * batchSize;
+            var count = Math.Min(batchSize, indices.Count - start);
+            var batch = new PendingBatch(next, indices.Skip(start).Take(count).ToArray(), Rent(count * Pipeline.ImageBytes));
+            pending.Enqueue(batch);
+            for (var p = 0; p < count; p++) work.Add((batch, p));
+            next++;
+        }
+        try
+        {
+            while (next < batchCount && pending.Count < prefetch) Enqueue();
+            while (pending.Count > 0)
+            {
+                var batch = pending.Dequeue();
+                batch.Done.Wait(cancel.Token);
+                if (batch.Error is not null) throw new InvalidOperationException($"Data loading failed in epoch {epoch}: {batch.Error.Message}", batch.Error);
+                var collated = Collate(batch, epoch);
+                Return(batch.Buffer);
+                if (next < batchCount) Enqueue();
+                yield return collated;
+            }
+        }
+        finally
+        {
+            work.CompleteAdding();
+            cancel.Cancel();
+            foreach (var t in workers) t.Join();
+        }
+    }
+
+    private void Work(BlockingCollection<(PendingBatch Batch, int Position)> work, int epoch, bool mosaic, CancellationToken token)
+    {
+        try
+        {
+            foreach (var (batch, position) in work.GetConsumingEnumerable(token))
+            {
+                try
+                {
+                    if (batch.Error is null)
+                    {
+                        var destination = Marshal.UnsafeAddrOfPinnedArrayElement(batch.Buffer, position * Pipeline.ImageBytes);
+                        batch.Samples[position] = Pipeline.Process(batch.Indices[position], epoch, mosaic, destination);
+                    }
+                }
+                catch (Exception e)
+                {
+                    batch.Error ??= e;
+                }
+                finally
+                {
+                    batch.Done.Signal();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // loader closed early
+        }
+    }
+
+    private Batch Collate(PendingBatch pending, int epoch)
+    {
+        var b = pending.Indices.Length;
+        var s = Options.ImageSize;
+        var images = empty([b, 3, s, s], ScalarType.Byte);
+        pending.Buffer.AsSpan(0, b * Pipeline.ImageBytes).CopyTo(images.bytes);
+        var total = pending.Samples.Sum(x => x!.Classes.Length);
+        var batchIndex = new long[total];
+        var classes = new float[total];
+        var boxes = new float[total * 4];
+        var n = 0;
+        for (var i = 0; i < b; i++)
+        {
+            var sample = pending.Samples[i]!;
+            for (var k = 0; k < sample.Classes.Length; k++, n++)
+            {
+                batchIndex[n] = i;
+                classes[n] = sample.Classes[k];
+            }
+            sample.Boxes.CopyTo(boxes, (n - sample.Classes.Length) * 4);
+        }
+        return new Batch(images, tensor(batchIndex), tensor(classes), tensor(boxes, [total, 4]),
+            pending.Samples.Select(x => x!.Info).ToArray(), epoch, pending.Number);
+    }
+
+    private byte[] Rent(int length)
+    {
+        while (_buffers.TryTake(out var buffer))
+            if (buffer.Length == length) return buffer;
+        return GC.AllocateUninitializedArray<byte>(length, pinned: true);
+    }
+
+    private void Return(byte[] buffer)
+    {
+        if (_buffers.Count < 16) _buffers.Add(buffer);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _store.Dispose();
+
+    private sealed class PendingBatch(int number, int[] indices, byte[] buffer)
+    {
+        public int Number { get; } = number;
+        public int[] Indices { get; } = indices;
+        public byte[] Buffer { get; } = buffer;
+        public ProcessedSample?[] Samples { get; } = new ProcessedSample?[indices.Length];
+        public CountdownEvent Done { get; } = new(indices.Length);
+        public volatile Exception? Error;
+    }
+}

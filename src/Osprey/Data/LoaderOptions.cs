@@ -1,0 +1,30 @@
+namespace Osprey.Data;
+
+/// <summary>Options of <see cref="DataLoader"/>.</summary>
+/// <param name="ImageSize">Square output side (imgsz).</param>
+/// <param name="BatchSize">Images per batch on this rank.</param>
+/// <param name="Workers">Decode/augment threads.</param>
+/// <param name="Seed">Seed of the shuffle and of every augmentation draw.</param>
+/// <param name="Rank">This process's rank.</param>
+/// <param name="WorldSize">Number of ranks.</param>
+/// <param name="Cache">Keep decoded images in RAM or a shared memory-mapped file.</param>
+/// <param name="Augment">Training augmentation (train loader only; null = Ultralytics defaults).</param>
+/// <param name="Epochs">Total epochs (for <see cref="AugmentOptions.CloseMosaic"/>).</param>
+/// <param name="PrefetchBatches">Batches prepared ahead (0 = 2 per worker, at least 2).</param>
+/// <param name="CacheDirectory">Folder of the disk image cache (default <see cref="OspreyCacheDirectory.Root"/>).</param>
+/// <param name="DropLast">Drop a last incomplete batch.</param>
+/// <param name="SingleThreadedOpenCv">Turn OpenCV's own thread pool off (recommended when workers ≥ cores).</param>
+public sealed record LoaderOptions(
+    int ImageSize = 640,
+    int BatchSize = 16,
+    int Workers = 2,
+    long Seed = 0,
+    int Rank = 0,
+    int WorldSize = 1,
+    ImageCacheMode Cache = ImageCacheMode.None,
+    AugmentOptions? Augment = null,
+    int Epochs = 0,
+    int PrefetchBatches = 0,
+    string? CacheDirectory = null,
+    bool DropLast = false,
+    bool SingleThreadedOpenCv = true);

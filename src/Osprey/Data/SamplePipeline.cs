@@ -1,0 +1,337 @@
+using OpenCvSharp;
+
+namespace Osprey.Data;
+
+/// <summary>One sample after the pipeline: labels normalised to the output image, and where it came from.</summary>
+/// <param name="Classes">Class id per box.</param>
+/// <param name="Boxes">Normalised centre-xywh, 4 floats per box.</param>
+/// <param name="Info">Source image and scaling.</param>
+public sealed record ProcessedSample(int[] Classes, float[] Boxes, ImageInfo Info);
+
+/// <summary>
+/// Turns dataset index → square imgsz×imgsz RGB CHW uint8 image + labels. Training (<see cref="Augment"/> not null): mosaic of 4,
+/// random affine/perspective (border −imgsz/2 after mosaic), optional mixup, HSV via LUT, flips, Ultralytics box candidates.
+/// Validation: <c>load_image</c> + letterbox (auto=False, centre, gray 114). Every random draw comes from
+/// <see cref="SampleRandom.For"/>(seed, epoch, index), so a sample does not depend on threads, ranks or batching.
+/// </summary>
+public sealed class SamplePipeline
+{
+    private static readonly Scalar Gray = new(114, 114, 114);
+    private readonly IReadOnlyList<LabeledImage> _images;
+    private readonly IImageStore _store;
+
+    /// <summary>Output side in pixels.</summary>
+    public int ImageSize { get; }
+
+    /// <summary>Training augmentation, or null for validation.</summary>
+    public AugmentOptions? Augment { get; }
+
+    /// <summary>Seed of every random draw.</summary>
+    public long Seed { get; }
+
+    /// <summary>Bytes of one output image (3 × imgsz²).</summary>
+    public int ImageBytes => 3 * ImageSize * ImageSize;
+
+    /// <summary>Creates the pipeline over a dataset's images and a store of their decoded pixels.</summary>
+    public SamplePipeline(IReadOnlyList<LabeledImage> images, IImageStore store, int imageSize, AugmentOptions? augment, long seed)
+    {
+        if (store.Count != images.Count) throw new ArgumentException("Store and image list differ in length.", nameof(store));
+        if (imageSize < 32) throw new ArgumentOutOfRangeException(nameof(imageSize), "imgsz must be at least 32.");
+        _images = images;
+        _store = store;
+        ImageSize = imageSize;
+        Augment = augment;
+        Seed = seed;
+    }
+
+    /// <summary>Processes sample <paramref name="index"/> of <paramref name="epoch"/> into <paramref name="destination"/>
+    /// (3 × imgsz² writable bytes: planes R, G, B).</summary>
+    public ProcessedSample Process(int index, int epoch, bool mosaicActive, nint destination)
+    {
+        using var result = Augment is null ? Letterboxed(index, out var classes, out var boxes, out var info)
+            : Augmented(index, epoch, mosaicActive, out classes, out boxes, out info);
+        WriteRgbPlanes(result, destination);
+        return new ProcessedSample(classes, ToNormalisedXywh(boxes, ImageSize), info);
+    }
+
+    /// <summary>Processes into a new CHW RGB array (tests and tools).</summary>
+    public (byte[] Chw, ProcessedSample Sample) Process(int index, int epoch, bool mosaicActive = true)
+    {
+        var buffer = GC.AllocateUninitializedArray<byte>(ImageBytes, pinned: true);
+        var sample = Process(index, epoch, mosaicActive, System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0));
+        return (buffer, sample);
+    }
+
+    private Mat Letterboxed(int index, out int[] classes, out float[] boxes, out ImageInfo info)
+    {
+        var s = ImageSize;
+        using var loaded = _store.Load(index);
+        var image = loaded.Image;
+        var (h, w) = (image.Height, image.Width);
+        var r = Math.Min((double)s / h, (double)s / w);
+        int nw = (int)Math.Round(w * r), nh = (int)Math.Round(h * r);
+        double dw = (s - nw) / 2.0, dh = (s - nh) / 2.0;
+        int top = (int)Math.Round(dh - 0.1), bottom = s - nh - top, left = (int)Math.Round(dw - 0.1), right = s - nw - left;
+        var output = new Mat();
+        if (nw != w || nh != h)
+        {
+            using var resized = new Mat();
+            Cv2.Resize(image, resized, new Size(nw, nh), 0, 0, InterpolationFlags.Linear);
+            Cv2.CopyMakeBorder(resized, output, top, bottom, left, right, BorderTypes.Constant, Gray);
+        }
+        else
+        {
+            Cv2.CopyMakeBorder(image, output, top, bottom, left, right, BorderTypes.Constant, Gray);
+        }
+        var labeled = _images[index];
+        classes = labeled.Classes;
+        boxes = BoxTransforms.ToPixelXyxy(labeled.Boxes, nw, nh, 1, 1, left, top);
+        info = new ImageInfo(labeled.ImagePath, index, loaded.OriginalHeight, loaded.OriginalWidth,
+            (float)nh / loaded.OriginalHeight, (float)nw / loaded.OriginalWidth, top, left);
+        return output;
+    }
+
+    private Mat Augmented(int index, int epoch, bool mosaicActive, out int[] classes, out float[] boxes, out ImageInfo info)
+    {
+        var a = Augment!;
+        var rng = SampleRandom.For(Seed, epoch, index);
+        var output = PreTransform(index, mosaicActive, ref rng, out classes, out boxes, out info);
+
+        var mix = rng.NextDouble() < a.Mixup && mosaicActive;
+        var mixIndex = rng.NextInt(_images.Count);
+        var mixRatio = Math.Clamp(0.5 + 0.062 * Normal(ref rng), 0, 1); // ≈ Beta(32, 32)
+        if (mix)
+        {
+            var partnerRng = SampleRandom.For(Seed ^ 0x6D69787570L, epoch, mixIndex);
+            using var partner = PreTransform(mixIndex, mosaicActive, ref partnerRng, out var c2, out var b2, out _);
+            Cv2.AddWeighted(output, mixRatio, partner, 1 - mixRatio, 0, output);
+            classes = [.. classes, .. c2];
+            boxes = [.. boxes, .. b2];
+        }
+
+        var gains = new[] { rng.Uniform(-1, 1) * a.HsvH + 1, rng.Uniform(-1, 1) * a.HsvS + 1, rng.Uniform(-1, 1) * a.HsvV + 1 };
+        if (a.HsvH != 0 || a.HsvS != 0 || a.HsvV != 0) Hsv.Apply(output, gains[0], gains[1], gains[2]);
+
+        var s = ImageSize;
+        if (rng.NextDouble() < a.FlipUD)
+        {
+            Cv2.Flip(output, output, FlipMode.X);
+            for (var i = 0; i < boxes.Length; i += 4) (boxes[i + 1], boxes[i + 3]) = (s - boxes[i + 3], s - boxes[i + 1]);
+        }
+        if (rng.NextDouble() < a.FlipLR)
+        {
+            Cv2.Flip(output, output, FlipMode.Y);
+            for (var i = 0; i < boxes.Length; i += 4) (boxes[i], boxes[i + 2]) = (s - boxes[i + 2], s - boxes[i]);
+        }
+        return output;
+    }
+
+    /// <summary>Mosaic (or letterbox) followed by the random affine/perspective; consumes a fixed number of draws.</summary>
+    private Mat PreTransform(int index, bool mosaicActive, ref SampleRandom rng, out int[] classes, out float[] boxes, out ImageInfo info)
+    {
+        var a = Augment!;
+        var s = ImageSize;
+        var useMosaic = rng.NextDouble() < a.Mosaic && mosaicActive;
+        Span<int> tiles = [index, rng.NextInt(_images.Count), rng.NextInt(_images.Count), rng.NextInt(_images.Count)];
+        var xc = (int)rng.Uniform(s / 2.0, 1.5 * s);
+        var yc = (int)rng.Uniform(s / 2.0, 1.5 * s);
+        var inputSide = useMosaic ? 2 * s : s;
+        var m = AffineMatrix(ref rng, inputSide, s, out var gain);
+
+        var primary = _images[index];
+        using var first = _store.Load(index);
+        info = new ImageInfo(primary.ImagePath, index, first.OriginalHeight, first.OriginalWidth,
+            (float)first.Image.Height / first.OriginalHeight, (float)first.Image.Width / first.OriginalWidth, 0, 0);
+        var output = new Mat(s, s, MatType.CV_8UC3, Gray);
+        float[] before;
+        int[] beforeClasses;
+        if (useMosaic)
+        {
+            var loaded = new LoadedImage[4];
+            loaded[0] = first;
+            try
+            {
+                for (var t = 1; t < 4; t++) loaded[t] = _store.Load(tiles[t]);
+                (beforeClasses, before) = Mosaic(loaded, tiles, xc, yc, m, output);
+            }
+            finally
+            {
+                for (var t = 1; t < 4; t++) loaded[t]?.Dispose();
+            }
+        }
+        else
+        {
+            var image = first.Image;
+            var (h, w) = (image.Height, image.Width);
+            var r = Math.Min((double)s / h, (double)s / w);
+            int nw = (int)Math.Round(w * r), nh = (int)Math.Round(h * r);
+            int top = (int)Math.Round((s - nh) / 2.0 - 0.1), left = (int)Math.Round((s - nw) / 2.0 - 0.1);
+            double sx = (double)nw / w, sy = (double)nh / h;
+            var letterbox = new[] { sx, 0, left, 0, sy, top, 0, 0, 1 };
+            Warp(image, output, Multiply(m, letterbox), new Rect(0, 0, s, s), BorderTypes.Constant);
+            beforeClasses = primary.Classes;
+            before = BoxTransforms.ToPixelXyxy(primary.Boxes, w, h, sx, sy, left, top);
+        }
+
+        var after = IsAffine(m) ? BoxTransforms.Affine(before, m) : BoxTransforms.Perspective(before, m);
+        BoxTransforms.Clip(after, s, s);
+        var scaled = before.Select(v => (float)(v * gain)).ToArray();
+        (classes, boxes) = BoxTransforms.Select(beforeClasses, after, k => BoxTransforms.IsCandidate(scaled, after, k * 4));
+        return output;
+    }
+
+    /// <summary>Ultralytics mosaic of 4 on a 2s×2s canvas centred at (xc, yc), warped by <paramref name="m"/> straight into
+    /// <paramref name="output"/> tile by tile (no canvas is built). Returns the canvas-coordinate boxes (clipped, non-empty).</summary>
+    private (int[] Classes, float[] Boxes) Mosaic(LoadedImage[] loaded, Span<int> tiles, int xc, int yc, double[] m, Mat output)
+    {
+        var s = ImageSize;
+        var classes = new List<int>();
+        var boxes = new List<float>();
+        var scaleTranslate = m[1] == 0 && m[3] == 0 && m[6] == 0 && m[7] == 0 && m[0] > 0 && m[4] > 0;
+        Mat? canvas = scaleTranslate ? null : new Mat(2 * s, 2 * s, MatType.CV_8UC3, Gray);
+        try
+        {
+            for (var t = 0; t < 4; t++)
+            {
+                var image = loaded[t].Image;
+                var (h, w) = (image.Height, image.Width);
+                int x1a, y1a, x2a, y2a, x1b, y1b, x2b, y2b;
+                switch (t)
+                {
+                    case 0:
+                        (x1a, y1a, x2a, y2a) = (Math.Max(xc - w, 0), Math.Max(yc - h, 0), xc, yc);
+                        (x1b, y1b, x2b, y2b) = (w - (x2a - x1a), h - (y2a - y1a), w, h);
+                        break;
+                    case 1:
+                        (x1a, y1a, x2a, y2a) = (xc, Math.Max(yc - h, 0), Math.Min(xc + w, 2 * s), yc);
+                        (x1b, y1b, x2b, y2b) = (0, h - (y2a - y1a), Math.Min(w, x2a - x1a), h);
+                        break;
+                    case 2:
+                        (x1a, y1a, x2a, y2a) = (Math.Max(xc - w, 0), yc, xc, Math.Min(2 * s, yc + h));
+                        (x1b, y1b, x2b, y2b) = (w - (x2a - x1a), 0, w, Math.Min(y2a - y1a, h));
+                        break;
+                    default:
+                        (x1a, y1a, x2a, y2a) = (xc, yc, Math.Min(xc + w, 2 * s), Math.Min(2 * s, yc + h));
+                        (x1b, y1b, x2b, y2b) = (0, 0, Math.Min(w, x2a - x1a), Math.Min(y2a - y1a, h));
+                        break;
+                }
+                int padw = x1a - x1b, padh = y1a - y1b;
+                if (x2a > x1a && y2a > y1a)
+                {
+                    if (canvas is not null)
+                    {
+                        using var from = new Mat(image, new Rect(x1b, y1b, x2b - x1b, y2b - y1b));
+                        using var to = new Mat(canvas, new Rect(x1a, y1a, x2a - x1a, y2a - y1a));
+                        from.CopyTo(to);
+                    }
+                    else
+                    {
+                        // output pixels whose canvas coordinate falls in this tile's rectangle
+                        int u0 = Math.Clamp((int)Math.Ceiling(m[0] * (x1a - 0.5) + m[2]), 0, s), u1 = Math.Clamp((int)Math.Ceiling(m[0] * (x2a - 0.5) + m[2]), 0, s);
+                        int v0 = Math.Clamp((int)Math.Ceiling(m[4] * (y1a - 0.5) + m[5]), 0, s), v1 = Math.Clamp((int)Math.Ceiling(m[4] * (y2a - 0.5) + m[5]), 0, s);
+                        if (u1 > u0 && v1 > v0)
+                        {
+                            var tileMatrix = new[] { m[0], 0, m[0] * padw + m[2], 0, m[4], m[4] * padh + m[5], 0, 0, 1 };
+                            Warp(image, output, tileMatrix, new Rect(u0, v0, u1 - u0, v1 - v0), BorderTypes.Replicate);
+                        }
+                    }
+                }
+                var labeled = _images[tiles[t]];
+                var pixel = BoxTransforms.ToPixelXyxy(labeled.Boxes, w, h, 1, 1, padw, padh);
+                BoxTransforms.Clip(pixel, 2 * s, 2 * s);
+                for (var k = 0; k < labeled.Classes.Length; k++)
+                {
+                    if (pixel[k * 4 + 2] - pixel[k * 4] <= 0 || pixel[k * 4 + 3] - pixel[k * 4 + 1] <= 0) continue;
+                    classes.Add(labeled.Classes[k]);
+                    boxes.AddRange(pixel.AsSpan(k * 4, 4));
+                }
+            }
+            if (canvas is not null) Warp(canvas, output, m, new Rect(0, 0, s, s), BorderTypes.Constant);
+        }
+        finally
+        {
+            canvas?.Dispose();
+        }
+        return (classes.ToArray(), boxes.ToArray());
+    }
+
+    /// <summary>Ultralytics <c>RandomPerspective.affine_transform</c>: M = T·S·R·P·C (row-major 3×3). Always consumes 8 draws.</summary>
+    private double[] AffineMatrix(ref SampleRandom rng, int inputSide, int outputSide, out double gain)
+    {
+        var a = Augment!;
+        var c = new double[] { 1, 0, -inputSide / 2.0, 0, 1, -inputSide / 2.0, 0, 0, 1 };
+        var p = new double[] { 1, 0, 0, 0, 1, 0, rng.Uniform(-a.Perspective, a.Perspective), rng.Uniform(-a.Perspective, a.Perspective), 1 };
+        var angle = rng.Uniform(-a.Degrees, a.Degrees) * Math.PI / 180;
+        gain = rng.Uniform(1 - a.Scale, 1 + a.Scale);
+        double alpha = gain * Math.Cos(angle), beta = gain * Math.Sin(angle);
+        var r = new[] { alpha, beta, 0, -beta, alpha, 0, 0, 0, 1 };
+        var sh = new double[] { 1, Math.Tan(rng.Uniform(-a.Shear, a.Shear) * Math.PI / 180), 0, Math.Tan(rng.Uniform(-a.Shear, a.Shear) * Math.PI / 180), 1, 0, 0, 0, 1 };
+        var t = new double[] { 1, 0, rng.Uniform(0.5 - a.Translate, 0.5 + a.Translate) * outputSide, 0, 1, rng.Uniform(0.5 - a.Translate, 0.5 + a.Translate) * outputSide, 0, 0, 1 };
+        return Multiply(t, Multiply(sh, Multiply(r, Multiply(p, c))));
+    }
+
+    private static bool IsAffine(double[] m) => m[6] == 0 && m[7] == 0 && m[8] == 1;
+
+    private static double[] Multiply(double[] x, double[] y)
+    {
+        var z = new double[9];
+        for (var i = 0; i < 3; i++)
+            for (var j = 0; j < 3; j++)
+                z[i * 3 + j] = x[i * 3] * y[j] + x[i * 3 + 1] * y[3 + j] + x[i * 3 + 2] * y[6 + j];
+        return z;
+    }
+
+    /// <summary>Warps <paramref name="source"/> by <paramref name="m"/> (source → output coordinates) into the
+    /// <paramref name="region"/> of <paramref name="output"/>.</summary>
+    private static void Warp(Mat source, Mat output, double[] m, Rect region, BorderTypes border)
+    {
+        using var roi = new Mat(output, region);
+        var shifted = (double[])m.Clone();
+        // shift into region coordinates: subtract region origin (times the projective row for perspective)
+        for (var j = 0; j < 3; j++)
+        {
+            shifted[j] -= region.X * m[6 + j];
+            shifted[3 + j] -= region.Y * m[6 + j];
+        }
+        if (IsAffine(m))
+        {
+            using var matrix = Mat.FromPixelData(2, 3, MatType.CV_64FC1, shifted[..6]);
+            Cv2.WarpAffine(source, roi, matrix, region.Size, InterpolationFlags.Linear, border, Gray);
+        }
+        else
+        {
+            using var matrix = Mat.FromPixelData(3, 3, MatType.CV_64FC1, shifted);
+            Cv2.WarpPerspective(source, roi, matrix, region.Size, InterpolationFlags.Linear, border, Gray);
+        }
+    }
+
+    private static double Normal(ref SampleRandom rng)
+    {
+        var u1 = 1.0 - rng.NextDouble();
+        var u2 = rng.NextDouble();
+        return Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+    }
+
+    private void WriteRgbPlanes(Mat bgr, nint destination)
+    {
+        var s = ImageSize;
+        var plane = (nint)(s * s);
+        using var r = Mat.FromPixelData(s, s, MatType.CV_8UC1, destination);
+        using var g = Mat.FromPixelData(s, s, MatType.CV_8UC1, destination + plane);
+        using var b = Mat.FromPixelData(s, s, MatType.CV_8UC1, destination + 2 * plane);
+        Cv2.MixChannels([bgr], [r, g, b], [2, 0, 1, 1, 0, 2]);
+    }
+
+    private static float[] ToNormalisedXywh(float[] xyxy, int side)
+    {
+        var result = new float[xyxy.Length];
+        for (var i = 0; i < xyxy.Length; i += 4)
+        {
+            result[i] = (xyxy[i] + xyxy[i + 2]) / 2 / side;
+            result[i + 1] = (xyxy[i + 1] + xyxy[i + 3]) / 2 / side;
+            result[i + 2] = (xyxy[i + 2] - xyxy[i]) / side;
+            result[i + 3] = (xyxy[i + 3] - xyxy[i + 1]) / side;
+        }
+        return result;
+    }
+}
