@@ -25,13 +25,15 @@ public static class ModelWeights
     /// </summary>
     public static void Save(Module model, string path, bool writeSidecar = true)
     {
-        switch (Format(path))
+        // Atomic (temp + flush + rename): a crash mid-save leaves the previous weights intact.
+        WeightsFormat format = Format(path);
+        Osprey.IO.AtomicFile.WriteVia(path, temporary =>
         {
-            case WeightsFormat.Safetensors: model.save_safetensors(path); break;
-            case WeightsFormat.Pickle: model.save_py(path); break;
-        }
+            if (format == WeightsFormat.Safetensors) model.save_safetensors(temporary);
+            else model.save_py(temporary);
+        });
         if (writeSidecar && model is DetectionModel detection)
-            File.WriteAllText(SidecarPath(path), detection.Config.ToPinnedYaml());
+            Osprey.IO.AtomicFile.WriteAllText(SidecarPath(path), detection.Config.ToPinnedYaml());
     }
 
     /// <summary>The sidecar YAML path for a weights file: same folder and stem, <c>.yaml</c>.</summary>

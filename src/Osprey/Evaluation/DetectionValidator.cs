@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using Osprey.Data;
+using Osprey.Losses;
+using Osprey.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Osprey.Evaluation;
+
+/// <summary>What one validation pass produced.</summary>
+/// <param name="Metrics">P, R, mAP50, mAP50-95 (COCOeval semantics) and the per-class table.</param>
+/// <param name="Losses">Mean box, cls, dfl loss per batch (null when not computed).</param>
+/// <param name="Confusion">Confusion matrix at conf 0.25, IoU 0.45.</param>
+/// <param name="Evaluator">The per-image records (to merge shards across ranks).</param>
+/// <param name="Predictions">COCO-format predictions in original pixels (when collected).</param>
+/// <param name="Images">Images evaluated.</param>
+/// <param name="Instances">Ground-truth boxes.</param>
+/// <param name="MillisecondsPerImage">Inference + NMS time per image.</param>
+public sealed record ValidationResult(DetectionMetrics Metrics, IReadOnlyList<double>? Losses, ConfusionMatrix Confusion,
+    CocoEvaluator Evaluator, IReadOnlyList<CocoPrediction> Predictions, int Images, int Instances, double MillisecondsPerImage);
+
+/// <summary>Progress of a validation pass: batches done of total.</summary>
+public readonly record struct ValidationProgress(int Batch, int Batches);
+
+/// <summary>
+/// Validation lifecycle (Ultralytics' DetectionValidator): per batch forward in eval mode, optional loss on the
+/// raw maps, NMS (conf 0.001, IoU 0.7, max_det 300), boxes and labels mapped to original pixels, metrics
+/// accumulated per image; then computed once.
+/// </summary>
+public static class DetectionValidator
+{
+    /// <summary>Runs validation of <paramref name="model"/> over <paramref name="loader"/> on <paramref name="device"/>.</summary>
+    /// <param name="loss">Computes val/box_loss … when given.</param>
+    /// <param name="collectPredictions">Keep COCO-format predictions (save_json).</param>
+    public static ValidationResult Run(DetectionModel model, DataLoader loader, Device device, NmsOptions? nms = null,
+        DetectionLoss? loss = null, bool collectPredictions = false, Action<ValidationProgress>? progress = null)
+    {
+        nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
+        bool wasTraining = model.training;
+        model.eval();
+        var evaluator = new CocoEvaluator();
+        var confusion = new ConfusionMatrix(model.Nc);
+        var predictions = new List<CocoPrediction>();
+        var lossSums = new double[3];
+        int batches = 0, images = 0, instances = 0;
+        var timer = new Stopwatch();
+        try
+        {
+            using var noGrad = no_grad();
+            foreach (Batch batch in loader.Epoch(0))
+            {
+                using var scope = NewDisposeScope();
+                using var owned = batch;
+                timer.Start();
+                var input = batch.ImagesAsFloat(device);                  // (b, 3, H, W) in [0, 1]
+                var maps = model.ForwardFeatures(input);                   // 3 × (b, no, h, w)
+                var prediction = model.Head.Decode(maps);                  // (b, 4 + nc, A) pixels, sigmoid scores
+                var kept = Nms.NonMaxSuppression(prediction, nms);         // b × (n, 6) letterboxed pixels
+                var host = kept.Select(k => k.cpu().to_type(ScalarType.Float32).data<float>().ToArray()).ToList();
+                timer.Stop();
+                if (loss is not null)
+                {
+                    using var result = loss.Compute(maps, new DetectionTargets(
+                        batch.BatchIndex.to(device), batch.Classes.to(device), batch.Boxes.to(device)));
+                    var (box, cls, dfl) = result.ItemValues();
+                    lossSums[0] += box; lossSums[1] += cls; lossSums[2] += dfl;
+                }
+                for (int i = 0; i < batch.Size; i++)
+                {
+                    ImageInfo info = batch.Infos[i];
+                    LabeledImage labels = loader.Dataset.Images[info.DatasetIndex];
+                    var detections = ToOriginal(host[i], info);
+                    var truths = GroundTruthOf(labels);
+                    evaluator.Update(info.DatasetIndex, detections, truths);
+                    confusion.Process(detections, truths);
+                    if (collectPredictions) predictions.AddRange(detections.Select(d => CocoPrediction.FromXyxy(labels.ImagePath, d)));
+                    instances += truths.Length;
+                }
+                images += batch.Size;
+                batches++;
+                progress?.Invoke(new ValidationProgress(batches, loader.BatchesPerEpoch));
+            }
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+        double[]? losses = loss is null ? null : lossSums.Select(s => s / Math.Max(batches, 1)).ToArray();
+        return new ValidationResult(evaluator.Compute(), losses, confusion, evaluator, predictions, images, instances,
+            images == 0 ? 0 : timer.Elapsed.TotalMilliseconds / images);
+    }
+
+    /// <summary>Ground truths of an image in original pixels (normalised centre-xywh × image size).</summary>
+    public static GroundTruth[] GroundTruthOf(LabeledImage image)
+    {
+        var truths = new GroundTruth[image.BoxCount];
+        for (int j = 0; j < truths.Length; j++)
+        {
+            double cx = image.Boxes[4 * j] * image.Width, cy = image.Boxes[4 * j + 1] * image.Height;
+            double w = image.Boxes[4 * j + 2] * image.Width, h = image.Boxes[4 * j + 3] * image.Height;
+            truths[j] = new GroundTruth(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, image.Classes[j]);
+        }
+        return truths;
+    }
+
+    // NMS rows [x1, y1, x2, y2, conf, cls] in batch pixels → detections in original pixels (clipped).
+    static Detection[] ToOriginal(float[] rows, ImageInfo info)
+    {
+        var detections = new Detection[rows.Length / 6];
+        for (int k = 0; k < detections.Length; k++)
+        {
+            var (x1, y1, x2, y2) = info.ToOriginal(rows[6 * k], rows[6 * k + 1], rows[6 * k + 2], rows[6 * k + 3]);
+            detections[k] = new Detection(x1, y1, x2, y2, rows[6 * k + 4], (int)rows[6 * k + 5]);
+        }
+        return detections;
+    }
+}

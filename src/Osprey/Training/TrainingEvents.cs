@@ -1,0 +1,34 @@
+using Osprey.Data;
+using Osprey.Evaluation;
+
+namespace Osprey.Training;
+
+/// <summary>Something the trainer reports; the CLI renders these (the library never prints).</summary>
+public abstract record TrainingEvent;
+
+/// <summary>The run is set up: where it writes, on what, with which data and optimiser.</summary>
+public sealed record TrainingStarted(string RunDirectory, string Device, string Model, long Parameters,
+    DatasetSummary Train, DatasetSummary Val, string Optimizer, int Batch, int Accumulate, int ImageSize,
+    int Workers, int StartEpoch, int Epochs, bool Resumed) : TrainingEvent;
+
+/// <summary>An epoch's training batches begin.</summary>
+public sealed record EpochStarted(int Epoch, int Epochs, int Batches, bool Mosaic) : TrainingEvent;
+
+/// <summary>One training batch is done.</summary>
+/// <param name="MeanLosses">Running mean of box, cls, dfl over the epoch so far.</param>
+/// <param name="Instances">Boxes in this batch.</param>
+public sealed record BatchFinished(int Epoch, int Epochs, int Batch, int Batches, IReadOnlyList<double> MeanLosses,
+    int Instances, int ImageSize, double Seconds) : TrainingEvent;
+
+/// <summary>Validation of the epoch starts (<paramref name="Batches"/> batches).</summary>
+public sealed record ValidationStarted(int Epoch, int Batches) : TrainingEvent;
+
+/// <summary>One validation batch is done.</summary>
+public sealed record ValidationBatchFinished(int Batch, int Batches) : TrainingEvent;
+
+/// <summary>An epoch is done: its results.csv row and the validation result (null when not validated).</summary>
+public sealed record EpochFinished(EpochResult Result, ValidationResult? Validation, bool IsBest) : TrainingEvent;
+
+/// <summary>The run is over: why, where the weights are, and the final validation of the best weights.</summary>
+public sealed record TrainingFinished(string RunDirectory, string LastWeights, string? BestWeights, int EpochsRun,
+    double Hours, string StopReason, ValidationResult? Final, IReadOnlyList<string> ClassNames) : TrainingEvent;

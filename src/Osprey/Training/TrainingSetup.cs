@@ -1,0 +1,79 @@
+using Osprey.Config;
+using Osprey.Data;
+using Osprey.Models;
+
+namespace Osprey.Training;
+
+/// <summary>Argument checks and resolution shared by train (and, later, the data-parallel launcher).</summary>
+public static class TrainingSetup
+{
+    /// <summary>The model a run starts from when none is given.</summary>
+    public const string DefaultModel = "yolov8n.yaml";
+
+    /// <summary>Batch used when <c>batch</c> is not positive (AutoBatch needs CUDA; Ultralytics falls back to 16 on CPU).</summary>
+    public const int CpuAutoBatch = 16;
+
+    /// <summary>Fails on arguments that Osprey does not implement yet, instead of silently ignoring them.</summary>
+    public static void RejectUnsupported(OspreyArgs args)
+    {
+        if (args.Data is null) throw new ArgumentsException("train needs data=… (a dataset YAML, or data=shapes)");
+        if (args.Epochs < 1) throw new ArgumentsException($"epochs={args.Epochs}: must be at least 1");
+        if (args.Imgsz < 32 || args.Imgsz % 32 != 0)
+            throw new ArgumentsException($"imgsz={args.Imgsz}: must be a positive multiple of 32 (the largest stride)");
+        if (args.Rect) throw new ArgumentsException("rect=True is not supported yet");
+        if (args.SingleCls) throw new ArgumentsException("single_cls=True is not supported yet");
+        if (args.Fraction != 1.0) throw new ArgumentsException("fraction is not supported yet");
+        if (args.Mixup != 0) throw new ArgumentsException("mixup is not supported yet");
+    }
+
+    /// <summary>cache=false|true|ram|disk → the loader's mode (true means ram, as in Ultralytics).</summary>
+    public static ImageCacheMode CacheMode(string cache) => cache.ToLowerInvariant() switch
+    {
+        "false" or "none" or "0" => ImageCacheMode.None,
+        "true" or "ram" or "1" => ImageCacheMode.Ram,
+        "disk" => ImageCacheMode.Disk,
+        _ => throw new ArgumentsException($"cache={cache} is not valid: use false, ram or disk"),
+    };
+
+    /// <summary>The training augmentation of <paramref name="args"/>.</summary>
+    public static AugmentOptions Augmentation(OspreyArgs args) => new(
+        Mosaic: args.Mosaic, Degrees: args.Degrees, Translate: args.Translate, Scale: args.Scale, Shear: args.Shear,
+        Perspective: args.Perspective, HsvH: args.HsvH, HsvS: args.HsvS, HsvV: args.HsvV, FlipLR: args.Fliplr,
+        FlipUD: args.Flipud, Mixup: args.Mixup, CloseMosaic: args.CloseMosaic);
+
+    /// <summary>
+    /// The starting model: a YAML gets the dataset's class count; weights are loaded, and transferred where the
+    /// class count differs (Ultralytics' intersect_dicts).
+    /// </summary>
+    public static DetectionModel CreateModel(string? model, int nc) => ModelFactory.Create(model ?? DefaultModel, nc);
+
+    /// <summary>
+    /// Freezes parameters as Ultralytics does: always the DFL projection; <c>freeze=N</c> the first N layers,
+    /// <c>freeze=0,3,5</c> those layer indices.
+    /// </summary>
+    public static void Freeze(DetectionModel model, string? freeze)
+    {
+        var prefixes = new List<string> { ".dfl" };
+        if (!string.IsNullOrWhiteSpace(freeze) && freeze is not ("None" or "null"))
+        {
+            string[] parts = freeze.Trim('[', ']').Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var layers = parts.Length == 1
+                ? Enumerable.Range(0, int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture))
+                : parts.Select(p => int.Parse(p, System.Globalization.CultureInfo.InvariantCulture));
+            prefixes.AddRange(layers.Select(i => $"model.{i}."));
+        }
+        foreach (var (name, parameter) in model.named_parameters())
+            if (prefixes.Any(p => p.StartsWith('.') ? name.Contains(p, StringComparison.Ordinal) : name.StartsWith(p, StringComparison.Ordinal)))
+                parameter.requires_grad = false;
+    }
+
+    /// <summary>The newest weights/last.ckpt under runs/ (for <c>resume=True</c>).</summary>
+    public static string FindLastCheckpoint(string? project)
+    {
+        string root = project ?? "runs";
+        if (!Directory.Exists(root)) throw new FileNotFoundException($"resume=True: no runs under {Path.GetFullPath(root)}");
+        return Directory.EnumerateFiles(root, "last.ckpt", SearchOption.AllDirectories)
+            .OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault()
+            ?? throw new FileNotFoundException($"resume=True: no weights/last.ckpt under {Path.GetFullPath(root)}");
+    }
+}
