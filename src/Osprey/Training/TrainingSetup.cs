@@ -23,7 +23,6 @@ public static class TrainingSetup
         if (args.Rect) throw new ArgumentsException("rect=True is not supported yet");
         if (args.SingleCls) throw new ArgumentsException("single_cls=True is not supported yet");
         if (args.Fraction != 1.0) throw new ArgumentsException("fraction is not supported yet");
-        if (args.Mixup != 0) throw new ArgumentsException("mixup is not supported yet");
     }
 
     /// <summary>cache=false|true|ram|disk → the loader's mode (true means ram, as in Ultralytics).</summary>

@@ -1,0 +1,235 @@
+using System.Diagnostics;
+using Osprey.Config;
+using Osprey.Data;
+using Osprey.Evaluation;
+using Osprey.IO;
+using Osprey.Losses;
+using Osprey.Models;
+using Osprey.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Osprey.Training;
+
+/// <summary>
+/// Trains a YOLOv8 detector on one device with Ultralytics' semantics: loss, optimiser groups, warmup and schedule,
+/// gradient accumulation to the nominal batch, clipping, EMA (used for validation and saving), validation every
+/// epoch, best by fitness, patience, results.csv, args.yaml, safetensors weights, a full-state checkpoint for exact
+/// resume, TensorBoard scalars. Reports through <see cref="TrainingEvent"/>s; never prints.
+/// </summary>
+public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = null)
+{
+    /// <summary>Gradient-norm clip, as Ultralytics (max_norm 10).</summary>
+    public const double MaxGradientNorm = 10.0;
+
+    /// <summary>Runs training to the end (or until patience/time stops it) and returns the final event.</summary>
+    public TrainingFinished Train(CancellationToken cancellationToken = default)
+    {
+        // ── resolve the run: fresh, or resumed from a checkpoint ──────────────────────────────────
+        string? resumeFrom = ResumePath(args);
+        OspreyArgs run = resumeFrom is null ? args.Clone() : ResumedArgs(args, resumeFrom);
+        TrainingSetup.RejectUnsupported(run);
+        TrainingState? saved = resumeFrom is null ? null : Checkpoint.ReadState(resumeFrom);
+        string runDirectory = saved?.RunDirectory ?? RunDirectory.Create(run.Project, run.Name, "train", run.ExistOk);
+        string weightsDirectory = Path.Combine(runDirectory, "weights");
+        Directory.CreateDirectory(weightsDirectory);
+        if (saved is null) AtomicFile.WriteAllText(Path.Combine(runDirectory, "args.yaml"), ArgsYaml.Serialize(run));
+
+        Device device = DeviceRequest.Parse(run.Device).Resolve();
+        // deterministic=True needs no switch here: TorchSharp 0.107 has no use_deterministic_algorithms, and the CPU
+        // kernels used are deterministic for a fixed thread count (the resume test checks bit-exactness).
+        torch.manual_seed(run.Seed);
+
+        // ── data ─────────────────────────────────────────────────────────────────────────────────
+        DatasetConfig data = DatasetCatalog.Resolve(run.Data!);
+        var trainSet = DetectionDataset.Load(data, DatasetSplit.Train);
+        var valSet = DetectionDataset.Load(data, DatasetSplit.Val);
+        int batch = run.Batch > 0 ? run.Batch : TrainingSetup.CpuAutoBatch;
+        var cache = TrainingSetup.CacheMode(run.Cache);
+        using var trainLoader = DataLoader.ForTraining(trainSet, new LoaderOptions(
+            ImageSize: run.Imgsz, BatchSize: batch, Workers: Math.Max(run.Workers, 1), Seed: run.Seed, Cache: cache,
+            Augment: TrainingSetup.Augmentation(run), Epochs: run.Epochs));
+        using var valLoader = DataLoader.ForValidation(valSet, new LoaderOptions(
+            ImageSize: run.Imgsz, BatchSize: batch * 2, Workers: Math.Max(run.Workers, 1), Seed: run.Seed, Cache: cache));
+
+        // ── model, EMA, loss, optimiser, schedule ──────────────────────────────────────────────────
+        int nc = data.ClassCount;
+        DetectionModel model = TrainingSetup.CreateModel(run.Model, nc);
+        TrainingSetup.Freeze(model, run.Freeze);
+        model.to(device);
+        var emaModel = new DetectionModel(model.Config);
+        emaModel.load_state_dict(model.state_dict());
+        emaModel.to(device);
+        var loss = new DetectionLoss(new DetectionLossOptions
+        {
+            NumClasses = nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
+            BoxGain = run.Box, ClsGain = run.Cls, DflGain = run.Dfl,
+        });
+        int batches = trainLoader.BatchesPerEpoch;
+        int accumulate = Math.Max((int)Math.Round((double)run.Nbs / batch, MidpointRounding.ToEven), 1);
+        long iterations = (long)Math.Ceiling((double)trainSet.Count / Math.Max(batch, run.Nbs)) * run.Epochs;
+        var optimizer = TrainingOptimizer.Create(model, run.Optimizer, run.Lr0, run.Momentum, run.WeightDecay,
+            run.WarmupBiasLr, nc, iterations, batch, accumulate, run.Nbs);
+        var schedule = new LearningRateSchedule(optimizer.LearningRate, run.Lrf, run.Epochs, run.CosLr, run.WarmupEpochs,
+            optimizer.WarmupBiasLr, run.WarmupMomentum, optimizer.Momentum, run.Nbs, batch);
+
+        var state = saved is null
+            ? new TrainingState(0, 0, 0, -1, null, 0, 0, ArgsYaml.Serialize(run), runDirectory)
+            : Checkpoint.Load(resumeFrom!, model, emaModel, optimizer.Optimizer);
+        var ema = new ModelEma(emaModel, updates: state.EmaUpdates);
+
+        events?.Invoke(new TrainingStarted(runDirectory, device.ToString(), run.Model ?? TrainingSetup.DefaultModel,
+            model.ParameterCount, trainSet.Summary, valSet.Summary, optimizer.Summary, batch, accumulate, run.Imgsz,
+            run.Workers, state.Epoch, run.Epochs, saved is not null));
+
+        string csv = Path.Combine(runDirectory, "results.csv");
+        string last = Path.Combine(weightsDirectory, "last.safetensors");
+        string best = Path.Combine(weightsDirectory, "best.safetensors");
+        string checkpoint = Path.Combine(weightsDirectory, "last.ckpt");
+        var tensorboard = torch.utils.tensorboard.SummaryWriter(runDirectory);
+        var clock = Stopwatch.StartNew();
+        double previousSeconds = ReadElapsedSeconds(csv);
+        string stopReason = "completed";
+        int epoch = state.Epoch;
+
+        // ── epochs ───────────────────────────────────────────────────────────────────────────────
+        for (; epoch < run.Epochs; epoch++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            model.train();
+            events?.Invoke(new EpochStarted(epoch, run.Epochs, batches, TrainingSetup.Augmentation(run).MosaicActive(epoch, run.Epochs)));
+            var meanLosses = new double[3];
+            int seen = 0;
+            long iteration = state.Iteration, lastStep = state.LastOptimizerIteration;
+            ScheduleValues values = schedule.At(epoch, (int)iteration, batches);
+            var epochClock = Stopwatch.StartNew();
+            foreach (Batch trainBatch in trainLoader.Epoch(epoch, cancellationToken))
+            {
+                using var owned = trainBatch;
+                if (epoch == state.Epoch && trainBatch.Index < state.BatchInEpoch) continue; // resumed mid-epoch
+                using var scope = NewDisposeScope();
+                iteration = trainBatch.Index + (long)batches * epoch;
+                values = schedule.At(epoch, (int)iteration, batches);
+                optimizer.Apply(values);
+
+                var images = trainBatch.ImagesAsFloat(device);                 // (b, 3, H, W) in [0, 1]
+                var maps = model.ForwardFeatures(images);                       // 3 × (b, no, h, w)
+                using var result = loss.Compute(maps, new DetectionTargets(
+                    trainBatch.BatchIndex.to(device), trainBatch.Classes.to(device), trainBatch.Boxes.to(device)));
+                var (box, cls, dfl) = result.ItemValues();                      // note: a device → host sync point
+                if (!float.IsFinite(box + cls + dfl))
+                    throw new InvalidOperationException(
+                        $"loss is not finite at epoch {epoch + 1}, batch {trainBatch.Index + 1} (box {box}, cls {cls}, dfl {dfl}); lower lr0 or check the labels");
+                result.Total.backward();
+                if (iteration - lastStep >= values.Accumulate)
+                {
+                    OptimizerStep(model, optimizer, ema);
+                    lastStep = iteration;
+                }
+                seen++;
+                meanLosses[0] += (box - meanLosses[0]) / seen;
+                meanLosses[1] += (cls - meanLosses[1]) / seen;
+                meanLosses[2] += (dfl - meanLosses[2]) / seen;
+                events?.Invoke(new BatchFinished(epoch, run.Epochs, trainBatch.Index, batches, meanLosses.ToArray(),
+                    (int)trainBatch.BatchIndex.shape[0], run.Imgsz, epochClock.Elapsed.TotalSeconds));
+            }
+            IReadOnlyList<double> learningRates = optimizer.GroupLearningRates;
+
+            // ── validate the EMA, save, log ─────────────────────────────────────────────────────────
+            bool finalEpoch = epoch + 1 >= run.Epochs;
+            ValidationResult? validation = null;
+            if (run.Val || finalEpoch)
+            {
+                events?.Invoke(new ValidationStarted(epoch, valLoader.BatchesPerEpoch));
+                validation = DetectionValidator.Run(emaModel, valLoader, device, loss: loss,
+                    progress: p => events?.Invoke(new ValidationBatchFinished(p.Batch, p.Batches)));
+            }
+            double fitness = validation?.Metrics.Fitness ?? 0;
+            bool isBest = state.BestFitness is null || fitness >= state.BestFitness;
+            var row = new EpochResult(epoch + 1, previousSeconds + clock.Elapsed.TotalSeconds, meanLosses,
+                validation?.Metrics.Precision ?? 0, validation?.Metrics.Recall ?? 0, validation?.Metrics.MAP50 ?? 0,
+                validation?.Metrics.MAP50To95 ?? 0, validation?.Losses ?? new double[3], learningRates);
+            state = state with
+            {
+                Epoch = epoch + 1, BatchInEpoch = 0, Iteration = iteration + 1, LastOptimizerIteration = lastStep,
+                BestFitness = isBest ? fitness : state.BestFitness,
+                EpochsWithoutImprovement = isBest ? 0 : state.EpochsWithoutImprovement + 1, EmaUpdates = ema.Updates,
+            };
+            if (run.Save)
+            {
+                ModelWeights.Save(emaModel, last);
+                if (isBest) ModelWeights.Save(emaModel, best);
+                if (run.SavePeriod > 0 && (epoch + 1) % run.SavePeriod == 0)
+                    ModelWeights.Save(emaModel, Path.Combine(weightsDirectory, $"epoch{epoch + 1}.safetensors"));
+                Checkpoint.Save(checkpoint, model, emaModel, optimizer.Optimizer, state);
+            }
+            ResultsCsv.Append(csv, row);
+            LogScalars(tensorboard, row);
+            events?.Invoke(new EpochFinished(row, validation, isBest));
+
+            if (state.EpochsWithoutImprovement >= run.Patience)
+            {
+                stopReason = $"no improvement in the last {run.Patience} epochs (patience={run.Patience})";
+                epoch++;
+                break;
+            }
+            if (run.Time is double hours && (previousSeconds + clock.Elapsed.TotalSeconds) / 3600 >= hours)
+            {
+                stopReason = $"time={hours} hours reached";
+                epoch++;
+                break;
+            }
+        }
+
+        // ── final: validate the best weights with the per-class table ─────────────────────────────
+        ValidationResult? final = null;
+        bool haveBest = run.Save && File.Exists(best);
+        if (haveBest)
+        {
+            var bestModel = ModelFactory.Create(best);
+            bestModel.to(device);
+            final = DetectionValidator.Run(bestModel, valLoader, device, collectPredictions: run.SaveJson);
+            if (run.SaveJson) CocoPrediction.WriteJson(Path.Combine(runDirectory, "predictions.json"), final.Predictions);
+        }
+        var finished = new TrainingFinished(runDirectory, last, haveBest ? best : null, epoch,
+            (previousSeconds + clock.Elapsed.TotalSeconds) / 3600, stopReason, final, data.Names);
+        events?.Invoke(finished);
+        return finished;
+    }
+
+    static void OptimizerStep(DetectionModel model, TrainingOptimizer optimizer, ModelEma ema)
+    {
+        nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), MaxGradientNorm);
+        optimizer.Optimizer.step();
+        optimizer.Optimizer.zero_grad();
+        ema.Update(model);
+    }
+
+    static string? ResumePath(OspreyArgs args) => args.Resume.ToLowerInvariant() switch
+    {
+        "false" or "0" or "no" or "" => null,
+        "true" or "1" or "yes" => TrainingSetup.FindLastCheckpoint(args.Project),
+        _ => File.Exists(args.Resume) ? args.Resume : throw new FileNotFoundException($"resume={args.Resume}: no such checkpoint", args.Resume),
+    };
+
+    // Ultralytics resumes with the checkpoint's arguments; only where to run may change.
+    static OspreyArgs ResumedArgs(OspreyArgs given, string checkpoint)
+    {
+        var saved = ArgsYaml.Deserialize(Checkpoint.ReadState(checkpoint).Args);
+        saved.Resume = checkpoint;
+        if (given.Device is not null) saved.Device = given.Device;
+        saved.Workers = given.Workers;
+        return saved;
+    }
+
+    static double ReadElapsedSeconds(string csv) =>
+        File.Exists(csv) ? ResultsCsv.Read(csv).LastOrDefault()?["time"] ?? 0 : 0;
+
+    static void LogScalars(TorchSharp.Modules.SummaryWriter writer, EpochResult row)
+    {
+        string[] names = ResultsCsv.Columns.Skip(2).ToArray();
+        var values = row.TrainLosses.Concat(new[] { row.Precision, row.Recall, row.Map50, row.Map50To95 })
+            .Concat(row.ValLosses).Concat(row.LearningRates).ToArray();
+        for (int i = 0; i < names.Length; i++) writer.add_scalar(names[i], (float)values[i], row.Epoch);
+    }
+}
