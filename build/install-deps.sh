@@ -3,6 +3,7 @@
 # nothing when everything is present.
 set -euo pipefail
 packages=(
+  openmpi-bin   # mpirun for the multi-process (Distributed) tests and the local launcher
 )
 missing=()
 for p in "${packages[@]}"; do
