@@ -1,5 +1,5 @@
 // One rank of Osprey's multi-process tests. Usage: Osprey.Distributed.Worker <scenario> <output folder> [args]
-// Scenarios: collectives, kill, hang, bench, rendezvous. Each rank writes rank<R>.json (results) into the folder;
+// Scenarios: collectives, kill, hang, bench, rendezvous, nccl-smoke (GPU machine: one rank per GPU, CUDA libtorch). Each rank writes rank<R>.json (results) into the folder;
 // failures go to stderr with the rank's name and a non-zero exit code.
 using System.Diagnostics;
 using System.Text.Json;
@@ -18,6 +18,7 @@ var environment = DistributedEnvironment.FromProcess();
 File.WriteAllText(Path.Combine(folder, $"rank{environment.Rank}.pid"), Environment.ProcessId.ToString());
 
 if (scenario == "rendezvous") return Scenarios.Rendezvous(environment, folder);
+if (scenario == "nccl-smoke") return Scenarios.NcclSmoke(environment, folder);
 
 using IProcessGroup group = ProcessGroupFactory.Create(DeviceType.CPU, environment);
 try
@@ -201,5 +202,44 @@ static class Scenarios
         File.WriteAllText(Path.Combine(folder, $"rank{environment.Rank}.json"),
             JsonSerializer.Serialize(new Dictionary<string, object> { ["rank"] = environment.Rank, ["id"] = Convert.ToHexString(received) }));
         return 0;
+    }
+
+    // GPU machine check: NCCL on CUDA tensors, one rank per GPU (works with a single rank on a single GPU).
+    // Launch: dotnet Osprey.Distributed.Worker.dll nccl-smoke <folder> (or mpirun -np N / spawn mode with N GPUs).
+    public static int NcclSmoke(DistributedEnvironment environment, string folder)
+    {
+        using var group = new NcclProcessGroup(environment, environment.LocalRank, new ProcessGroupOptions { Timeout = TimeSpan.FromSeconds(30) });
+        using var scope = torch.NewDisposeScope();
+        var device = torch.device(DeviceType.CUDA, environment.LocalRank);
+        int world = group.WorldSize, rank = group.Rank;
+        float factor = world * (world + 1) / 2f;
+        var failures = new List<string>();
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16, ScalarType.Float16 })
+        {
+            foreach (long n in new long[] { 0, 1, 1001, 7_000_000 })
+            {
+                var values = (arange(n, dtype: ScalarType.Float32, device: device) % 64 * (rank + 1)).to_type(dtype);
+                group.AllReduce(values, ReduceOp.Sum);
+                var expected = (arange(n, dtype: ScalarType.Float32, device: device) % 64 * factor).to_type(dtype);
+                if (n > 0 && !values.equal(expected).item<bool>()) failures.Add($"all-reduce {dtype} n={n}");
+            }
+        }
+        var broadcast = rank == 0 ? arange(5, dtype: ScalarType.Float32, device: device) : zeros(5, device: device);
+        group.Broadcast(broadcast, 0);
+        if (!broadcast.cpu().equal(arange(5, dtype: ScalarType.Float32)).item<bool>()) failures.Add("broadcast");
+        var gathered = group.AllGather(full(2, 3, (float)rank, device: device));
+        if (gathered.shape[0] != 2 * world) failures.Add("all-gather shape");
+        group.Barrier();
+        var watch = Stopwatch.StartNew();
+        var big = ones(17_000_000, device: device);
+        for (int i = 0; i < 10; i++) group.AllReduce(big);
+        group.Barrier();
+        double ms = watch.Elapsed.TotalMilliseconds / 10;
+        File.WriteAllText(Path.Combine(folder, $"rank{rank}.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["rank"] = rank, ["failures"] = failures, ["allreduce_68MB_ms"] = ms,
+        }));
+        Console.WriteLine($"nccl-smoke rank {rank}/{world}: {(failures.Count == 0 ? "ok" : string.Join(", ", failures))}; 68 MB all-reduce {ms:0.00} ms");
+        return failures.Count == 0 ? 0 : 1;
     }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
+using static Osprey.Distributed.TensorMemory;
 
 namespace Osprey.Distributed;
 
@@ -87,7 +88,7 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
         using var scope = NewDisposeScope();
         bool sixteenBit = tensor.dtype is ScalarType.BFloat16 or ScalarType.Float16;
         // note: a bf16/fp16 tensor or a non-contiguous one costs one copy in and one copy out.
-        Tensor work = sixteenBit ? tensor.to_type(ScalarType.Float32).contiguous() : tensor.contiguous();
+        Tensor work = sixteenBit ? tensor.to_type(ScalarType.Float32).contiguous() : Contiguous(tensor);
         IntPtr type = work.dtype switch
         {
             ScalarType.Float32 => mpi.Float,
@@ -119,7 +120,7 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
             }
         }
         if (op == ReduceOp.Average) work.div_(WorldSize);
-        if (!ReferenceEquals(work, tensor) && work.Handle != tensor.Handle) tensor.copy_(work);
+        if (!ReferenceEquals(work, tensor)) tensor.copy_(work);
     }
 
     /// <inheritdoc/>
@@ -129,7 +130,7 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
         CheckRoot(root);
         if (tensor.numel() == 0) return;
         using var scope = NewDisposeScope();
-        Tensor work = tensor.contiguous();
+        Tensor work = Contiguous(tensor);
         string what = $"broadcast from rank {root} of {tensor.numel()} {tensor.dtype}";
         IntPtr data = TensorMemory.DataPointer(work);
         lock (callLock)
@@ -152,7 +153,7 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
                 }
             }
         }
-        if (work.Handle != tensor.Handle) tensor.copy_(work);
+        if (!ReferenceEquals(work, tensor)) tensor.copy_(work);
     }
 
     /// <inheritdoc/>
@@ -165,7 +166,7 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
         Tensor output = empty(shape, input.dtype);
         if (input.numel() > 0)
         {
-            Tensor work = input.contiguous();
+            Tensor work = Contiguous(input);
             long bytes = work.numel() * work.element_size();
             if (bytes > int.MaxValue) throw new ArgumentException("all-gather takes at most 2 GB per rank", nameof(input));
             string what = $"all-gather of {input.numel()} {input.dtype}";

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
+using static Osprey.Distributed.TensorMemory;
 
 namespace Osprey.Distributed;
 
@@ -98,13 +99,13 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
         if (op == ReduceOp.Average && !tensor.is_floating_point())
             throw new ArgumentException($"all-reduce Average needs a floating-point tensor, not {tensor.dtype}", nameof(tensor));
         using var scope = NewDisposeScope();
-        Tensor work = tensor.contiguous();
+        Tensor work = Contiguous(tensor);
         IntPtr data = TensorMemory.DataPointer(work);
         int nativeOp = op switch { ReduceOp.Sum => NcclLibrary.OpSum, ReduceOp.Average => NcclLibrary.OpAverage, _ => NcclLibrary.OpMax };
         string what = $"all-reduce {op} of {tensor.numel()} {tensor.dtype}";
         Check(nccl.AllReduce(data, data, (nuint)work.numel(), DataType(work.dtype), nativeOp, comm, IntPtr.Zero), what);
         Track(what);
-        if (work.Handle != tensor.Handle) tensor.copy_(work); // stream-ordered after the reduction
+        if (!ReferenceEquals(work, tensor)) tensor.copy_(work); // stream-ordered after the reduction
     }
 
     /// <inheritdoc/>
@@ -114,12 +115,12 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
         if (root < 0 || root >= WorldSize) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be in [0, {WorldSize})");
         if (tensor.numel() == 0) return;
         using var scope = NewDisposeScope();
-        Tensor work = tensor.contiguous();
+        Tensor work = Contiguous(tensor);
         IntPtr data = TensorMemory.DataPointer(work);
         string what = $"broadcast from rank {root} of {tensor.numel()} {tensor.dtype}";
         Check(nccl.BroadcastOp(data, data, (nuint)work.numel(), DataType(work.dtype), root, comm, IntPtr.Zero), what);
         Track(what);
-        if (work.Handle != tensor.Handle) tensor.copy_(work);
+        if (!ReferenceEquals(work, tensor)) tensor.copy_(work);
     }
 
     /// <inheritdoc/>
@@ -132,7 +133,7 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
         Tensor output = empty(shape, input.dtype, input.device);
         if (input.numel() > 0)
         {
-            Tensor work = input.contiguous();
+            Tensor work = Contiguous(input);
             string what = $"all-gather of {input.numel()} {input.dtype}";
             Check(nccl.AllGather(TensorMemory.DataPointer(work), TensorMemory.DataPointer(output), (nuint)work.numel(),
                 DataType(work.dtype), comm, IntPtr.Zero), what);

@@ -21,6 +21,12 @@ internal static partial class TensorMemory
         return storage + checked((nint)(tensor.storage_offset() * tensor.element_size()));
     }
 
+    /// <summary>
+    /// The tensor itself when contiguous (TorchSharp's <c>contiguous()</c> would return a second handle to the same
+    /// memory and make callers copy it onto itself), else a contiguous copy owned by the current dispose scope.
+    /// </summary>
+    public static Tensor Contiguous(Tensor tensor) => tensor.is_contiguous() ? tensor : tensor.contiguous();
+
     /// <summary>Size in bytes of one element of <paramref name="dtype"/>.</summary>
     public static int ElementSize(ScalarType dtype) => dtype switch
     {
