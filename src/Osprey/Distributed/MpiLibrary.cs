@@ -2,6 +2,14 @@ using System.Runtime.InteropServices;
 
 namespace Osprey.Distributed;
 
+/// <summary>OpenMPI's <c>MPI_Status</c> (source, tag, error, then private fields).</summary>
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+internal struct MpiStatus
+{
+    public int Source, Tag, Error, Cancelled;
+    public nuint Count;
+}
+
 /// <summary>
 /// OpenMPI 4 (<c>libmpi.so.40</c>) through function pointers. Handles are OpenMPI's: communicators, datatypes, ops and
 /// requests are pointers, and the predefined ones are the addresses of global symbols (<c>ompi_mpi_comm_world</c>);
@@ -42,6 +50,11 @@ internal sealed unsafe class MpiLibrary
     public readonly delegate* unmanaged<IntPtr, int> BarrierBlocking;
     public readonly delegate* unmanaged<IntPtr, IntPtr*, int> Ibarrier;
     public readonly delegate* unmanaged<IntPtr*, int*, IntPtr, int> Test;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int> Send;
+    public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, MpiStatus*, int> Recv;
+    public readonly delegate* unmanaged<int, int, IntPtr, int*, MpiStatus*, int> Iprobe;
+
+    public const int AnySource = -1; // OpenMPI's MPI_ANY_SOURCE
 
     MpiLibrary()
     {
@@ -80,6 +93,9 @@ internal sealed unsafe class MpiLibrary
         BarrierBlocking = (delegate* unmanaged<IntPtr, int>)Sym("MPI_Barrier");
         Ibarrier = (delegate* unmanaged<IntPtr, IntPtr*, int>)Sym("MPI_Ibarrier");
         Test = (delegate* unmanaged<IntPtr*, int*, IntPtr, int>)Sym("MPI_Test");
+        Send = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int>)Sym("MPI_Send");
+        Recv = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, MpiStatus*, int>)Sym("MPI_Recv");
+        Iprobe = (delegate* unmanaged<int, int, IntPtr, int*, MpiStatus*, int>)Sym("MPI_Iprobe");
     }
 
     /// <summary>True when libmpi can be loaded on this machine (does not initialise MPI).</summary>

@@ -247,13 +247,16 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
             Check(mpi.Test(&request, &done, IntPtr.Zero), what);
             if (done != 0) return;
             if ((spins & 63) != 0) continue;
+            AnswerLivenessProbes();
             if (Stopwatch.GetElapsedTime(start) > Timeout)
             {
                 // The request stays pending and MPI may still write into the buffer: keep it alive, refuse further use.
                 abandonedBuffer = buffer?.alias();
                 abandonedBuffer?.DetachFromDisposeScope();
-                failure = $"{what} timed out after {Timeout.TotalSeconds:0.#} s waiting for the other ranks " +
-                          "(a peer rank is hung, dead or calling a different collective)";
+                failure = $"{what} timed out after {Timeout.TotalSeconds:0.#} s waiting for the other ranks";
+                failure += ProbePeers() is { Count: > 0 } silent
+                    ? $": rank(s) {string.Join(", ", silent)} did not answer a liveness probe (hung, dead, or busy outside collectives)"
+                    : ": every peer answered a liveness probe (the ranks call different collectives?)";
                 throw new DistributedException(Rank, Host, failure);
             }
             Thread.Yield();
@@ -261,6 +264,48 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
     }
 
     Tensor? abandonedBuffer;
+
+    // Liveness probe: a rank that times out pings every peer; peers that are polling a collective (or probing
+    // themselves) answer within milliseconds, so the silent ones are the hung or dead ranks. Tiny point-to-point
+    // messages on their own tags: the MPI eager protocol delivers them without the receiver's help.
+    const int PingTag = 31001, PongTag = 31002;
+    static readonly TimeSpan ProbeWindow = TimeSpan.FromSeconds(2);
+
+    void AnswerLivenessProbes()
+    {
+        while (true)
+        {
+            int pending = 0, value = 0;
+            MpiStatus status;
+            if (mpi.Iprobe(MpiLibrary.AnySource, PingTag, comm, &pending, &status) != MpiLibrary.Success || pending == 0) return;
+            if (mpi.Recv((IntPtr)(&value), 1, mpi.Int32, status.Source, PingTag, comm, null) != MpiLibrary.Success) return;
+            int rank = Rank;
+            mpi.Send((IntPtr)(&rank), 1, mpi.Int32, status.Source, PongTag, comm);
+        }
+    }
+
+    List<int> ProbePeers()
+    {
+        var silent = new SortedSet<int>(Enumerable.Range(0, WorldSize).Where(r => r != Rank));
+        int rank = Rank;
+        foreach (int peer in silent) mpi.Send((IntPtr)(&rank), 1, mpi.Int32, peer, PingTag, comm);
+        long start = Stopwatch.GetTimestamp();
+        while (silent.Count > 0 && Stopwatch.GetElapsedTime(start) < ProbeWindow)
+        {
+            AnswerLivenessProbes();
+            int pending = 0, value = 0;
+            MpiStatus status;
+            if (mpi.Iprobe(MpiLibrary.AnySource, PongTag, comm, &pending, &status) != MpiLibrary.Success) break;
+            if (pending == 0)
+            {
+                Thread.Yield();
+                continue;
+            }
+            if (mpi.Recv((IntPtr)(&value), 1, mpi.Int32, status.Source, PongTag, comm, null) != MpiLibrary.Success) break;
+            silent.Remove(status.Source);
+        }
+        return silent.ToList();
+    }
 
     void Check(int code, string what)
     {
