@@ -9,6 +9,7 @@ set -euo pipefail
 packages=(
   libgtk-3-0 libfreetype6 libharfbuzz0b libdrm2 libatomic1 libx11-6
   python3-opencv python3-numpy
+  openmpi-bin   # mpirun for the multi-process (Distributed) tests and the local launcher
 )
 missing=()
 for p in "${packages[@]}"; do

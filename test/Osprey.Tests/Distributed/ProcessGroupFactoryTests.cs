@@ -1,0 +1,57 @@
+using Osprey.Distributed;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Osprey.Tests.Distributed;
+
+public class ProcessGroupFactoryTests
+{
+    static readonly DistributedEnvironment TwoRanksTorchrun = new(1, 2, 1, 2, "127.0.0.1", 29500, LauncherKind.TorchRun);
+
+    [Fact]
+    public void CudaWithoutNcclGivesAClearError()
+    {
+        if (NcclProcessGroup.IsAvailable(out _)) return; // a GPU machine: covered by the GPU checks instead
+        var error = Assert.Throws<DistributedException>(() => ProcessGroupFactory.Create(DeviceType.CUDA, TwoRanksTorchrun));
+        Assert.Contains("libnccl.so.2", error.Message);
+        Assert.Contains("NCCL is not available", error.Message);
+        Assert.False(NcclProcessGroup.IsAvailable(out string reason));
+        Assert.Equal(error.Message, reason);
+    }
+
+    [Fact]
+    public void CpuAcrossProcessesNeedsMpirun()
+    {
+        var error = Assert.Throws<DistributedException>(() => ProcessGroupFactory.Create(DeviceType.CPU, TwoRanksTorchrun));
+        Assert.Contains("mpirun", error.Message);
+    }
+
+    [Fact]
+    public void OneProcessGetsTheNoOpGroup()
+    {
+        using var scope = NewDisposeScope();
+        using IProcessGroup group = ProcessGroupFactory.Create(CPU, DistributedEnvironment.Single);
+        Assert.IsType<SingleProcessGroup>(group);
+        Assert.Equal((0, 1, "single"), (group.Rank, group.WorldSize, group.Backend));
+        var values = tensor(new float[] { 1, 2, 3 });
+        group.AllReduce(values, ReduceOp.Average);
+        group.Broadcast(values);
+        group.Barrier();
+        Assert.Equal(new float[] { 1, 2, 3 }, values.data<float>().ToArray());
+        Assert.Equal(new long[] { 1 }, group.AllGather(tensor(5L)).shape);
+        Assert.Equal(new long[] { 2, 2 }, group.AllGather(zeros(2, 2)).shape);
+        Assert.Throws<ArgumentException>(() => group.AllReduce(tensor(new[] { 1, 2 }), ReduceOp.Average));
+    }
+
+    [Fact]
+    public void MpiLibraryIsInstalled() =>
+        Assert.True(MpiProcessGroup.IsAvailable(out string error), error + " (run build/install-deps.sh)");
+
+    [Fact]
+    public void MpirunFailureMessagesNameTheRank()
+    {
+        Assert.Equal(1, LocalLauncher.ParseMpirunFailedRank("mpirun noticed that process rank 1 with PID 0 on node vm exited on signal 9 (Killed)."));
+        Assert.Equal(0, LocalLauncher.ParseMpirunFailedRank("MPI_ABORT was invoked on rank 0 in communicator MPI_COMM_WORLD"));
+        Assert.Null(LocalLauncher.ParseMpirunFailedRank("all good"));
+    }
+}
