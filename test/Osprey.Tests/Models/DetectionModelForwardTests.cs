@@ -95,8 +95,10 @@ public class DetectionModelForwardTests
         var mapsAfter = model.ForwardFeatures(images);
         for (int i = 0; i < 3; i++)
             Assert.True((mapsAfter[i] - mapsBefore[i]).abs().max().item<float>() < 1e-4f, $"level {i} differs");
-        float difference = (after - before).abs().max().item<float>();
-        Assert.True(difference < 1e-4f, $"max |fused − unfused| = {difference}");
+        // Boxes are in pixels (up to the image size), so compare relative to magnitude: float32 rounding of values
+        // near 64 alone is ~4e-6 per operation.
+        float difference = ((after - before).abs() / (before.abs() + 1)).max().item<float>();
+        Assert.True(difference < 1e-4f, $"max |fused − unfused| / (1 + |unfused|) = {difference}");
         // The randomised BN must matter, otherwise this test could not fail.
         Assert.True((mapsBefore[0] - mapsDefaultBn[0]).abs().max().item<float>() > 0.1f);
     }
