@@ -218,8 +218,7 @@ public sealed class CocoEvaluator
     }
 
     /// <summary>The values of a tensor on the host, row-major (empty tensors give an empty array).</summary>
-    private static double[] HostValues(Tensor values)
-        => values.numel() == 0 ? Array.Empty<double>() : values.detach().to(CPU).to_type(ScalarType.Float64).contiguous().data<double>().ToArray();
+    private static double[] HostValues(Tensor values) => Osprey.Runtime.HostCopy.Doubles(values);
 }
 
 /// <summary>One class after COCOeval accumulation.</summary>

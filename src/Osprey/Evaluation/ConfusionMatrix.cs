@@ -114,6 +114,5 @@ public sealed class ConfusionMatrix
     }
 
     /// <summary>The values of a tensor on the host, row-major (empty tensors give an empty array).</summary>
-    private static float[] HostValues(Tensor values)
-        => values.numel() == 0 ? Array.Empty<float>() : values.detach().to(CPU).to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
+    private static float[] HostValues(Tensor values) => Osprey.Runtime.HostCopy.Floats(values);
 }

@@ -56,7 +56,7 @@ public static class DetectionValidator
                 var maps = model.ForwardFeatures(input);                   // 3 × (b, no, h, w)
                 var prediction = model.Head.Decode(maps);                  // (b, 4 + nc, A) pixels, sigmoid scores
                 var kept = Nms.NonMaxSuppression(prediction, nms);         // b × (n, 6) letterboxed pixels
-                var host = kept.Select(k => k.cpu().to_type(ScalarType.Float32).data<float>().ToArray()).ToList();
+                var host = kept.Select(Osprey.Runtime.HostCopy.Floats).ToList();
                 timer.Stop();
                 if (loss is not null)
                 {

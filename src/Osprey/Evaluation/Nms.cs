@@ -60,7 +60,7 @@ public static class Nms
     {
         long count = detections.shape[0];
         if (count == 0) return zeros(0, 6);
-        var values = detections.contiguous().data<float>().ToArray();                          // row-major (n·6)
+        var values = Osprey.Runtime.HostCopy.Floats(detections);                               // row-major (n·6)
         // Stable descending order by score (torchvision sorts by score descending).
         var order = Enumerable.Range(0, (int)count).OrderByDescending(i => values[i * 6 + 4]).ToArray();
         if (order.Length > options.MaxNms) order = order[..options.MaxNms];
