@@ -67,6 +67,7 @@ public static class ArgsParser
     {
         ArgSpec spec = Check(key);
         spec.Property.SetValue(args, Convert(spec, text.Trim()));
+        args.GivenKeys.Add(key);
     }
 
     static ArgSpec Check(string key) =>

@@ -102,6 +102,17 @@ public sealed class OspreyArgs
     [Description("mosaic probability")] public double Mosaic { get; set; } = 1.0;
     [Description("mixup probability")] public double Mixup { get; set; }
 
-    /// <summary>A copy (every property is a value or a string, so the copy shares nothing mutable).</summary>
-    public OspreyArgs Clone() => (OspreyArgs)MemberwiseClone();
+    /// <summary>Keys the user gave explicitly (command line or args.yaml), as opposed to defaults.</summary>
+    public ISet<string> GivenKeys { get; private set; } = new HashSet<string>(StringComparer.Ordinal);
+
+    /// <summary>True when <paramref name="key"/> was given explicitly.</summary>
+    public bool IsGiven(string key) => GivenKeys.Contains(key);
+
+    /// <summary>A copy (every argument is a value or a string; the given-key set is copied).</summary>
+    public OspreyArgs Clone()
+    {
+        var copy = (OspreyArgs)MemberwiseClone();
+        copy.GivenKeys = new HashSet<string>(GivenKeys, StringComparer.Ordinal);
+        return copy;
+    }
 }
