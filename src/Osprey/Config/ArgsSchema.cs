@@ -73,7 +73,7 @@ public static class ArgsSchema
     {
         var defaults = new OspreyArgs();
         return typeof(OspreyArgs).GetProperties(BindingFlags.Public | BindingFlags.Instance)
-            .Where(p => p.CanWrite)
+            .Where(p => p.SetMethod?.IsPublic == true)
             .Select(p => new ArgSpec(ToSnakeCase(p.Name), p.PropertyType, p.GetValue(defaults),
                 p.GetCustomAttribute<DescriptionAttribute>()?.Description ?? "", p))
             .ToList();

@@ -9,9 +9,16 @@ public static class DatasetCatalog
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(data);
         var trimmed = data.Trim();
-        if (trimmed is "shapes" or "shapes.yaml" && !File.Exists(trimmed))
+        if (IsShapes(trimmed))
             return DatasetYaml.Load(ShapesDataset.EnsureGenerated(new ShapesOptions(), cacheDirectory));
         if (File.Exists(trimmed)) return DatasetYaml.Load(trimmed);
         throw new FileNotFoundException($"Dataset '{data}' is neither 'shapes' nor an existing dataset YAML file.", trimmed);
+    }
+
+    /// <summary>True when <paramref name="data"/> names the built-in synthetic set (and no such file exists).</summary>
+    public static bool IsShapes(string? data)
+    {
+        string trimmed = (data ?? "").Trim();
+        return trimmed is "shapes" or "shapes.yaml" && !File.Exists(trimmed);
     }
 }

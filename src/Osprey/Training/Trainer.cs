@@ -28,6 +28,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         // ── resolve the run: fresh, or resumed from a checkpoint ──────────────────────────────────
         string? resumeFrom = ResumePath(args);
         OspreyArgs run = resumeFrom is null ? args.Clone() : ResumedArgs(args, resumeFrom);
+        Device device = DeviceRequest.Parse(run.Device).Resolve();
+        run = TrainingSetup.ResolveDefaults(run, device.type == DeviceType.CPU);
         TrainingSetup.RejectUnsupported(run);
         TrainingState? saved = resumeFrom is null ? null : Checkpoint.ReadState(resumeFrom);
         string runDirectory = saved?.RunDirectory ?? RunDirectory.Create(run.Project, run.Name, "train", run.ExistOk);
@@ -35,7 +37,6 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         Directory.CreateDirectory(weightsDirectory);
         if (saved is null) AtomicFile.WriteAllText(Path.Combine(runDirectory, "args.yaml"), ArgsYaml.Serialize(run));
 
-        Device device = DeviceRequest.Parse(run.Device).Resolve();
         // deterministic=True needs no switch here: TorchSharp 0.107 has no use_deterministic_algorithms, and the CPU
         // kernels used are deterministic for a fixed thread count (the resume test checks bit-exactness).
         torch.manual_seed(run.Seed);

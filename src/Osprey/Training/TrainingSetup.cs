@@ -13,6 +13,29 @@ public static class TrainingSetup
     /// <summary>Batch used when <c>batch</c> is not positive (AutoBatch needs CUDA; Ultralytics falls back to 16 on CPU).</summary>
     public const int CpuAutoBatch = 16;
 
+    /// <summary>Image size <c>data=shapes</c> trains at on the CPU unless imgsz is given.</summary>
+    public const int ShapesCpuImageSize = 128;
+
+    /// <summary>Epochs <c>data=shapes</c> trains on the CPU unless epochs is given.</summary>
+    public const int ShapesCpuEpochs = 20;
+
+    /// <summary>
+    /// The arguments a run actually uses. Like Ultralytics, data workers are capped at the core count. On the CPU,
+    /// the built-in <c>shapes</c> set picks a small image size and few epochs for every argument not given
+    /// explicitly, so that <c>osprey train data=shapes</c> finishes in minutes on 2 cores.
+    /// </summary>
+    public static OspreyArgs ResolveDefaults(OspreyArgs args, bool cpu)
+    {
+        var resolved = args.Clone();
+        resolved.Workers = Math.Min(args.Workers, Environment.ProcessorCount);
+        if (cpu && DatasetCatalog.IsShapes(args.Data))
+        {
+            if (!args.IsGiven("imgsz")) resolved.Imgsz = ShapesCpuImageSize;
+            if (!args.IsGiven("epochs")) resolved.Epochs = ShapesCpuEpochs;
+        }
+        return resolved;
+    }
+
     /// <summary>Fails on arguments that Osprey does not implement yet, instead of silently ignoring them.</summary>
     public static void RejectUnsupported(OspreyArgs args)
     {
