@@ -126,7 +126,7 @@ internal sealed class Axes
         double step = new[] { 1, 2, 2.5, 5, 10 }.Select(m => m * magnitude).First(s => s >= raw * 0.999);
         double start = Math.Ceiling(min / step - 1e-9) * step;
         var ticks = new List<double>();
-        for (double t = start; t <= max + step * 1e-9; t += step) ticks.Add(Math.Round(t / step) * step);
+        for (double t = start; t <= max + step * 1e-9; t += step) ticks.Add(Math.Round(t / step) * step + 0.0); // + 0.0: no "-0"
         return ticks.ToArray();
     }
 }

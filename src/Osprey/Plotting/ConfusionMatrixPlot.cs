@@ -112,7 +112,7 @@ internal static class ConfusionMatrixPlot
             var p = axes.ToPixel(0, t);
             int y = (int)Math.Round(p.Y);
             Cv2.Line(canvas, new Point(bar.Right, y), new Point(bar.Right + 4, y), Palette.Black, 1);
-            string label = normalize || vmax < 10 ? t.ToString("0.0#", CultureInfo.InvariantCulture) : t.ToString("0", CultureInfo.InvariantCulture);
+            string label = t.ToString(normalize ? "0.0#" : "0.##", CultureInfo.InvariantCulture);
             Text.Put(canvas, label, new Point(bar.Right + 8, y), 0.45, Palette.Black);
         }
     }

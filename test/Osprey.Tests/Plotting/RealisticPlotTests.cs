@@ -106,8 +106,8 @@ public class RealisticPlotTests
         using var batch = new Batch(images.clone(), tensor(index.ToArray()), tensor(classes.ToArray()), tensor(boxes.ToArray(), new long[] { index.Count, 4 }), infos, 0, 0);
         var names = new[] { "person", "car", "bicycle", "dog", "cat", "bus" };
         using var folder = new PlotTestFolder();
-        RunPlots.Batch(batch, names, folder["train_batch0.png"]);
-        using var png = PlotTestFolder.ReadPng(folder["train_batch0.png"]);
+        RunPlots.Batch(batch, names, folder["train_batch9.png"]);
+        using var png = PlotTestFolder.ReadPng(folder["train_batch9.png"]);
         Assert.Equal((960, 960), (png.Width, png.Height));
     }
 }
