@@ -32,8 +32,10 @@ public static class DetectionValidator
     /// <summary>Runs validation of <paramref name="model"/> over <paramref name="loader"/> on <paramref name="device"/>.</summary>
     /// <param name="loss">Computes val/box_loss … when given.</param>
     /// <param name="collectPredictions">Keep COCO-format predictions (save_json).</param>
+    /// <param name="inspectBatch">Sees each batch with its NMS output (per image (n, 6) in batch pixels), e.g. for plots.</param>
     public static ValidationResult Run(DetectionModel model, DataLoader loader, Device device, NmsOptions? nms = null,
-        DetectionLoss? loss = null, bool collectPredictions = false, Action<ValidationProgress>? progress = null)
+        DetectionLoss? loss = null, bool collectPredictions = false, Action<ValidationProgress>? progress = null,
+        Action<Batch, IReadOnlyList<Tensor>>? inspectBatch = null)
     {
         nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
         bool wasTraining = model.training;
@@ -76,6 +78,7 @@ public static class DetectionValidator
                     if (collectPredictions) predictions.AddRange(detections.Select(d => CocoPrediction.FromXyxy(labels.ImagePath, d)));
                     instances += truths.Length;
                 }
+                inspectBatch?.Invoke(batch, kept);
                 images += batch.Size;
                 batches++;
                 progress?.Invoke(new ValidationProgress(batches, loader.BatchesPerEpoch));

@@ -124,9 +124,12 @@ internal sealed class Axes
         double raw = (max - min) / Math.Max(1, target - 1);
         double magnitude = Math.Pow(10, Math.Floor(Math.Log10(raw)));
         double step = new[] { 1, 2, 2.5, 5, 10 }.Select(m => m * magnitude).First(s => s >= raw * 0.999);
-        double start = Math.Ceiling(min / step - 1e-9) * step;
-        var ticks = new List<double>();
-        for (double t = start; t <= max + step * 1e-9; t += step) ticks.Add(Math.Round(t / step) * step + 0.0); // + 0.0: no "-0"
-        return ticks.ToArray();
+        double first = Math.Ceiling(min / step - 1e-9);
+        // Ticks by index, not by repeated addition: t += step stops advancing once step is below t's precision.
+        long count = (long)Math.Floor(max / step + 1e-9 - first) + 1;
+        if (!double.IsFinite(step) || step <= 0 || count < 1 || count > 1000) return new[] { min, max };
+        var ticks = new double[count];
+        for (long i = 0; i < count; i++) ticks[i] = (first + i) * step + 0.0; // + 0.0: no "-0"
+        return ticks;
     }
 }

@@ -5,6 +5,7 @@ using Osprey.Evaluation;
 using Osprey.IO;
 using Osprey.Losses;
 using Osprey.Models;
+using Osprey.Plotting;
 using Osprey.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -131,6 +132,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 meanLosses[0] += (box - meanLosses[0]) / seen;
                 meanLosses[1] += (cls - meanLosses[1]) / seen;
                 meanLosses[2] += (dfl - meanLosses[2]) / seen;
+                if (run.Plots && iteration < 3)
+                    RunPlots.Batch(trainBatch, data.Names, Path.Combine(runDirectory, $"train_batch{iteration}.png"));
                 events?.Invoke(new BatchFinished(epoch, run.Epochs, trainBatch.Index, batches, meanLosses.ToArray(),
                     (int)trainBatch.BatchIndex.shape[0], run.Imgsz, epochClock.Elapsed.TotalSeconds));
             }
@@ -165,6 +168,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 Checkpoint.Save(checkpoint, model, emaModel, optimizer.Optimizer, state);
             }
             ResultsCsv.Append(csv, row);
+            if (run.Plots) RunPlots.Results(csv, Path.Combine(runDirectory, "results.png"));
             LogScalars(tensorboard, row);
             events?.Invoke(new EpochFinished(row, validation, isBest));
 
@@ -189,8 +193,22 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         {
             var bestModel = ModelFactory.Create(best);
             bestModel.to(device);
-            final = DetectionValidator.Run(bestModel, valLoader, device, collectPredictions: run.SaveJson);
+            int plotted = 0;
+            final = DetectionValidator.Run(bestModel, valLoader, device, collectPredictions: run.SaveJson,
+                inspectBatch: (valBatch, kept) =>
+                {
+                    if (!run.Plots || plotted >= 3) return;
+                    RunPlots.Batch(valBatch, data.Names, Path.Combine(runDirectory, $"val_batch{plotted}_labels.png"));
+                    RunPlots.Batch(valBatch, data.Names, Path.Combine(runDirectory, $"val_batch{plotted}_pred.png"), kept);
+                    plotted++;
+                });
             if (run.SaveJson) CocoPrediction.WriteJson(Path.Combine(runDirectory, "predictions.json"), final.Predictions);
+            if (run.Plots)
+            {
+                RunPlots.PrecisionRecallCurve(final.Evaluator, data.Names, Path.Combine(runDirectory, "PR_curve.png"));
+                RunPlots.ConfusionMatrix(final.Confusion, data.Names, Path.Combine(runDirectory, "confusion_matrix.png"), normalize: false);
+                RunPlots.ConfusionMatrix(final.Confusion, data.Names, Path.Combine(runDirectory, "confusion_matrix_normalized.png"));
+            }
         }
         var finished = new TrainingFinished(runDirectory, last, haveBest ? best : null, epoch,
             (previousSeconds + clock.Elapsed.TotalSeconds) / 3600, stopReason, final, data.Names);

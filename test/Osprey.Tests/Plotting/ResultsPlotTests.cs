@@ -59,4 +59,23 @@ public class ResultsPlotTests
             Assert.True(blue > 50, $"chart {cell} has {blue} line pixels");
         }
     }
+
+    [Fact]
+    public void PlotsTheFirstEpochOfARun()
+    {
+        // A run's first results.csv has one row (a regression: tick generation once looped without end on it).
+        using var folder = new PlotTestFolder();
+        ResultsCsv.Append(folder["one.csv"], new EpochResult(1, 0.4, new[] { 3.3238, 5.7666, 4.4176 }, 0, 0, 0, 0,
+            new[] { 3.1, 5.2, 4.1 }, new[] { 0.0001, 0.0001, 0.0001 }));
+        RunPlots.Results(folder["one.csv"], folder["one.png"]);
+        using var png = PlotTestFolder.ReadPng(folder["one.png"]);
+        Assert.Equal((1600, 800), (png.Width, png.Height));
+    }
+
+    [Theory]
+    [InlineData(-0.011, 0.011, new[] { -0.01, 0.0, 0.01 })]       // raw step 0.022/4 = 0.0055 → 0.01
+    [InlineData(0.0, 10.0, new[] { 0.0, 2.5, 5.0, 7.5, 10.0 })]
+    [InlineData(3.0, 3.0, new[] { 3.0 })]
+    public void NiceTicksAreRoundSteps(double min, double max, double[] expected) =>
+        Assert.Equal(expected, Axes.NiceTicks(min, max, 5).Select(t => Math.Round(t, 10)));
 }

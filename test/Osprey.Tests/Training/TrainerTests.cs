@@ -70,7 +70,9 @@ public class TrainerTests
         Assert.Equal(run, done.RunDirectory);
         Assert.Equal(3, done.EpochsRun);
         foreach (string file in new[] { "args.yaml", "results.csv", "predictions.json", "weights/last.safetensors",
-                     "weights/best.safetensors", "weights/last.ckpt", "weights/best.yaml" })
+                     "weights/best.safetensors", "weights/last.ckpt", "weights/best.yaml", "results.png", "PR_curve.png",
+                     "confusion_matrix.png", "confusion_matrix_normalized.png", "train_batch0.png", "train_batch2.png",
+                     "val_batch0_labels.png", "val_batch0_pred.png" })
             Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing");
         Assert.NotEmpty(Directory.GetFiles(run, "events.out.tfevents.*"));
         var rows = ResultsCsv.Read(Path.Combine(run, "results.csv"));
