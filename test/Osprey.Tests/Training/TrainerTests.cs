@@ -1,4 +1,7 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
 using Osprey.Config;
+using Osprey.Evaluation;
 using Osprey.Data;
 using Osprey.Models;
 using Osprey.Tests.Data;
@@ -114,5 +117,37 @@ public class TrainerTests
         Assert.True(rows[^1]["train/box_loss"] < rows[0]["train/box_loss"] * 0.5);
         Assert.Equal(rows.Max(r => r["metrics/mAP50(B)"] * 0.1 + r["metrics/mAP50-95(B)"] * 0.9),
             done.Final!.Metrics.Fitness, 4); // best.safetensors is the best-fitness epoch
+
+        // osprey val on the same weights: the same metrics, and predictions.json (COCO format, original pixels)
+        // re-scored against the labels gives the reported mAP to 0.001.
+        var report = ValidationRun.Run(Args("data=shapes", $"model={done.BestWeights}", "imgsz=96", "batch=32",
+            "device=cpu", $"project={dir}", "save_json=True"));
+        Assert.Equal(done.Final.Metrics.MAP50, report.Result.Metrics.MAP50, 6);
+        Assert.Equal(done.Final.Metrics.MAP50To95, report.Result.Metrics.MAP50To95, 6);
+        var rescored = RescoreJson(report.PredictionsJson!, DetectionDataset.Load(DatasetCatalog.Resolve("shapes"), DatasetSplit.Val));
+        Assert.Equal(report.Result.Metrics.MAP50, rescored.MAP50, 3);
+        Assert.Equal(report.Result.Metrics.MAP50To95, rescored.MAP50To95, 3);
+        Assert.True(File.Exists(Path.Combine(report.RunDirectory, "PR_curve.png")));
+    }
+
+    // COCO results → evaluator: image_id is the file stem (a number when numeric), bbox [x, y, w, h] in original pixels.
+    static DetectionMetrics RescoreJson(string json, DetectionDataset labels)
+    {
+        var byImage = JsonNode.Parse(File.ReadAllText(json))!.AsArray()
+            .GroupBy(p => p!["image_id"]!.ToString())
+            .ToDictionary(g => g.Key, g => g.Select(p =>
+            {
+                var b = p!["bbox"]!.AsArray().Select(v => v!.GetValue<double>()).ToArray();
+                return new Detection(b[0], b[1], b[0] + b[2], b[1] + b[3], p["score"]!.GetValue<double>(), p["category_id"]!.GetValue<int>());
+            }).ToList());
+        var evaluator = new CocoEvaluator();
+        for (int i = 0; i < labels.Count; i++)
+        {
+            string stem = Path.GetFileNameWithoutExtension(labels.Images[i].ImagePath);
+            if (long.TryParse(stem, NumberStyles.None, CultureInfo.InvariantCulture, out long id)) stem = id.ToString(CultureInfo.InvariantCulture);
+            evaluator.Update(i, byImage.GetValueOrDefault(stem) ?? new List<Detection>(), DetectionValidator.GroundTruthOf(labels.Images[i]));
+        }
+        Assert.True(byImage.Count > 0);
+        return evaluator.Compute();
     }
 }
