@@ -32,7 +32,7 @@ public static class Checkpoint
     const string RngEntry = "torch_rng.bin";
 
     /// <summary>Writes the checkpoint to <paramref name="path"/>.</summary>
-    public static void Save(string path, nn.Module model, nn.Module ema, TorchSharp.Modules.OptimizerHelper optimizer,
+    public static void Save(string path, nn.Module model, nn.Module ema, GroupedOptimizer optimizer,
         TrainingState state)
     {
         AtomicFile.Write(path, stream =>
@@ -41,7 +41,7 @@ public static class Checkpoint
             WriteEntry(zip, StateEntry, s => JsonSerializer.Serialize(s, state));
             WriteEntry(zip, ModelEntry, s => { using var w = new BinaryWriter(s); model.save(w); });
             WriteEntry(zip, EmaEntry, s => { using var w = new BinaryWriter(s); ema.save(w); });
-            WriteEntry(zip, OptimizerEntry, s => { using var w = new BinaryWriter(s); optimizer.save_state_dict(w); });
+            WriteEntry(zip, OptimizerEntry, s => { using var w = new BinaryWriter(s); optimizer.Save(w); });
             WriteEntry(zip, RngEntry, s =>
             {
                 using var rng = torch.random.get_rng_state();
@@ -60,7 +60,7 @@ public static class Checkpoint
     }
 
     /// <summary>Restores model, EMA, optimiser and RNG in place and returns the state.</summary>
-    public static TrainingState Load(string path, nn.Module model, nn.Module ema, TorchSharp.Modules.OptimizerHelper optimizer)
+    public static TrainingState Load(string path, nn.Module model, nn.Module ema, GroupedOptimizer optimizer)
     {
         using var zip = Open(path);
         TrainingState state;
@@ -68,7 +68,7 @@ public static class Checkpoint
             state = JsonSerializer.Deserialize<TrainingState>(stream) ?? throw new InvalidDataException($"{path}: empty training state");
         ReadEntry(zip, path, ModelEntry, r => model.load(r));
         ReadEntry(zip, path, EmaEntry, r => ema.load(r));
-        ReadEntry(zip, path, OptimizerEntry, r => optimizer.load_state_dict(r));
+        ReadEntry(zip, path, OptimizerEntry, r => optimizer.Load(r));
         using (var stream = new MemoryStream())
         {
             using (var entry = Entry(zip, path, RngEntry).Open()) entry.CopyTo(stream);

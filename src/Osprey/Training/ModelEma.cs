@@ -43,9 +43,12 @@ public sealed class ModelEma
         double d = NextDecay;
         Updates++;
         var source = model.state_dict();
+        // Explicit scalars, alive until the loop ends: TorchSharp's implicit double → Scalar conversions leave the
+        // native scalar to a finalizer that can run while a native call still reads it.
+        using Scalar decay = d.ToScalar(), rest = (1 - d).ToScalar();
         foreach (var (name, ema) in _state)
         {
-            ema.mul_(d).add_(source[name].detach().to(ema.dtype), alpha: 1 - d);
+            ema.mul_(decay).add_(source[name].detach().to(ema.dtype), alpha: rest);
         }
     }
 }

@@ -34,7 +34,7 @@ public sealed record ParameterGroups(IReadOnlyList<Parameter> Biases, IReadOnlyL
 /// <summary>The optimiser a run uses, with Ultralytics' groups and the values <c>optimizer=auto</c> resolved to.</summary>
 public sealed class TrainingOptimizer
 {
-    TrainingOptimizer(OptimizerHelper optimizer, string name, double lr, double momentum, double weightDecay,
+    TrainingOptimizer(GroupedOptimizer optimizer, string name, double lr, double momentum, double weightDecay,
         double warmupBiasLr, ParameterGroups groups)
     {
         Optimizer = optimizer;
@@ -46,8 +46,8 @@ public sealed class TrainingOptimizer
         Groups = groups;
     }
 
-    /// <summary>The TorchSharp optimiser (groups in order pg0 biases, pg1 weights, pg2 BatchNorm weights).</summary>
-    public OptimizerHelper Optimizer { get; }
+    /// <summary>The optimiser (groups in order pg0 biases, pg1 weights, pg2 BatchNorm weights).</summary>
+    public GroupedOptimizer Optimizer { get; }
 
     /// <summary>SGD or AdamW.</summary>
     public string Name { get; }
@@ -88,27 +88,23 @@ public sealed class TrainingOptimizer
             warmupBiasLr = 0.0;
         }
         var groups = ParameterGroups.Of(model);
-        OptimizerHelper optimizer = kind switch
+        OptimizerKind algorithm = kind switch
         {
-            "sgd" => torch.optim.SGD(new[]
-            {
-                new SGD.ParamGroup(groups.Biases, lr0, momentum, 0, 0, true, false),
-                new SGD.ParamGroup(groups.Weights, lr0, momentum, 0, decay, true, false),
-                new SGD.ParamGroup(groups.NormWeights, lr0, momentum, 0, 0, true, false),
-            }, lr0, momentum, 0, 0, true, false),
-            "adamw" => torch.optim.AdamW(new[]
-            {
-                new AdamW.ParamGroup(groups.Biases, lr0, momentum, 0.999, 1e-8, 0, false, false),
-                new AdamW.ParamGroup(groups.Weights, lr0, momentum, 0.999, 1e-8, decay, false, false),
-                new AdamW.ParamGroup(groups.NormWeights, lr0, momentum, 0.999, 1e-8, 0, false, false),
-            }, lr0, momentum, 0.999, 1e-8, 0, false, false),
+            "sgd" => OptimizerKind.Sgd,
+            "adamw" => OptimizerKind.AdamW,
             _ => throw new ArgumentException($"optimizer={name} is not supported: use SGD, AdamW or auto"),
         };
-        return new(optimizer, kind == "sgd" ? "SGD" : "AdamW", lr0, momentum, decay, warmupBiasLr, groups);
+        var optimizer = new GroupedOptimizer(algorithm, new[]
+        {
+            new OptimizerGroup(groups.Biases, lr0, momentum, 0),
+            new OptimizerGroup(groups.Weights, lr0, momentum, decay),
+            new OptimizerGroup(groups.NormWeights, lr0, momentum, 0),
+        });
+        return new(optimizer, algorithm == OptimizerKind.Sgd ? "SGD" : "AdamW", lr0, momentum, decay, warmupBiasLr, groups);
     }
 
     /// <summary>Learning rate of each group (pg0, pg1, pg2).</summary>
-    public IReadOnlyList<double> GroupLearningRates => Optimizer.ParamGroups.Select(g => g.LearningRate).ToArray();
+    public IReadOnlyList<double> GroupLearningRates => Optimizer.Groups.Select(g => g.LearningRate).ToArray();
 
     /// <summary>
     /// Applies one schedule point. Momentum is set on SGD groups only: Ultralytics warms momentum only where a
@@ -116,11 +112,10 @@ public sealed class TrainingOptimizer
     /// </summary>
     public void Apply(ScheduleValues values)
     {
-        int g = 0;
-        foreach (var group in Optimizer.ParamGroups)
+        for (int g = 0; g < Optimizer.Groups.Count; g++)
         {
-            group.LearningRate = values.LearningRates[g++];
-            if (group is SGD.ParamGroup sgd) sgd.Momentum = values.Momentum;
+            Optimizer.Groups[g].LearningRate = values.LearningRates[g];
+            if (Optimizer.Kind == OptimizerKind.Sgd) Optimizer.Groups[g].Momentum = values.Momentum;
         }
     }
 }

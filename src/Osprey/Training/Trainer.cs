@@ -219,8 +219,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     static void OptimizerStep(DetectionModel model, TrainingOptimizer optimizer, ModelEma ema)
     {
         nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), MaxGradientNorm);
-        optimizer.Optimizer.step();
-        optimizer.Optimizer.zero_grad();
+        optimizer.Optimizer.Step();
+        optimizer.Optimizer.ZeroGrad();
         ema.Update(model);
     }
 

@@ -25,9 +25,9 @@ public class CheckpointTests
         var x = randn(new long[] { 2, 3, 8, 8 }, generator: generator);
         p.Model.train();
         var loss = ((nn.Module<Tensor, Tensor>)p.Model).forward(x).square().mean();
-        p.Optimizer.Optimizer.zero_grad();
+        p.Optimizer.Optimizer.ZeroGrad();
         loss.backward();
-        p.Optimizer.Optimizer.step();
+        p.Optimizer.Optimizer.Step();
         p.Averager.Update(p.Model);
     }
 

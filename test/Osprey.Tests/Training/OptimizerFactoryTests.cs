@@ -53,7 +53,7 @@ public class OptimizerFactoryTests
         using (no_grad()) { weight.fill_(1.0f); bias.fill_(1.0f); }
         weight.grad = full_like(weight, 0.5f);
         bias.grad = full_like(bias, 0.5f);
-        o.Optimizer.step();
+        o.Optimizer.Step();
         // first step: buf = d_p; nesterov: update = d_p + m·buf = 1.9·d_p
         // weight: d_p = 0.5 + 0.01·1 = 0.51 → 1 − 0.1·1.9·0.51 = 0.9031; bias: d_p = 0.5 → 1 − 0.1·1.9·0.5 = 0.905
         Assert.Equal(0.9031f, weight[0, 0, 0, 0].item<float>(), 5);
@@ -66,6 +66,6 @@ public class OptimizerFactoryTests
         var o = TrainingOptimizer.Create(TinyModel(), "SGD", 0.01, 0.937, 0.0005, 0.1, 80, 1, 16, 4, 64);
         o.Apply(new ScheduleValues(new[] { 0.05, 0.002, 0.003 }, 0.85, 2));
         Assert.Equal(new[] { 0.05, 0.002, 0.003 }, o.GroupLearningRates);
-        Assert.All(o.Optimizer.ParamGroups, g => Assert.Equal(0.85, ((TorchSharp.Modules.SGD.ParamGroup)g).Momentum));
+        Assert.All(o.Optimizer.Groups, g => Assert.Equal(0.85, g.Momentum));
     }
 }
