@@ -134,13 +134,14 @@ def main():
     order = list(range(len(files)))
     for i in range(8):  # warm-up
         sample(order[i % len(order)], files, labels, get_image, a.imgsz)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(a.samples):
         if i % len(order) == 0:
             random.shuffle(order)
         sample(order[i % len(order)], files, labels, get_image, a.imgsz)
-    dt = time.perf_counter() - t0
-    print(json.dumps({"mode": a.cache, "samples": a.samples, "seconds": round(dt, 4), "samples_per_s": round(a.samples / dt, 2),
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"mode": a.cache, "samples": a.samples, "seconds": round(dt, 4), "cpu_seconds": round(cpu, 4),
+                      "samples_per_s": round(a.samples / dt, 2),
                       "cv_threads": a.threads, "imgsz": a.imgsz, "opencv": cv2.__version__}))
 
 
