@@ -80,6 +80,7 @@ public static class HsvPlanes
     /// Pixels outside <paramref name="active"/> (x0, y0, x1, y1 in source coordinates) must all be the gray 114 of the
     /// border: they are written as that colour's result without being read.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first sample: no tier-0 vector code
     public static void Apply(ReadOnlySpan<byte> bgr, int stride, int width, int height, Span<byte> planes, Gains gains,
         bool flipLR, bool flipUD, (int X0, int Y0, int X1, int Y1)? active = null, bool allowVector = true)
     {

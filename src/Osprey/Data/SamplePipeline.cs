@@ -66,6 +66,9 @@ public sealed class SamplePipeline
     /// <summary>Use the fused HSV pass (<see cref="HsvPlanes"/>) where it gives OpenCV's bytes; false: the OpenCV calls.</summary>
     internal bool FusedColour { get; init; } = HsvPlanes.Supported;
 
+    /// <summary>Warp the mosaic tiles with <see cref="ScaleWarp"/> (same bytes as OpenCV's warpAffine); false: warpAffine.</summary>
+    internal bool SeparableWarp { get; init; } = true;
+
     [ThreadStatic] private static Mat? _canvas;
 
     /// <summary>This thread's reusable s×s BGR output, filled with gray.</summary>
@@ -150,14 +153,15 @@ public sealed class SamplePipeline
         if (flipLR)
             for (var i = 0; i < boxes.Length; i += 4) (boxes[i], boxes[i + 2]) = (s - boxes[i + 2], s - boxes[i]);
 
-        if (hsv && FusedColour)
+        var tables = hsv && FusedColour ? new HsvPlanes.Gains(gains[0], gains[1], gains[2]) : null;
+        if (tables is { FloatExact: true })
         {
-            // HSV, flips, BGR→RGB and HWC→CHW in one pass straight into the batch buffer; outside `written` all is gray
+            // HSV, flips, BGR→RGB and HWC→CHW in one vectorised pass straight into the batch buffer; outside `written` all is gray
             using var planes = Mat.FromPixelData(1, ImageBytes, MatType.CV_8UC1, destination);
-            HsvPlanes.Apply(output.AsSpan<byte>(), s * 3, s, s, planes.AsSpan<byte>(), new HsvPlanes.Gains(gains[0], gains[1], gains[2]),
-                flipLR, flipUD, written);
+            HsvPlanes.Apply(output.AsSpan<byte>(), s * 3, s, s, planes.AsSpan<byte>(), tables, flipLR, flipUD, written);
             return;
         }
+        // the rare gains whose tables float cannot reproduce, and machines without AVX2/FMA: OpenCV's calls
         if (hsv) Hsv.Apply(output, gains[0], gains[1], gains[2]);
         if (flipUD) Cv2.Flip(output, output, FlipMode.X);
         if (flipLR) Cv2.Flip(output, output, FlipMode.Y);
@@ -273,8 +277,16 @@ public sealed class SamplePipeline
                         int v0 = Math.Clamp((int)Math.Ceiling(m[4] * (y1a - 0.5) + m[5]), 0, s), v1 = Math.Clamp((int)Math.Ceiling(m[4] * (y2a - 0.5) + m[5]), 0, s);
                         if (u1 > u0 && v1 > v0)
                         {
-                            var tileMatrix = new[] { m[0], 0, m[0] * padw + m[2], 0, m[4], m[4] * padh + m[5], 0, 0, 1 };
-                            Warp(image, output, tileMatrix, new Rect(u0, v0, u1 - u0, v1 - v0), BorderTypes.Replicate);
+                            var region = new Rect(u0, v0, u1 - u0, v1 - v0);
+                            if (SeparableWarp)
+                            {
+                                ScaleWarp.Apply(image, output, m[0], m[0] * padw + m[2], m[4], m[4] * padh + m[5], region);
+                            }
+                            else
+                            {
+                                var tileMatrix = new[] { m[0], 0, m[0] * padw + m[2], 0, m[4], m[4] * padh + m[5], 0, 0, 1 };
+                                Warp(image, output, tileMatrix, region, BorderTypes.Replicate);
+                            }
                             written = (Math.Min(written.X0, u0), Math.Min(written.Y0, v0), Math.Max(written.X1, u1), Math.Max(written.Y1, v1));
                         }
                     }

@@ -2,14 +2,14 @@ using Osprey.Data;
 
 namespace Osprey.Tests.Data;
 
-/// <summary>The training pipeline with the fused colour pass gives the bytes of the OpenCV calls it replaces.</summary>
+/// <summary>The training pipeline with the fused colour pass and the separable warp gives the bytes of the OpenCV calls they replace.</summary>
 public class FusedPipelineTests
 {
     public static TheoryData<string> Recipes => new() { "default", "flips", "mixup", "rotate", "no-mosaic" };
 
     [Theory]
     [MemberData(nameof(Recipes))]
-    public void FusedColourPassEqualsTheOpenCvCalls(string recipe)
+    public void FusedColourAndSeparableWarpEqualTheOpenCvCalls(string recipe)
     {
         if (!HsvPlanes.Supported) return;
         var augment = recipe switch
@@ -25,8 +25,8 @@ public class FusedPipelineTests
         const int size = 160;
         var store = new RamImageStore(data.Images, size, true, 2);
         var fused = new SamplePipeline(data.Images, store, size, augment, 11);
-        var plain = new SamplePipeline(data.Images, store, size, augment, 11) { FusedColour = false };
-        Assert.True(fused.FusedColour);
+        var plain = new SamplePipeline(data.Images, store, size, augment, 11) { FusedColour = false, SeparableWarp = false };
+        Assert.True(fused.FusedColour && fused.SeparableWarp);
         for (var epoch = 0; epoch < 6; epoch++)
             for (var index = 0; index < data.Count; index++)
             {
