@@ -25,7 +25,10 @@ public sealed class BenchDataCommand : ICliCommand
         if (args.Workers <= 0) throw new ArgumentsException("bench data needs workers ≥ 1");
         var cache = args.Cache.ToLowerInvariant() == "disk" ? ImageCacheMode.Disk : ImageCacheMode.Ram;
         int count = DetectionDataset.Load(data, DatasetSplit.Train).Count;
-        var options = new DataBenchmarkOptions(data, args.Imgsz, args.Workers, Math.Max(1, args.Epochs * count), Math.Max(1, args.Batch), args.Seed);
+        // OSPREY_MOSAIC_BUFFER=0: both sides with uniform mosaic partners and a decode per tile (the semantics before the buffer)
+        int buffer = int.TryParse(Environment.GetEnvironmentVariable("OSPREY_MOSAIC_BUFFER"), out var b) ? b : new LoaderOptions().MosaicBuffer;
+        var options = new DataBenchmarkOptions(data, args.Imgsz, args.Workers, Math.Max(1, args.Epochs * count), Math.Max(1, args.Batch), args.Seed,
+            MosaicBuffer: buffer);
         string script = ReferenceScript();
         string python = Environment.GetEnvironmentVariable("OSPREY_PYTHON") ?? "/usr/bin/python3";
         var c = DataBenchmark.Compare(options, script, python, new SyncProgress(output), cache);
@@ -33,13 +36,15 @@ public sealed class BenchDataCommand : ICliCommand
         var table = new Table().Border(TableBorder.Simple).AddColumn("pipeline").AddColumn("mode")
             .AddColumn(new TableColumn("samples").RightAligned()).AddColumn(new TableColumn("seconds").RightAligned())
             .AddColumn(new TableColumn("samples/s").RightAligned()).AddColumn(new TableColumn("cores").RightAligned())
-            .AddColumn(new TableColumn("per core").RightAligned()).AddColumn(new TableColumn("per CPU-s").RightAligned());
+            .AddColumn(new TableColumn("per core").RightAligned()).AddColumn(new TableColumn("per CPU-s").RightAligned())
+            .AddColumn(new TableColumn("decodes/sample").RightAligned());
         foreach (var t in c.Osprey.Concat(c.Reference))
             table.AddRow(t.Pipeline, t.Mode, I(t.Samples), F(t.Seconds, "0.00"), F(t.SamplesPerSecond, "0.0"), I(t.Cores),
-                F(t.SamplesPerSecondPerCore, "0.0"), t.SamplesPerCpuSecond is { } x ? F(x, "0.0") : "-");
+                F(t.SamplesPerSecondPerCore, "0.0"), t.SamplesPerCpuSecond is { } x ? F(x, "0.0") : "-",
+                t.Decodes >= 0 ? F((double)t.Decodes / t.Samples, "0.00") : t.Mode == "jpeg" ? "4 per mosaic" : "-");
         output.Write(table);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{data}: imgsz {args.Imgsz}, workers {args.Workers}, batch {options.BatchSize}, {options.Samples} samples per mode, {Environment.ProcessorCount} cores"));
+            $"{data}: imgsz {args.Imgsz}, workers {args.Workers}, batch {options.BatchSize}, {options.Samples} samples per mode, mosaic buffer {options.MosaicBuffer} (both sides), {Environment.ProcessorCount} cores"));
         if (c.ReferenceError is not null)
         {
             output.MarkupLine($"[yellow]reference did not run:[/] {Markup.Escape(c.ReferenceError)}");

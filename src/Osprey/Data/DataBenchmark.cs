@@ -12,7 +12,10 @@ namespace Osprey.Data;
 /// <param name="BatchSize">Batch size.</param>
 /// <param name="Seed">Seed.</param>
 /// <param name="CacheDirectory">Folder for our caches (default <see cref="OspreyCacheDirectory.Root"/>).</param>
-public sealed record DataBenchmarkOptions(string Data, int ImageSize = 640, int Workers = 2, int Samples = 512, int BatchSize = 16, long Seed = 0, string? CacheDirectory = null);
+/// <param name="MosaicBuffer">Ultralytics' mosaic buffer on both sides (<see cref="LoaderOptions.MosaicBuffer"/>,
+/// <c>--buffer</c> of the reference); 0: uniform partners, every image decoded each time, on both sides.</param>
+public sealed record DataBenchmarkOptions(string Data, int ImageSize = 640, int Workers = 2, int Samples = 512, int BatchSize = 16, long Seed = 0,
+    string? CacheDirectory = null, int MosaicBuffer = 128);
 
 /// <summary>Throughput of one pipeline run.</summary>
 /// <param name="Pipeline">"osprey" or "reference".</param>
@@ -21,7 +24,8 @@ public sealed record DataBenchmarkOptions(string Data, int ImageSize = 640, int 
 /// <param name="Seconds">Wall time.</param>
 /// <param name="Cores">Cores it used (workers, or 1 for the single-threaded reference).</param>
 /// <param name="CpuSeconds">CPU time of the whole process over the timed part (all threads), or 0 when unknown.</param>
-public sealed record DataThroughput(string Pipeline, string Mode, int Samples, double Seconds, int Cores, double CpuSeconds = 0)
+/// <param name="Decodes">Images decoded from files during the timed part, or −1 when unknown.</param>
+public sealed record DataThroughput(string Pipeline, string Mode, int Samples, double Seconds, int Cores, double CpuSeconds = 0, long Decodes = -1)
 {
     /// <summary>Samples per second.</summary>
     public double SamplesPerSecond => Samples / Seconds;
@@ -57,7 +61,7 @@ public static class DataBenchmark
     {
         var dataset = DetectionDataset.Load(options.Data, DatasetSplit.Train, new DatasetLoadOptions(options.CacheDirectory));
         var loaderOptions = new LoaderOptions(ImageSize: options.ImageSize, BatchSize: options.BatchSize, Workers: options.Workers,
-            Seed: options.Seed, Cache: mode, CacheDirectory: options.CacheDirectory);
+            Seed: options.Seed, Cache: mode, CacheDirectory: options.CacheDirectory, MosaicBuffer: options.MosaicBuffer);
         using var loader = DataLoader.ForTraining(dataset, loaderOptions);
         var modeName = mode == ImageCacheMode.None ? "jpeg" : mode.ToString().ToLowerInvariant();
         progress?.Report($"osprey {modeName}: {dataset.Count} images, imgsz {options.ImageSize}, {options.Workers} workers");
@@ -65,6 +69,7 @@ public static class DataBenchmark
         var warmed = false;
         var clock = new Stopwatch();
         var cpu = TimeSpan.Zero;
+        long decoded = 0;
         for (var epoch = 0; timed < options.Samples; epoch++)
         {
             foreach (var batch in loader.Epoch(epoch))
@@ -75,6 +80,7 @@ public static class DataBenchmark
                     {
                         warmed = true;
                         cpu = Process.GetCurrentProcess().TotalProcessorTime;
+                        decoded = loader.Decoded ?? 0;
                         clock.Start();
                         continue;
                     }
@@ -85,7 +91,10 @@ public static class DataBenchmark
         }
         clock.Stop();
         var cpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
-        return new DataThroughput("osprey", modeName, timed, clock.Elapsed.TotalSeconds, Math.Max(1, Math.Min(options.Workers, Environment.ProcessorCount)), cpuSeconds);
+        // without the recent-image store every tile is a decode (jpeg) or none (ram, disk); the store counts its own
+        long decodes = loader.Decoded is { } d ? d - decoded : mode == ImageCacheMode.None ? -1 : 0;
+        return new DataThroughput("osprey", modeName, timed, clock.Elapsed.TotalSeconds, Math.Max(1, Math.Min(options.Workers, Environment.ProcessorCount)),
+            cpuSeconds, decodes);
     }
 
     /// <summary>Runs <c>bench/data_reference.py</c> (single-threaded OpenCV) on the train images and parses its JSON line.</summary>
@@ -94,7 +103,8 @@ public static class DataBenchmark
         var config = DatasetCatalog.Resolve(options.Data, options.CacheDirectory);
         var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var arg in new[] { scriptPath, config.Train[0], "--imgsz", options.ImageSize.ToString(CultureInfo.InvariantCulture),
-                     "--samples", options.Samples.ToString(CultureInfo.InvariantCulture), "--cache", mode == "jpeg" ? "none" : mode, "--threads", "1" })
+                     "--samples", options.Samples.ToString(CultureInfo.InvariantCulture), "--cache", mode == "jpeg" ? "none" : mode, "--threads", "1",
+                     "--buffer", options.MosaicBuffer.ToString(CultureInfo.InvariantCulture), "--seed", options.Seed.ToString(CultureInfo.InvariantCulture) })
             start.ArgumentList.Add(arg);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Cannot start {python}.");
         var stderr = process.StandardError.ReadToEndAsync();
@@ -106,7 +116,8 @@ public static class DataBenchmark
         using var json = JsonDocument.Parse(line);
         return new DataThroughput("reference", mode, json.RootElement.GetProperty("samples").GetInt32(),
             json.RootElement.GetProperty("seconds").GetDouble(), 1,
-            json.RootElement.TryGetProperty("cpu_seconds", out var cpu) ? cpu.GetDouble() : 0);
+            json.RootElement.TryGetProperty("cpu_seconds", out var cpu) ? cpu.GetDouble() : 0,
+            json.RootElement.TryGetProperty("decodes", out var decodes) ? decodes.GetInt64() : -1);
     }
 
     /// <summary>Runs Osprey and the reference from JPEG and from a cache (<paramref name="cache"/>: ram, or disk against the

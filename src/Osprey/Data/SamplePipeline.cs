@@ -69,6 +69,42 @@ public sealed class SamplePipeline
     /// <summary>Warp the mosaic tiles with <see cref="ScaleWarp"/> (same bytes as OpenCV's warpAffine); false: warpAffine.</summary>
     internal bool SeparableWarp { get; init; } = true;
 
+    /// <summary>
+    /// Mosaic partners come from the last <see cref="PartnerWindow"/> positions of the epoch's shuffle up to and including the
+    /// sample's own (reaching back into the previous epoch's), as Ultralytics draws them from its <c>buffer</c> of the
+    /// min(n, batch·8, 1000) most recently loaded images; 0: uniformly from the whole dataset. The shuffle is the global one
+    /// of (seed, epoch) (<see cref="DistributedSampler.Order"/>), so a sample still depends on (seed, epoch, index) only.
+    /// </summary>
+    public int PartnerWindow { get; init; }
+
+    private readonly object _ordersLock = new();
+    private readonly Dictionary<int, (int[] Order, int[] Position)> _orders = new();
+
+    private (int[] Order, int[] Position) Shuffle(int epoch)
+    {
+        lock (_ordersLock)
+        {
+            if (_orders.TryGetValue(epoch, out var known)) return known;
+            var order = DistributedSampler.Order(_images.Count, true, Seed, epoch);
+            var position = new int[order.Length];
+            for (var i = 0; i < order.Length; i++) position[order[i]] = i;
+            if (_orders.Count >= 4) _orders.Remove(_orders.Keys.Min());
+            return _orders[epoch] = (order, position);
+        }
+    }
+
+    /// <summary>One mosaic partner (one draw).</summary>
+    private int Partner(int index, int epoch, ref SampleRandom rng)
+    {
+        var n = _images.Count;
+        if (PartnerWindow <= 0) return rng.NextInt(n);
+        var (order, position) = Shuffle(epoch);
+        var at = position[index];
+        var window = Math.Min(Math.Min(PartnerWindow, n), epoch == 0 ? at + 1 : n);
+        var q = at - rng.NextInt(window);
+        return q >= 0 ? order[q] : Shuffle(epoch - 1).Order[q + n];
+    }
+
     [ThreadStatic] private static Mat? _canvas;
 
     /// <summary>This thread's reusable s×s BGR output, filled with gray.</summary>
@@ -126,7 +162,7 @@ public sealed class SamplePipeline
         var a = Augment!;
         var rng = SampleRandom.For(Seed, epoch, index);
         var output = GrayCanvas();
-        PreTransform(index, mosaicActive, ref rng, output, out classes, out boxes, out info, out var written);
+        PreTransform(index, epoch, mosaicActive, ref rng, output, out classes, out boxes, out info, out var written);
 
         var mix = rng.NextDouble() < a.Mixup && mosaicActive;
         var mixIndex = rng.NextInt(_images.Count);
@@ -135,7 +171,7 @@ public sealed class SamplePipeline
         {
             var partnerRng = SampleRandom.For(Seed ^ 0x6D69787570L, epoch, mixIndex);
             using var partner = new Mat(ImageSize, ImageSize, MatType.CV_8UC3, Gray);
-            PreTransform(mixIndex, mosaicActive, ref partnerRng, partner, out var c2, out var b2, out _, out _);
+            PreTransform(mixIndex, epoch, mosaicActive, ref partnerRng, partner, out var c2, out var b2, out _, out _);
             written = (0, 0, ImageSize, ImageSize);
             Cv2.AddWeighted(output, mixRatio, partner, 1 - mixRatio, 0, output);
             classes = [.. classes, .. c2];
@@ -171,13 +207,13 @@ public sealed class SamplePipeline
     /// <summary>Mosaic (or letterbox) followed by the random affine/perspective; consumes a fixed number of draws.</summary>
     /// <param name="output">s×s gray BGR image to draw into.</param>
     /// <param name="written">Bounding rectangle (x0, y0, x1, y1) of the pixels drawn; the rest of <paramref name="output"/> stays gray.</param>
-    private void PreTransform(int index, bool mosaicActive, ref SampleRandom rng, Mat output, out int[] classes, out float[] boxes, out ImageInfo info,
+    private void PreTransform(int index, int epoch, bool mosaicActive, ref SampleRandom rng, Mat output, out int[] classes, out float[] boxes, out ImageInfo info,
         out (int X0, int Y0, int X1, int Y1) written)
     {
         var a = Augment!;
         var s = ImageSize;
         var useMosaic = rng.NextDouble() < a.Mosaic && mosaicActive;
-        Span<int> tiles = [index, rng.NextInt(_images.Count), rng.NextInt(_images.Count), rng.NextInt(_images.Count)];
+        Span<int> tiles = [index, Partner(index, epoch, ref rng), Partner(index, epoch, ref rng), Partner(index, epoch, ref rng)];
         var xc = (int)rng.Uniform(s / 2.0, 1.5 * s);
         var yc = (int)rng.Uniform(s / 2.0, 1.5 * s);
         var inputSide = useMosaic ? 2 * s : s;

@@ -38,3 +38,58 @@ public class FusedPipelineTests
             }
     }
 }
+
+public class MosaicBufferTests
+{
+    private static List<byte[]> Images(DetectionDataset data, LoaderOptions options, int epoch)
+    {
+        using var loader = DataLoader.ForTraining(data, options);
+        var result = new List<byte[]>();
+        foreach (var batch in loader.Epoch(epoch))
+            using (batch)
+            {
+                var bytes = batch.Images.bytes.ToArray();
+                var per = bytes.Length / batch.Size;
+                for (var i = 0; i < batch.Size; i++) result.Add(bytes[(i * per)..((i + 1) * per)]);
+            }
+        return result;
+    }
+
+    [Fact]
+    public void WindowedPartnersKeepSamplesIndependentOfWorkersBatchAndCache()
+    {
+        var root = DataTestFiles.NewTempDir();
+        var data = DetectionDataset.Load(DataTestFiles.PlantDataset(root, 13), DatasetSplit.Train);
+        foreach (var epoch in new[] { 0, 2 })
+        {
+            var reference = Images(data, new LoaderOptions(ImageSize: 64, BatchSize: 4, Workers: 1, Seed: 3, MosaicBuffer: 4), epoch);
+            foreach (var options in new[]
+                     {
+                         new LoaderOptions(ImageSize: 64, BatchSize: 3, Workers: 3, Seed: 3, MosaicBuffer: 4),
+                         new LoaderOptions(ImageSize: 64, BatchSize: 13, Workers: 2, Seed: 3, MosaicBuffer: 4, Cache: ImageCacheMode.Ram),
+                         new LoaderOptions(ImageSize: 64, BatchSize: 2, Workers: 2, Seed: 3, MosaicBuffer: 4, Cache: ImageCacheMode.Disk, CacheDirectory: DataTestFiles.NewTempDir()),
+                     })
+            {
+                var other = Images(data, options, epoch);
+                for (var i = 0; i < reference.Count; i++)
+                    Assert.True(reference[i].AsSpan().SequenceEqual(other[i]), $"epoch {epoch} sample {i} differs with {options}");
+            }
+            var uniform = Images(data, new LoaderOptions(ImageSize: 64, BatchSize: 4, Workers: 1, Seed: 3, MosaicBuffer: 0), epoch);
+            Assert.Contains(Enumerable.Range(0, reference.Count), i => !reference[i].AsSpan().SequenceEqual(uniform[i]));
+        }
+    }
+
+    [Fact]
+    public void TheRecentImageCacheDecodesAboutOneImagePerSample()
+    {
+        var root = DataTestFiles.NewTempDir();
+        var data = DetectionDataset.Load(DataTestFiles.PlantDataset(root, 40), DatasetSplit.Train);
+        using var loader = DataLoader.ForTraining(data, new LoaderOptions(ImageSize: 64, BatchSize: 4, Workers: 1, MosaicBuffer: 16));
+        var samples = 0;
+        for (var epoch = 0; epoch < 3; epoch++)
+            foreach (var batch in loader.Epoch(epoch))
+                using (batch) samples += batch.Size;
+        // 4 per sample without it; Ultralytics' buffer: the sample's own image, rarely a partner
+        Assert.True(loader.Decoded <= 1.3 * samples, $"{loader.Decoded} decodes for {samples} samples");
+    }
+}
