@@ -48,13 +48,13 @@ def box_candidates(box1, box2, wh_thr=2, ar_thr=100, area_thr=0.1, eps=1e-16):
 
 
 def sample(index, files, labels, get_image, s, partners):
-    get_image(index)  # Ultralytics loads the sample's own image before choosing partners from the buffer
+    first = get_image(index)  # Ultralytics loads the sample's own image before choosing partners from the buffer
     idx = [index] + partners()
     yc, xc = (int(random.uniform(s // 2, 2 * s - s // 2)) for _ in range(2))
     img4 = None
     boxes, classes = [], []
     for i, j in enumerate(idx):
-        img = get_image(j)
+        img = first if i == 0 else get_image(j)
         h, w = img.shape[:2]
         if i == 0:
             img4 = np.full((s * 2, s * 2, img.shape[2]), 114, dtype=np.uint8)
