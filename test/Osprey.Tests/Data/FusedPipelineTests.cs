@@ -79,6 +79,31 @@ public class MosaicBufferTests
         }
     }
 
+    private static Dictionary<int, byte[]> ByIndex(DetectionDataset data, LoaderOptions options, int epoch)
+    {
+        using var loader = DataLoader.ForTraining(data, options);
+        var result = new Dictionary<int, byte[]>();
+        foreach (var batch in loader.Epoch(epoch))
+            using (batch)
+            {
+                var bytes = batch.Images.bytes.ToArray();
+                var per = bytes.Length / batch.Size;
+                for (var i = 0; i < batch.Size; i++) result[batch.Infos[i].DatasetIndex] = bytes[(i * per)..((i + 1) * per)];
+            }
+        return result;
+    }
+
+    [Fact]
+    public void WindowedPartnersAreTheSameOnEveryRankLayout()
+    {
+        var root = DataTestFiles.NewTempDir();
+        var data = DetectionDataset.Load(DataTestFiles.PlantDataset(root, 13), DatasetSplit.Train);
+        var single = ByIndex(data, new LoaderOptions(ImageSize: 64, BatchSize: 4, Workers: 2, Seed: 8, MosaicBuffer: 5), epoch: 1);
+        foreach (var rank in new[] { 0, 1, 2 })
+            foreach (var (index, image) in ByIndex(data, new LoaderOptions(ImageSize: 64, BatchSize: 2, Workers: 1, Seed: 8, Rank: rank, WorldSize: 3, MosaicBuffer: 5), epoch: 1))
+                Assert.True(single[index].AsSpan().SequenceEqual(image), $"index {index} differs on rank {rank} of 3");
+    }
+
     [Fact]
     public void TheRecentImageCacheDecodesAboutOneImagePerSample()
     {
