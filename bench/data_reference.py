@@ -3,8 +3,12 @@
 
 Per sample: load_image (imread, long side -> imgsz), mosaic of 4 on a 2s x 2s canvas, RandomPerspective (warpAffine,
 border -s/2, boxes + box_candidates), RandomHSV (split/LUT/merge), flips, Format (BGR->RGB, HWC->CHW, contiguous).
+--buffer N (default 128 = Ultralytics' max_buffer_length min(n, 8 * batch, 1000) at batch 16): Ultralytics' dataset buffer,
+as BaseDataset.load_image and Mosaic.get_indexes(buffer=True) do it: every decoded image is kept and its index appended to
+the buffer; past max_buffer_length - 1 entries the oldest leaves (and its image too unless cache=ram); mosaic partners are
+random.choices(buffer, k=3) after the sample's own image is loaded. --buffer 0: partners uniform over the dataset, no buffer.
 Prints one JSON line. Run with /usr/bin/python3 (Debian python3-opencv, python3-numpy).
-usage: data_reference.py IMAGES_DIR [--imgsz 640] [--samples 256] [--cache none|ram] [--threads 1] [--seed 0]
+usage: data_reference.py IMAGES_DIR [--imgsz 640] [--samples 256] [--cache none|ram] [--threads 1] [--seed 0] [--buffer 128]
 """
 import argparse, glob, json, math, os, random, time
 
@@ -43,13 +47,14 @@ def box_candidates(box1, box2, wh_thr=2, ar_thr=100, area_thr=0.1, eps=1e-16):
     return (w2 > wh_thr) & (h2 > wh_thr) & (w2 * h2 / (w1 * h1 + eps) > area_thr) & (ar < ar_thr)
 
 
-def sample(index, files, labels, get_image, s):
-    idx = [index] + [random.randint(0, len(files) - 1) for _ in range(3)]
+def sample(index, files, labels, get_image, s, partners):
+    first = get_image(index)  # Ultralytics loads the sample's own image before choosing partners from the buffer
+    idx = [index] + partners()
     yc, xc = (int(random.uniform(s // 2, 2 * s - s // 2)) for _ in range(2))
     img4 = None
     boxes, classes = [], []
     for i, j in enumerate(idx):
-        img = get_image(j)
+        img = first if i == 0 else get_image(j)
         h, w = img.shape[:2]
         if i == 0:
             img4 = np.full((s * 2, s * 2, img.shape[2]), 114, dtype=np.uint8)
@@ -123,24 +128,53 @@ def main():
     ap.add_argument("--cache", default="none", choices=["none", "ram"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--buffer", type=int, default=128)
     a = ap.parse_args()
     cv2.setNumThreads(a.threads)
     random.seed(a.seed); np.random.seed(a.seed)
     exts = {"bmp", "jpeg", "jpg", "png", "tif", "tiff", "webp"}
     files = sorted(f for f in glob.glob(os.path.join(a.images, "**", "*.*"), recursive=True) if f.rsplit(".", 1)[-1].lower() in exts)
     labels = [read_labels(f) for f in files]
-    ram = [load_image(f, a.imgsz) for f in files] if a.cache == "ram" else None
-    get_image = (lambda j: ram[j]) if ram is not None else (lambda j: load_image(files[j], a.imgsz))
-    order = list(range(len(files)))
+    n = len(files)
+    max_len = min(n, a.buffer)
+    ims, buffer, decodes = [None] * n, [], [0]
+
+    def get_image(i):
+        if ims[i] is not None:
+            return ims[i]
+        im = load_image(files[i], a.imgsz)
+        decodes[0] += 1
+        if max_len > 0:
+            ims[i] = im
+            buffer.append(i)
+            if 1 < len(buffer) >= max_len:
+                j = buffer.pop(0)
+                if a.cache != "ram":
+                    ims[j] = None
+        elif a.cache == "ram":
+            ims[i] = im
+        return im
+
+    if max_len > 0:
+        partners = lambda: random.choices(buffer, k=3)
+    else:
+        partners = lambda: [random.randint(0, n - 1) for _ in range(3)]
+    if a.cache == "ram":
+        for i in range(n):
+            get_image(i)
+    order = list(range(n))
     for i in range(8):  # warm-up
-        sample(order[i % len(order)], files, labels, get_image, a.imgsz)
-    t0 = time.perf_counter()
+        sample(order[i % n], files, labels, get_image, a.imgsz, partners)
+    d0 = decodes[0]
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(a.samples):
-        if i % len(order) == 0:
+        if i % n == 0:
             random.shuffle(order)
-        sample(order[i % len(order)], files, labels, get_image, a.imgsz)
-    dt = time.perf_counter() - t0
-    print(json.dumps({"mode": a.cache, "samples": a.samples, "seconds": round(dt, 4), "samples_per_s": round(a.samples / dt, 2),
+        sample(order[i % n], files, labels, get_image, a.imgsz, partners)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"mode": a.cache, "samples": a.samples, "seconds": round(dt, 4), "cpu_seconds": round(cpu, 4),
+                      "decodes": decodes[0] - d0, "buffer": max_len,
+                      "samples_per_s": round(a.samples / dt, 2),
                       "cv_threads": a.threads, "imgsz": a.imgsz, "opencv": cv2.__version__}))
 
 

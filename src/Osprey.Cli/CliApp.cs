@@ -26,7 +26,10 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
         try
         {
             TorchBackend.Initialize();
-            var commands = new ICliCommand[] { new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand() };
+            var commands = new ICliCommand[]
+            {
+                new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand(), new BenchDataCommand(),
+            };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);
             ParseResult parse = root.Parse(normalised);
@@ -90,6 +93,7 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
     static string[] Normalise(string[] args, IEnumerable<ICliCommand> commands)
     {
         if (args.Length == 0 || args[0].StartsWith('-')) return args; // --help, --version
+        if (args.Length > 1 && commands.Any(c => c.Name == $"{args[0]}-{args[1]}")) args = [$"{args[0]}-{args[1]}", .. args[2..]]; // `bench data` → bench-data
         string mode = args[0];
         if (!commands.Any(c => c.Name == mode))
         {

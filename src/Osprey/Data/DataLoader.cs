@@ -42,17 +42,26 @@ public sealed class DataLoader : IDisposable
         Training = training;
         if (options.SingleThreadedOpenCv) Cv2.SetNumThreads(1);
         var threads = Math.Max(1, options.Workers);
+        var window = training ? Math.Min(dataset.Count, Math.Max(0, options.MosaicBuffer)) : 0;
         _store = options.Cache switch
         {
             ImageCacheMode.Ram => new RamImageStore(dataset.Images, options.ImageSize, training, threads),
             ImageCacheMode.Disk => new DiskImageStore(dataset.Images, options.ImageSize, training, threads, options.CacheDirectory),
+            // the images of the window's positions (partners are drawn among them), and of the samples in flight on other workers
+            _ when window > 0 => new RecentImageStore(new FileImageStore(dataset.Images, options.ImageSize, training), window + 2 * threads),
             _ => new FileImageStore(dataset.Images, options.ImageSize, training),
         };
-        Pipeline = new SamplePipeline(dataset.Images, _store, options.ImageSize, training ? options.Augment ?? AugmentOptions.Default : null, options.Seed);
+        Pipeline = new SamplePipeline(dataset.Images, _store, options.ImageSize, training ? options.Augment ?? AugmentOptions.Default : null, options.Seed)
+        {
+            PartnerWindow = window,
+        };
         Sampler = training
             ? new DistributedSampler(dataset.Count, options.Rank, options.WorldSize, shuffle: true, options.Seed)
             : new ValidationSampler(dataset.Count, options.Rank, options.WorldSize);
     }
+
+    /// <summary>Images decoded from files so far (cache=false with the mosaic buffer), or null.</summary>
+    public long? Decoded => (_store as RecentImageStore)?.Decoded;
 
     /// <summary>A training loader: augmentation, shuffle from (seed, epoch), equal padded share per rank.</summary>
     public static DataLoader ForTraining(DetectionDataset dataset, LoaderOptions options) => new(dataset, options, training: true);

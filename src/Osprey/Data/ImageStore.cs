@@ -15,8 +15,12 @@ public enum ImageCacheMode
 
 /// <summary>An image as <c>load_image</c> returns it: BGR, long side resized to imgsz. <see cref="Image"/> may view shared
 /// read-only memory: never write into it.</summary>
-public sealed class LoadedImage(Mat image, int originalHeight, int originalWidth) : IDisposable
+/// <param name="owner">What holds <paramref name="image"/>'s pixels alive while this view exists (a cached array), or null.</param>
+public sealed class LoadedImage(Mat image, int originalHeight, int originalWidth, object? owner = null) : IDisposable
 {
+    /// <summary>Keeps a cache entry's pixels alive after its eviction while this view is in use.</summary>
+    internal object? Owner { get; } = owner;
+
     /// <summary>The resized BGR image (read-only).</summary>
     public Mat Image { get; } = image;
 
@@ -77,4 +81,82 @@ public sealed class FileImageStore(IReadOnlyList<LabeledImage> images, int image
 
     /// <inheritdoc/>
     public void Dispose() { }
+}
+
+/// <summary>
+/// <c>cache=false</c> while training: the most recently used decoded images (about as many as Ultralytics' <c>buffer</c>
+/// keeps: the partner window plus the samples in flight), least recently used out first, so the mosaic partners drawn from
+/// recent positions (<see cref="SamplePipeline.PartnerWindow"/>) are rarely decoded twice: about one decode per sample, the
+/// sample's own image, as in Ultralytics. A dataset no larger than that stays decoded. What comes out never depends on what
+/// is cached: a hit returns the same pixels a decode would.
+/// </summary>
+public sealed class RecentImageStore : IImageStore
+{
+    private readonly IImageStore _inner;
+    private readonly int _capacity;
+    private readonly Dictionary<int, LinkedListNode<Entry>> _map = new();
+    private readonly LinkedList<Entry> _order = new();
+    private readonly object _lock = new();
+
+    private sealed record Entry(int Index, byte[] Pixels, int H, int W, int H0, int W0);
+
+    /// <summary>Decodes with <paramref name="inner"/> and keeps up to <paramref name="capacity"/> images.</summary>
+    public RecentImageStore(IImageStore inner, int capacity)
+    {
+        _inner = inner;
+        _capacity = Math.Max(1, capacity);
+    }
+
+    /// <summary>Images decoded so far (misses).</summary>
+    public long Decoded { get; private set; }
+
+    /// <summary>Loads served from the cache.</summary>
+    public long Hits { get; private set; }
+
+    /// <inheritdoc/>
+    public int Count => _inner.Count;
+
+    /// <inheritdoc/>
+    public LoadedImage Load(int index)
+    {
+        lock (_lock)
+        {
+            if (_map.TryGetValue(index, out var node))
+            {
+                _order.Remove(node);
+                _order.AddFirst(node);
+                Hits++;
+                return View(node.Value);
+            }
+        }
+        Entry entry;
+        using (var loaded = _inner.Load(index))
+        {
+            var mat = loaded.Image;
+            var pixels = GC.AllocateUninitializedArray<byte>(mat.Height * mat.Width * 3, pinned: true);
+            RamImageStore.CopyPixels(mat, pixels);
+            entry = new Entry(index, pixels, mat.Height, mat.Width, loaded.OriginalHeight, loaded.OriginalWidth);
+        }
+        lock (_lock)
+        {
+            Decoded++;
+            if (!_map.ContainsKey(index)) // another worker may have decoded it meanwhile: keep the first, same pixels
+            {
+                _map[index] = _order.AddFirst(entry);
+                while (_map.Count > _capacity)
+                {
+                    var last = _order.Last!;
+                    _order.RemoveLast();
+                    _map.Remove(last.Value.Index);
+                }
+            }
+        }
+        return View(entry);
+    }
+
+    private static LoadedImage View(Entry e) =>
+        new(Mat.FromPixelData(e.H, e.W, MatType.CV_8UC3, System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(e.Pixels, 0)), e.H0, e.W0, e.Pixels);
+
+    /// <inheritdoc/>
+    public void Dispose() => _inner.Dispose();
 }

@@ -14,6 +14,10 @@ namespace Osprey.Data;
 /// <param name="CacheDirectory">Folder of the disk image cache (default <see cref="OspreyCacheDirectory.Root"/>).</param>
 /// <param name="DropLast">Drop a last incomplete batch.</param>
 /// <param name="SingleThreadedOpenCv">Turn OpenCV's own thread pool off (recommended when workers ≥ cores).</param>
+/// <param name="MosaicBuffer">Ultralytics' mosaic buffer: partners from the last N positions of the shuffle (Ultralytics:
+/// min(n, 8·batch, 1000), 128 at its default batch 16; fixed here so that a sample does not depend on the batch size), and with
+/// <c>cache=false</c> that many recent decoded images kept (<see cref="RecentImageStore"/>); 0: partners uniformly from the
+/// dataset, every image decoded each time.</param>
 public sealed record LoaderOptions(
     int ImageSize = 640,
     int BatchSize = 16,
@@ -27,4 +31,5 @@ public sealed record LoaderOptions(
     int PrefetchBatches = 0,
     string? CacheDirectory = null,
     bool DropLast = false,
-    bool SingleThreadedOpenCv = true);
+    bool SingleThreadedOpenCv = true,
+    int MosaicBuffer = 128);

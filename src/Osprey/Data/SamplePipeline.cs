@@ -48,10 +48,76 @@ public sealed class SamplePipeline
     /// (3 × imgsz² writable bytes: planes R, G, B).</summary>
     public ProcessedSample Process(int index, int epoch, bool mosaicActive, nint destination)
     {
-        using var result = Augment is null ? Letterboxed(index, out var classes, out var boxes, out var info)
-            : Augmented(index, epoch, mosaicActive, out classes, out boxes, out info);
-        WriteRgbPlanes(result, destination);
+        int[] classes;
+        float[] boxes;
+        ImageInfo info;
+        if (Augment is null)
+        {
+            using var result = Letterboxed(index, out classes, out boxes, out info);
+            WriteRgbPlanes(result, destination);
+        }
+        else
+        {
+            Augmented(index, epoch, mosaicActive, destination, out classes, out boxes, out info);
+        }
         return new ProcessedSample(classes, ToNormalisedXywh(boxes, ImageSize), info);
+    }
+
+    /// <summary>Use the fused HSV pass (<see cref="HsvPlanes"/>) where it gives OpenCV's bytes; false: the OpenCV calls.</summary>
+    internal bool FusedColour { get; init; } = HsvPlanes.Supported;
+
+    /// <summary>Warp the mosaic tiles with <see cref="ScaleWarp"/> (same bytes as OpenCV's warpAffine); false: warpAffine.</summary>
+    internal bool SeparableWarp { get; init; } = true;
+
+    /// <summary>
+    /// Mosaic partners come from the last <see cref="PartnerWindow"/> positions of the epoch's shuffle up to and including the
+    /// sample's own (reaching back into the previous epoch's), as Ultralytics draws them from its <c>buffer</c> of the
+    /// min(n, batch·8, 1000) most recently loaded images; 0: uniformly from the whole dataset. The shuffle is the global one
+    /// of (seed, epoch) (<see cref="DistributedSampler.Order"/>), so a sample still depends on (seed, epoch, index) only.
+    /// </summary>
+    public int PartnerWindow { get; init; }
+
+    private readonly object _ordersLock = new();
+    private readonly Dictionary<int, (int[] Order, int[] Position)> _orders = new();
+
+    private (int[] Order, int[] Position) Shuffle(int epoch)
+    {
+        lock (_ordersLock)
+        {
+            if (_orders.TryGetValue(epoch, out var known)) return known;
+            var order = DistributedSampler.Order(_images.Count, true, Seed, epoch);
+            var position = new int[order.Length];
+            for (var i = 0; i < order.Length; i++) position[order[i]] = i;
+            if (_orders.Count >= 4) _orders.Remove(_orders.Keys.Min());
+            return _orders[epoch] = (order, position);
+        }
+    }
+
+    /// <summary>One mosaic partner (one draw).</summary>
+    private int Partner(int index, int epoch, ref SampleRandom rng)
+    {
+        var n = _images.Count;
+        if (PartnerWindow <= 0) return rng.NextInt(n);
+        var (order, position) = Shuffle(epoch);
+        var at = position[index];
+        var window = Math.Min(Math.Min(PartnerWindow, n), epoch == 0 ? at + 1 : n);
+        var q = at - rng.NextInt(window);
+        return q >= 0 ? order[q] : Shuffle(epoch - 1).Order[q + n];
+    }
+
+    [ThreadStatic] private static Mat? _canvas;
+
+    /// <summary>This thread's reusable s×s BGR output, filled with gray.</summary>
+    private Mat GrayCanvas()
+    {
+        var s = ImageSize;
+        if (_canvas is null || _canvas.Width != s || _canvas.Height != s)
+        {
+            _canvas?.Dispose();
+            _canvas = new Mat(s, s, MatType.CV_8UC3);
+        }
+        _canvas.SetTo(Gray);
+        return _canvas;
     }
 
     /// <summary>Processes into a new CHW RGB array (tests and tools).</summary>
@@ -91,11 +157,12 @@ public sealed class SamplePipeline
         return output;
     }
 
-    private Mat Augmented(int index, int epoch, bool mosaicActive, out int[] classes, out float[] boxes, out ImageInfo info)
+    private void Augmented(int index, int epoch, bool mosaicActive, nint destination, out int[] classes, out float[] boxes, out ImageInfo info)
     {
         var a = Augment!;
         var rng = SampleRandom.For(Seed, epoch, index);
-        var output = PreTransform(index, mosaicActive, ref rng, out classes, out boxes, out info);
+        var output = GrayCanvas();
+        PreTransform(index, epoch, mosaicActive, ref rng, output, out classes, out boxes, out info, out var written);
 
         var mix = rng.NextDouble() < a.Mixup && mosaicActive;
         var mixIndex = rng.NextInt(_images.Count);
@@ -103,36 +170,50 @@ public sealed class SamplePipeline
         if (mix)
         {
             var partnerRng = SampleRandom.For(Seed ^ 0x6D69787570L, epoch, mixIndex);
-            using var partner = PreTransform(mixIndex, mosaicActive, ref partnerRng, out var c2, out var b2, out _);
+            using var partner = new Mat(ImageSize, ImageSize, MatType.CV_8UC3, Gray);
+            PreTransform(mixIndex, epoch, mosaicActive, ref partnerRng, partner, out var c2, out var b2, out _, out _);
+            written = (0, 0, ImageSize, ImageSize);
             Cv2.AddWeighted(output, mixRatio, partner, 1 - mixRatio, 0, output);
             classes = [.. classes, .. c2];
             boxes = [.. boxes, .. b2];
         }
 
         var gains = new[] { rng.Uniform(-1, 1) * a.HsvH + 1, rng.Uniform(-1, 1) * a.HsvS + 1, rng.Uniform(-1, 1) * a.HsvV + 1 };
-        if (a.HsvH != 0 || a.HsvS != 0 || a.HsvV != 0) Hsv.Apply(output, gains[0], gains[1], gains[2]);
+        var hsv = a.HsvH != 0 || a.HsvS != 0 || a.HsvV != 0;
+        var flipUD = rng.NextDouble() < a.FlipUD;
+        var flipLR = rng.NextDouble() < a.FlipLR;
 
         var s = ImageSize;
-        if (rng.NextDouble() < a.FlipUD)
-        {
-            Cv2.Flip(output, output, FlipMode.X);
+        if (flipUD)
             for (var i = 0; i < boxes.Length; i += 4) (boxes[i + 1], boxes[i + 3]) = (s - boxes[i + 3], s - boxes[i + 1]);
-        }
-        if (rng.NextDouble() < a.FlipLR)
-        {
-            Cv2.Flip(output, output, FlipMode.Y);
+        if (flipLR)
             for (var i = 0; i < boxes.Length; i += 4) (boxes[i], boxes[i + 2]) = (s - boxes[i + 2], s - boxes[i]);
+
+        var tables = hsv && FusedColour ? new HsvPlanes.Gains(gains[0], gains[1], gains[2]) : null;
+        if (tables is { FloatExact: true })
+        {
+            // HSV, flips, BGR→RGB and HWC→CHW in one vectorised pass straight into the batch buffer; outside `written` all is gray
+            using var planes = Mat.FromPixelData(1, ImageBytes, MatType.CV_8UC1, destination);
+            HsvPlanes.Apply(output.AsSpan<byte>(), s * 3, s, s, planes.AsSpan<byte>(), tables, flipLR, flipUD, written);
+            return;
         }
-        return output;
+        // the rare gains whose tables float cannot reproduce, and machines without AVX2/FMA: OpenCV's calls
+        if (hsv) Hsv.Apply(output, gains[0], gains[1], gains[2]);
+        if (flipUD) Cv2.Flip(output, output, FlipMode.X);
+        if (flipLR) Cv2.Flip(output, output, FlipMode.Y);
+        WriteRgbPlanes(output, destination);
     }
 
     /// <summary>Mosaic (or letterbox) followed by the random affine/perspective; consumes a fixed number of draws.</summary>
-    private Mat PreTransform(int index, bool mosaicActive, ref SampleRandom rng, out int[] classes, out float[] boxes, out ImageInfo info)
+    /// <param name="output">s×s gray BGR image to draw into.</param>
+    /// <param name="written">Bounding rectangle (x0, y0, x1, y1) of the pixels drawn; the rest of <paramref name="output"/> stays gray.</param>
+    private void PreTransform(int index, int epoch, bool mosaicActive, ref SampleRandom rng, Mat output, out int[] classes, out float[] boxes, out ImageInfo info,
+        out (int X0, int Y0, int X1, int Y1) written)
     {
         var a = Augment!;
         var s = ImageSize;
         var useMosaic = rng.NextDouble() < a.Mosaic && mosaicActive;
-        Span<int> tiles = [index, rng.NextInt(_images.Count), rng.NextInt(_images.Count), rng.NextInt(_images.Count)];
+        Span<int> tiles = [index, Partner(index, epoch, ref rng), Partner(index, epoch, ref rng), Partner(index, epoch, ref rng)];
         var xc = (int)rng.Uniform(s / 2.0, 1.5 * s);
         var yc = (int)rng.Uniform(s / 2.0, 1.5 * s);
         var inputSide = useMosaic ? 2 * s : s;
@@ -142,7 +223,7 @@ public sealed class SamplePipeline
         using var first = _store.Load(index);
         info = new ImageInfo(primary.ImagePath, index, first.OriginalHeight, first.OriginalWidth,
             (float)first.Image.Height / first.OriginalHeight, (float)first.Image.Width / first.OriginalWidth, 0, 0);
-        var output = new Mat(s, s, MatType.CV_8UC3, Gray);
+        written = (0, 0, s, s);
         float[] before;
         int[] beforeClasses;
         if (useMosaic)
@@ -152,7 +233,7 @@ public sealed class SamplePipeline
             try
             {
                 for (var t = 1; t < 4; t++) loaded[t] = _store.Load(tiles[t]);
-                (beforeClasses, before) = Mosaic(loaded, tiles, xc, yc, m, output);
+                (beforeClasses, before) = Mosaic(loaded, tiles, xc, yc, m, output, out written);
             }
             finally
             {
@@ -177,14 +258,15 @@ public sealed class SamplePipeline
         BoxTransforms.Clip(after, s, s);
         var scaled = before.Select(v => (float)(v * gain)).ToArray();
         (classes, boxes) = BoxTransforms.Select(beforeClasses, after, k => BoxTransforms.IsCandidate(scaled, after, k * 4));
-        return output;
     }
 
     /// <summary>Ultralytics mosaic of 4 on a 2s×2s canvas centred at (xc, yc), warped by <paramref name="m"/> straight into
     /// <paramref name="output"/> tile by tile (no canvas is built). Returns the canvas-coordinate boxes (clipped, non-empty).</summary>
-    private (int[] Classes, float[] Boxes) Mosaic(LoadedImage[] loaded, Span<int> tiles, int xc, int yc, double[] m, Mat output)
+    private (int[] Classes, float[] Boxes) Mosaic(LoadedImage[] loaded, Span<int> tiles, int xc, int yc, double[] m, Mat output,
+        out (int X0, int Y0, int X1, int Y1) written)
     {
         var s = ImageSize;
+        written = (s, s, 0, 0);
         var classes = new List<int>();
         var boxes = new List<float>();
         var scaleTranslate = m[1] == 0 && m[3] == 0 && m[6] == 0 && m[7] == 0 && m[0] > 0 && m[4] > 0;
@@ -231,8 +313,17 @@ public sealed class SamplePipeline
                         int v0 = Math.Clamp((int)Math.Ceiling(m[4] * (y1a - 0.5) + m[5]), 0, s), v1 = Math.Clamp((int)Math.Ceiling(m[4] * (y2a - 0.5) + m[5]), 0, s);
                         if (u1 > u0 && v1 > v0)
                         {
-                            var tileMatrix = new[] { m[0], 0, m[0] * padw + m[2], 0, m[4], m[4] * padh + m[5], 0, 0, 1 };
-                            Warp(image, output, tileMatrix, new Rect(u0, v0, u1 - u0, v1 - v0), BorderTypes.Replicate);
+                            var region = new Rect(u0, v0, u1 - u0, v1 - v0);
+                            if (SeparableWarp)
+                            {
+                                ScaleWarp.Apply(image, output, m[0], m[0] * padw + m[2], m[4], m[4] * padh + m[5], region);
+                            }
+                            else
+                            {
+                                var tileMatrix = new[] { m[0], 0, m[0] * padw + m[2], 0, m[4], m[4] * padh + m[5], 0, 0, 1 };
+                                Warp(image, output, tileMatrix, region, BorderTypes.Replicate);
+                            }
+                            written = (Math.Min(written.X0, u0), Math.Min(written.Y0, v0), Math.Max(written.X1, u1), Math.Max(written.Y1, v1));
                         }
                     }
                 }
@@ -246,7 +337,11 @@ public sealed class SamplePipeline
                     boxes.AddRange(pixel.AsSpan(k * 4, 4));
                 }
             }
-            if (canvas is not null) Warp(canvas, output, m, new Rect(0, 0, s, s), BorderTypes.Constant);
+            if (canvas is not null)
+            {
+                Warp(canvas, output, m, new Rect(0, 0, s, s), BorderTypes.Constant);
+                written = (0, 0, s, s);
+            }
         }
         finally
         {

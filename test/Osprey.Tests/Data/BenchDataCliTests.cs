@@ -1,0 +1,52 @@
+using Osprey.Cli;
+using Spectre.Console;
+
+namespace Osprey.Tests.Data;
+
+public class BenchDataCliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors,
+        });
+        console.Profile.Width = 240;
+        int code = new CliApp(console, error).Run(args);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public void BenchDataNeedsData()
+    {
+        var (code, _, err) = Run("bench", "data", "imgsz=64");
+        Assert.Equal(CliApp.UsageError, code);
+        Assert.Equal("osprey: error: bench data needs data=… (e.g. data=coco128.yaml)", err.TrimEnd());
+    }
+
+    [Fact]
+    public void BenchAloneNamesBenchData()
+    {
+        var (code, _, err) = Run("bench", "imgsz=64");
+        Assert.Equal(CliApp.UsageError, code);
+        Assert.StartsWith("osprey: error: 'bench' is not an osprey mode", err);
+        Assert.Contains("bench-data", err);
+    }
+
+    [Fact]
+    public void BenchDataPrintsBothPipelinesAndTheRatios()
+    {
+        var yaml = Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml");
+        var (code, output, err) = Run("bench", "data", $"data={yaml}", "imgsz=64", "epochs=1", "batch=4", "workers=1", "cache=ram");
+        Assert.Equal("", err);
+        Assert.Equal(0, code);
+        Assert.Matches(@"osprey\s+jpeg\s+\d+\s", output);
+        Assert.Matches(@"osprey\s+ram\s+\d+\s", output);
+        if (output.Contains("reference did not run", StringComparison.Ordinal)) return; // no /usr/bin/python3 with cv2 here
+        Assert.Matches(@"reference\s+jpeg\s+\d+\s", output);
+        Assert.Matches(@"ratio jpeg: per core \d+\.\d\d×", output);
+        Assert.Matches(@"ratio ram: per core \d+\.\d\d×", output);
+    }
+}
