@@ -77,7 +77,7 @@ public sealed class DiskImageStore : IImageStore
 
     private static void Build(IReadOnlyList<LabeledImage> images, int imageSize, bool augment, int threads, string path)
     {
-        OspreyCacheDirectory.WriteAtomically(path, stream =>
+        Osprey.IO.AtomicFile.Write(path, stream =>
         {
             var header = 16 + images.Count * 24L;
             var table = new (long Offset, int H, int W, int H0, int W0)[images.Count];

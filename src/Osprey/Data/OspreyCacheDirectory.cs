@@ -40,24 +40,4 @@ public static class OspreyCacheDirectory
             return false;
         }
     }
-
-    /// <summary>Writes a file atomically: a temporary file in the same folder, then a rename over the target.</summary>
-    public static void WriteAtomically(string path, Action<Stream> write)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var temp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
 }

@@ -62,7 +62,7 @@ public sealed record VerificationCacheFile(int Version, int ClassCount, List<Cac
     {
         try
         {
-            OspreyCacheDirectory.WriteAtomically(path, s => JsonSerializer.Serialize(s, this, Json));
+            Osprey.IO.AtomicFile.Write(path, s => JsonSerializer.Serialize(s, this, Json));
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -5,7 +5,8 @@ namespace Osprey.Tests.Cli;
 
 public class CliAppTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
+    /// <summary>Runs the command line with captured output (no colours, wide lines).</summary>
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();

@@ -1,22 +1,10 @@
 using Osprey.Cli;
-using Spectre.Console;
 
 namespace Osprey.Tests.Data;
 
 public class BenchDataCliTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(output), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors,
-        });
-        console.Profile.Width = 240;
-        int code = new CliApp(console, error).Run(args);
-        return (code, output.ToString(), error.ToString());
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => Osprey.Tests.Cli.CliAppTests.Run(args);
 
     [Fact]
     public void BenchDataNeedsData()
