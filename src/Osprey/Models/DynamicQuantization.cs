@@ -5,29 +5,41 @@ using static TorchSharp.torch;
 namespace Osprey.Models;
 
 /// <summary>
-/// Emulates ONNX Runtime's dynamic int8 quantisation of a convolution's input (DynamicQuantizeLinear, per image):
-/// lo = min(0, min x), hi = max(0, max x), scale = (hi − lo) / 255, zp = clamp(round(−lo / scale), 0, 255),
-/// x' = (clamp(round(x / scale) + zp, 0, 255) − zp) · scale (round half to even). With the dequantised int8 weights
-/// conv(x', w') equals ConvInteger · x_scale · w_scale. Gradients pass straight through (x + (x' − x).detach()),
-/// so a model with this attached can still be fine-tuned (quantisation-aware).
+/// Reproduces ONNX Runtime's dynamically quantised convolution (DynamicQuantizeLinear → ConvInteger → Cast →
+/// Mul(x_scale · w_scale) → Add(bias)) on an imported <see cref="Conv2d"/> in eval mode. Per image:
+/// lo = min(0, min x), hi = max(0, max x), x_scale = (hi − lo) / 255, zp = clamp(round(−lo / x_scale), 0, 255),
+/// q = clamp(round(x / x_scale) + zp, 0, 255) (round half to even); y = Σ (q − zp)(w_q − w_zp) computed on integer
+/// values (exact in float32 while sums stay below 2²⁴), then y · (x_scale · w_scale) + conv bias, in ONNX Runtime's
+/// order. In training mode the hook steps aside and the float (dequantised) weights run.
 /// </summary>
 public static class DynamicQuantization
 {
-    private static readonly ConditionalWeakTable<Conv2d, object> Attached = new();
+    private sealed record State(Tensor IntegerWeight, Tensor WeightScale, long[] Stride, long[] Padding, long[] Dilation, long Groups);
 
-    /// <summary>Quantises every input of <paramref name="conv"/> before it runs (idempotent).</summary>
-    public static void Attach(Conv2d conv)
+    private static readonly ConditionalWeakTable<Conv2d, State> Attached = new();
+
+    /// <summary>Attaches the emulation to <paramref name="conv"/> (idempotent).</summary>
+    /// <param name="conv">The module (its own weights are the dequantised ones).</param>
+    /// <param name="integerWeight">w_q − w_zp, (c_out, c_in/g, k, k), integer-valued float32.</param>
+    /// <param name="weightScale">Scalar or (c_out) weight scale.</param>
+    /// <param name="stride">ONNX strides.</param>
+    /// <param name="padding">ONNX pads (symmetric: the first half is used).</param>
+    /// <param name="dilation">ONNX dilations.</param>
+    /// <param name="groups">ONNX group.</param>
+    public static void Attach(Conv2d conv, Tensor integerWeight, Tensor weightScale, long[] stride, long[] padding, long[] dilation, long groups)
     {
         if (Attached.TryGetValue(conv, out _)) return;
-        conv.register_forward_pre_hook((module, input) => FakeQuantize(input));
-        Attached.Add(conv, new object());
+        var state = new State(integerWeight.detach().clone().DetachFromDisposeScope(),
+            weightScale.detach().reshape(-1).clone().DetachFromDisposeScope(), stride, padding, dilation, groups);
+        Attached.Add(conv, state);
+        conv.register_forward_hook((module, input, output) => module.training ? output : Run(state, (Conv2d)module, input));
     }
 
-    /// <summary>True when <paramref name="conv"/> quantises its inputs.</summary>
+    /// <summary>True when <paramref name="conv"/> emulates ONNX Runtime's integer convolution.</summary>
     public static bool IsAttached(Conv2d conv) => Attached.TryGetValue(conv, out _);
 
-    /// <summary>DynamicQuantizeLinear then dequantise, per sample of (b, …); straight-through gradient.</summary>
-    public static Tensor FakeQuantize(Tensor x)
+    /// <summary>DynamicQuantizeLinear of each sample of (b, …): (q − zp) as float, and x_scale shaped (b, 1, …).</summary>
+    public static (Tensor Centered, Tensor Scale) Quantize(Tensor x)
     {
         using var scope = NewDisposeScope();
         var dims = Enumerable.Range(1, (int)x.dim() - 1).Select(d => (long)d).ToArray();
@@ -38,8 +50,20 @@ public static class DynamicQuantization
         var safe = where(scale.eq(0), ones_like(scale), scale);
         var zeroPoint = (-lo / safe).round().clamp(0, 255);
         var q = ((values / safe).round() + zeroPoint).clamp(0, 255);
-        var dequantised = ((q - zeroPoint) * safe).to_type(x.dtype);
-        var result = x.requires_grad ? x + (dequantised - x).detach() : dequantised;
-        return result.MoveToOuterDisposeScope();
+        return ((q - zeroPoint).MoveToOuterDisposeScope(), scale.MoveToOuterDisposeScope());
+    }
+
+    private static Tensor Run(State state, Conv2d conv, Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        var (centered, xScale) = Quantize(input);                                               // (b, c, h, w), (b, 1, 1, 1)
+        var weight = state.IntegerWeight.to(input.device);
+        var y = nn.functional.conv2d(centered, weight, null, state.Stride, new[] { state.Padding[0], state.Padding[1] },
+            state.Dilation, state.Groups);                                                      // integer sums
+        var wScale = state.WeightScale.to(input.device);
+        var scale = wScale.numel() == 1 ? xScale * wScale : xScale * wScale.view(1, -1, 1, 1); // x_scale · w_scale
+        var output = y * scale;
+        if (conv.bias is { } bias) output = output + bias.to_type(ScalarType.Float32).view(1, -1, 1, 1);
+        return output.to_type(input.dtype).MoveToOuterDisposeScope();
     }
 }

@@ -70,6 +70,8 @@ public static class OnnxImport
                 var conv = graph.ReadConv(node, path);
                 conv.Weight.MoveToOuterDisposeScope();
                 conv.Bias?.MoveToOuterDisposeScope();
+                conv.IntegerWeight?.MoveToOuterDisposeScope();
+                conv.WeightScale?.MoveToOuterDisposeScope();
                 convs.Add(conv);
             }
             if (convs.Count == 0) throw new InvalidDataException($"{path}: no convolutions found.");
@@ -81,6 +83,8 @@ public static class OnnxImport
             {
                 conv.Weight.Dispose();
                 conv.Bias?.Dispose();
+                conv.IntegerWeight?.Dispose();
+                conv.WeightScale?.Dispose();
             }
         }
     }
@@ -98,7 +102,7 @@ public static class OnnxImport
         long firstWidth = convs[0].Weight.shape[0];
         string? scale = null;
         DetectionModel? model = null;
-        var quantizedKeys = new HashSet<string>(StringComparer.Ordinal);
+        var quantizedKeys = new Dictionary<string, OnnxConv>(StringComparer.Ordinal);
         var failures = new List<string>();
         foreach (var candidate in ScaleCandidates(baseConfig))
         {
@@ -121,7 +125,8 @@ public static class OnnxImport
         model.eval();
         if (emulateQuantization && quantizedKeys.Count > 0)
             foreach (var (name, module) in model.named_modules())
-                if (quantizedKeys.Contains(name) && module is Conv2d conv) DynamicQuantization.Attach(conv);
+                if (quantizedKeys.TryGetValue(name, out var source) && module is Conv2d conv)
+                    DynamicQuantization.Attach(conv, source.IntegerWeight!, source.WeightScale!, source.Stride, source.Pads, source.Dilation, source.Group);
         return new OnnxImportResult(model, scale, nc, convs.Count(c => c.Quantized), convs.Count, metadata,
             emulateQuantization ? quantizedKeys.Count : 0);
     }
@@ -155,7 +160,7 @@ public static class OnnxImport
     }
 
     /// <summary>Copies every convolution into <paramref name="model"/>; returns a problem or null.</summary>
-    private static string? TryLoad(DetectionModel model, IReadOnlyList<OnnxConv> convs, ISet<string> quantizedKeys)
+    private static string? TryLoad(DetectionModel model, IReadOnlyList<OnnxConv> convs, IDictionary<string, OnnxConv> quantizedKeys)
     {
         using var scope = NewDisposeScope();
         var state = model.state_dict();
@@ -190,7 +195,7 @@ public static class OnnxImport
         using var noGrad = no_grad();
         foreach (var (key, conv) in assignment)
         {
-            if (conv.Quantized && conv.NodeOp == "ConvInteger") quantizedKeys.Add(key);
+            if (conv.IntegerWeight is not null) quantizedKeys[key] = conv;
             var weight = state[key + ".weight"];
             if (!weight.shape.SequenceEqual(conv.Weight.shape))
                 return $"{key}: ONNX [{string.Join(", ", conv.Weight.shape)}] vs model [{string.Join(", ", weight.shape)}]";
@@ -213,7 +218,15 @@ public static class OnnxImport
     }
 
     /// <summary>One convolution's dequantised weights.</summary>
-    internal sealed record OnnxConv(string NodeName, string NodeOp, string? Key, Tensor Weight, Tensor? Bias, bool Quantized);
+    internal sealed record OnnxConv(string NodeName, string NodeOp, string? Key, Tensor Weight, Tensor? Bias, bool Quantized)
+    {
+        public Tensor? IntegerWeight { get; init; }
+        public Tensor? WeightScale { get; init; }
+        public long[] Stride { get; init; } = { 1, 1 };
+        public long[] Pads { get; init; } = { 0, 0, 0, 0 };
+        public long[] Dilation { get; init; } = { 1, 1 };
+        public long Group { get; init; } = 1;
+    }
 
     /// <summary>Producer/consumer maps and constant folding of the weight paths.</summary>
     private sealed class OnnxGraph
@@ -262,8 +275,15 @@ public static class OnnxImport
             var perChannel = new long[] { -1, 1, 1, 1 };
             var zp = zeroPoint is null ? zeros(1) : zeroPoint.numel() == outChannels && outChannels > 1 ? zeroPoint.reshape(perChannel) : zeroPoint.reshape(-1)[0];
             var sc = weightScale.numel() == outChannels && outChannels > 1 ? weightScale.reshape(perChannel) : weightScale.reshape(-1)[0];
-            var dequantised = (q - zp) * sc;
-            return new OnnxConv(node.Name, node.OpType, Key(node, node.Input[1]), dequantised, FollowBias(scaled.Output[0]), true);
+            var integer = q - zp;
+            var dequantised = integer * sc;
+            long[] Ints(string name, long[] fallback) => node.Attribute.FirstOrDefault(a => a.Name == name) is { } a && a.Ints.Count > 0 ? a.Ints.ToArray() : fallback;
+            return new OnnxConv(node.Name, node.OpType, Key(node, node.Input[1]), dequantised, FollowBias(scaled.Output[0]), true)
+            {
+                IntegerWeight = integer, WeightScale = weightScale.reshape(-1), Stride = Ints("strides", new long[] { 1, 1 }),
+                Pads = Ints("pads", new long[] { 0, 0, 0, 0 }), Dilation = Ints("dilations", new long[] { 1, 1 }),
+                Group = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1,
+            };
         }
 
         private Tensor? WeightScale(string name)
