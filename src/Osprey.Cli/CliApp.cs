@@ -26,7 +26,7 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
         try
         {
             TorchBackend.Initialize();
-            var commands = new ICliCommand[] { new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand() };
+            var commands = new ICliCommand[] { new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand(), new PredictCommand(), new ExportCommand() };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);
             ParseResult parse = root.Parse(normalised);
