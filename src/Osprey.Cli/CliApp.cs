@@ -28,7 +28,8 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
             TorchBackend.Initialize();
             var commands = new ICliCommand[]
             {
-                new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand(), new BenchDataCommand(),
+                new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand(), new PredictCommand(),
+                new ExportCommand(), new BenchDataCommand(),
             };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);

@@ -12,6 +12,7 @@ namespace Osprey.Models;
 /// <see cref="ModelWeights.Save"/>), else the weights' file name as a config name (<c>yolov8n.pt</c> →
 /// <c>yolov8n.yaml</c>). Weights load strictly; when <c>nc</c> differs from the config's, the model is built with
 /// the new nc and every tensor whose key and shape still match is transferred.</item>
+/// <item><c>.onnx</c>: an Ultralytics YOLOv8 ONNX export (fp32, fp16 or int8-quantised); see <see cref="OnnxImport"/>.</item>
 /// </list>
 /// </summary>
 public static class ModelFactory
@@ -23,8 +24,15 @@ public static class ModelFactory
     {
         string extension = Path.GetExtension(model).ToLowerInvariant();
         if (extension is ".yaml" or ".yml") return DetectionModel.FromYaml(model, nc);
+        if (extension is ".onnx")
+        {
+            var imported = OnnxImport.Load(model);
+            if (nc is not null && nc != imported.Nc)
+                throw new ArgumentException($"'{model}' has {imported.Nc} classes; nc={nc} cannot be imported from ONNX.", nameof(nc));
+            return imported;
+        }
         if (extension is not (".safetensors" or ".pt" or ".pth"))
-            throw new ArgumentException($"'{model}': expected a model YAML (.yaml/.yml) or weights (.safetensors/.pt/.pth).", nameof(model));
+            throw new ArgumentException($"'{model}': expected a model YAML (.yaml/.yml), weights (.safetensors/.pt/.pth) or an ONNX export (.onnx).", nameof(model));
         if (!File.Exists(model)) throw new FileNotFoundException($"Weights file '{model}' not found.", model);
 
         string configName = yaml ?? (File.Exists(ModelWeights.SidecarPath(model))

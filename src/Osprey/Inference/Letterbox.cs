@@ -1,0 +1,63 @@
+using OpenCvSharp;
+using static TorchSharp.torch;
+using Size = OpenCvSharp.Size;
+
+namespace Osprey.Inference;
+
+/// <summary>How an image was letterboxed: gain r and the left/top padding, plus both sizes.</summary>
+public readonly record struct LetterboxInfo(double Gain, int PadX, int PadY, int Width, int Height, int InputWidth, int InputHeight);
+
+/// <summary>
+/// Ultralytics' <c>LetterBox</c> (auto=False, scaleup=True, centre): r = min(H/h, W/w); resize (INTER_LINEAR) to
+/// round(w·r) × round(h·r); pad with 114; left/top = round(d/2 − 0.1), right/bottom = round(d/2 + 0.1) (Python's
+/// round, half to even).
+/// </summary>
+public static class Letterbox
+{
+    /// <summary>Padding grey.</summary>
+    public const byte PadValue = 114;
+
+    /// <summary>Letterboxes a BGR image into a new <paramref name="inputWidth"/> × <paramref name="inputHeight"/> BGR image.</summary>
+    public static Mat Apply(Mat bgr, int inputHeight, int inputWidth, out LetterboxInfo info)
+    {
+        int h = bgr.Rows, w = bgr.Cols;
+        double r = Math.Min((double)inputHeight / h, (double)inputWidth / w);
+        int newW = (int)Math.Round(w * r, MidpointRounding.ToEven), newH = (int)Math.Round(h * r, MidpointRounding.ToEven);
+        double dw = (inputWidth - newW) / 2.0, dh = (inputHeight - newH) / 2.0;
+        int left = (int)Math.Round(dw - 0.1, MidpointRounding.ToEven), right = (int)Math.Round(dw + 0.1, MidpointRounding.ToEven);
+        int top = (int)Math.Round(dh - 0.1, MidpointRounding.ToEven), bottom = (int)Math.Round(dh + 0.1, MidpointRounding.ToEven);
+        using var resized = newW == w && newH == h ? bgr.Clone() : bgr.Resize(new Size(newW, newH), 0, 0, InterpolationFlags.Linear);
+        var output = new Mat();
+        Cv2.CopyMakeBorder(resized, output, top, bottom, left, right, BorderTypes.Constant, new Scalar(PadValue, PadValue, PadValue));
+        if (output.Rows != inputHeight || output.Cols != inputWidth)
+        {
+            // round() of both halves can leave one pixel over or short: crop/pad to the exact size.
+            using var fixedSize = new Mat(inputHeight, inputWidth, MatType.CV_8UC3, new Scalar(PadValue, PadValue, PadValue));
+            var roi = new Rect(0, 0, Math.Min(inputWidth, output.Cols), Math.Min(inputHeight, output.Rows));
+            using (var src = new Mat(output, roi)) using (var dst = new Mat(fixedSize, roi)) src.CopyTo(dst);
+            output.Dispose();
+            output = fixedSize.Clone();
+        }
+        info = new LetterboxInfo(r, left, top, w, h, inputWidth, inputHeight);
+        return output;
+    }
+
+    /// <summary>BGR uint8 images (all the same size) → (b, 3, H, W) float32 RGB in [0, 1].</summary>
+    public static Tensor ToTensor(IReadOnlyList<Mat> bgrImages)
+    {
+        int h = bgrImages[0].Rows, w = bgrImages[0].Cols;
+        var bytes = new byte[(long)bgrImages.Count * h * w * 3];
+        for (int i = 0; i < bgrImages.Count; i++)
+        {
+            var image = bgrImages[i];
+            if (image.Rows != h || image.Cols != w || image.Type() != MatType.CV_8UC3)
+                throw new ArgumentException("every image of a batch must be CV_8UC3 of the same size");
+            using var continuous = image.Clone(); // continuous copy
+            System.Runtime.InteropServices.Marshal.Copy(continuous.Data, bytes, i * h * w * 3, h * w * 3);
+        }
+        using var scope = NewDisposeScope();
+        var hwc = tensor(bytes).view(bgrImages.Count, h, w, 3);                       // (b, H, W, 3) BGR
+        var rgb = hwc.flip(3).permute(0, 3, 1, 2).to_type(ScalarType.Float32) / 255f; // (b, 3, H, W) RGB
+        return rgb.contiguous().MoveToOuterDisposeScope();
+    }
+}
