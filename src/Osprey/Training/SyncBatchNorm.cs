@@ -119,7 +119,7 @@ public sealed class SyncBatchNorm : IDisposable
             var group = (IProcessGroup)ctx.get_data("group");
             var grad = grad_output.contiguous().clone();
             group.AllReduce(grad, ReduceOp.Sum);
-            return new List<Tensor> { grad };
+            return new List<Tensor> { grad, null! }; // one entry per argument (the group gets none)
         }
     }
 }
