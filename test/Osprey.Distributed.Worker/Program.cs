@@ -29,6 +29,7 @@ try
         "kill" => Scenarios.KillMidCollective(group, folder),
         "hang" => Scenarios.HangMidCollective(group),
         "bench" => Scenarios.Bench(group, args.Skip(2).Select(long.Parse).ToArray()),
+        "validate" => Scenarios.Validate(group, args[2], args[3], int.Parse(args[4]), int.Parse(args[5]), float.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture)),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };
     results["rank"] = group.Rank;
@@ -158,6 +159,34 @@ static class Scenarios
         group.AllReduce(buffer);
         return new Dictionary<string, object> { ["finished"] = true };
     }
+
+    // Sharded validation: this rank's shard (ValidationSampler, batch = global / world), gathered by DetectionValidator.
+    public static Dictionary<string, object> Validate(IProcessGroup group, string data, string weights, int imageSize,
+        int globalBatch, float confidence)
+    {
+        var dataset = Osprey.Data.DetectionDataset.Load(Osprey.Data.DatasetCatalog.Resolve(data), Osprey.Data.DatasetSplit.Val);
+        var model = Osprey.Models.ModelFactory.Create(weights);
+        using var loader = Osprey.Data.DataLoader.ForValidation(dataset, new Osprey.Data.LoaderOptions(
+            ImageSize: imageSize, BatchSize: globalBatch / group.WorldSize, Workers: 1, Rank: group.Rank, WorldSize: group.WorldSize));
+        var loss = new Osprey.Losses.DetectionLoss(new Osprey.Losses.DetectionLossOptions
+        {
+            NumClasses = model.Nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
+        });
+        var result = Osprey.Evaluation.DetectionValidator.Run(model, loader, torch.CPU,
+            new Osprey.Evaluation.NmsOptions { ConfidenceThreshold = confidence }, loss, collectPredictions: true, group: group);
+        return ValidationSummary(result);
+    }
+
+    public static Dictionary<string, object> ValidationSummary(Osprey.Evaluation.ValidationResult result) => new()
+    {
+        ["metrics"] = new[] { result.Metrics.Precision, result.Metrics.Recall, result.Metrics.MAP50, result.Metrics.MAP50To95 },
+        ["perClass"] = result.Metrics.Classes.SelectMany(c => new double[] { c.ClassId, c.Images, c.Instances, c.Precision, c.Recall, c.AP50, c.AP50To95 }).ToArray(),
+        ["confusion"] = result.Confusion.ToArray().Cast<long>().ToArray(),
+        ["losses"] = result.Losses!.ToArray(),
+        ["images"] = result.Images,
+        ["instances"] = result.Instances,
+        ["predictions"] = result.Predictions.Count,
+    };
 
     // All-reduce Sum timings: a warm-up, then the median of several runs, blocking and polled (timeout) modes.
     public static Dictionary<string, object> Bench(IProcessGroup group, long[] sizes)

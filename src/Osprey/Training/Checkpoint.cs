@@ -16,8 +16,11 @@ namespace Osprey.Training;
 /// <param name="EmaUpdates">The EMA's update count.</param>
 /// <param name="Args">The run's args.yaml text.</param>
 /// <param name="RunDirectory">The run folder.</param>
+/// <param name="EpochMeanLosses">Mid-epoch checkpoints: the epoch's running mean train losses so far (box, cls, dfl).</param>
+/// <param name="EpochBatchesSeen">Mid-epoch checkpoints: batches averaged into <paramref name="EpochMeanLosses"/>.</param>
 public sealed record TrainingState(int Epoch, int BatchInEpoch, long Iteration, long LastOptimizerIteration,
-    double? BestFitness, int EpochsWithoutImprovement, long EmaUpdates, string Args, string RunDirectory);
+    double? BestFitness, int EpochsWithoutImprovement, long EmaUpdates, string Args, string RunDirectory,
+    double[]? EpochMeanLosses = null, int EpochBatchesSeen = 0);
 
 /// <summary>
 /// The full-state checkpoint: model, EMA, optimiser, the torch RNG and <see cref="TrainingState"/>, in one

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Osprey.Config;
 using Osprey.Data;
+using Osprey.Distributed;
 using Osprey.Evaluation;
 using Osprey.IO;
 using Osprey.Losses;
@@ -13,30 +14,81 @@ using static TorchSharp.torch;
 namespace Osprey.Training;
 
 /// <summary>
-/// Trains a YOLOv8 detector on one device with Ultralytics' semantics: loss, optimiser groups, warmup and schedule,
+/// Trains a YOLOv8 detector with Ultralytics' semantics: loss, optimiser groups, warmup and schedule,
 /// gradient accumulation to the nominal batch, clipping, EMA (used for validation and saving), validation every
 /// epoch, best by fitness, patience, results.csv, args.yaml, safetensors weights, a full-state checkpoint for exact
-/// resume, TensorBoard scalars. Reports through <see cref="TrainingEvent"/>s; never prints.
+/// resume (also every <c>save_period_steps</c> optimiser steps), TensorBoard scalars. Reports through
+/// <see cref="TrainingEvent"/>s; never prints.
 /// </summary>
-public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = null)
+/// <remarks>
+/// Data parallel (PyTorch DDP semantics) when the process was started by mpirun, torchrun or srun (or by
+/// <see cref="DistributedLaunch"/>): each rank uses the device of its local rank, the global <c>batch</c> is split
+/// evenly over the ranks, rank 0's weights are broadcast at start, gradients are averaged on optimiser micro-steps
+/// only, the loss normaliser is global (so W ranks compute exactly the one-process step over the whole batch),
+/// <c>sync_bn=True</c> synchronises BatchNorm statistics, validation is sharded and gathered, and only rank 0 writes
+/// files and reports events. A failure on any rank ends the whole job (<see cref="IProcessGroup.Abort"/>).
+/// </remarks>
+/// <param name="args">The run's arguments.</param>
+/// <param name="events">Receives the progress events (rank 0 only).</param>
+/// <param name="environment">The job; null reads the launcher's environment variables.</param>
+/// <param name="fatal">Data parallel only: told the message of a failure just before the job is aborted.</param>
+public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = null,
+    DistributedEnvironment? environment = null, Action<string>? fatal = null)
 {
+    /// <summary>Test hook: <c>RANK:ITERATION:MARKER_FILE</c> makes that rank SIGKILL itself at that iteration, once
+    /// (when the marker file does not exist yet; it is created first).</summary>
+    public const string FaultVariable = "OSPREY_FAULT_KILL";
     /// <summary>Gradient-norm clip, as Ultralytics (max_norm 10).</summary>
     public const double MaxGradientNorm = 10.0;
 
     /// <summary>Runs training to the end (or until patience/time stops it) and returns the final event.</summary>
     public TrainingFinished Train(CancellationToken cancellationToken = default)
     {
+        DistributedEnvironment job = environment ?? DistributedEnvironment.FromProcess();
+        if (!job.IsDistributed) return Train(job, null, cancellationToken);
+        string? resumeFrom = ResumePath(args);
+        OspreyArgs requested = resumeFrom is null ? args : ResumedArgs(args, resumeFrom);
+        Device device = DeviceRequest.Parse(requested.Device).Resolve(job.LocalRank);
+        IProcessGroup group = ProcessGroupFactory.Create(device, job);
+        try
+        {
+            var finished = Train(job, group, cancellationToken);
+            group.Barrier();
+            group.Dispose();
+            return finished;
+        }
+        catch (Exception e)
+        {
+            // One rank alone cannot leave a collective job: say why, then end every rank (non-zero exit).
+            fatal?.Invoke($"rank {job.Rank} of {job.WorldSize} failed: {e}");
+            group.Abort(1);
+            throw;
+        }
+    }
+
+    TrainingFinished Train(DistributedEnvironment job, IProcessGroup? distributed, CancellationToken cancellationToken)
+    {
         // ── resolve the run: fresh, or resumed from a checkpoint ──────────────────────────────────
+        IProcessGroup group = distributed ?? new SingleProcessGroup();
+        int world = group.WorldSize;
+        bool master = group.Rank == 0;
+        Action<TrainingEvent>? emit = master ? events : null;
         string? resumeFrom = ResumePath(args);
         OspreyArgs run = resumeFrom is null ? args.Clone() : ResumedArgs(args, resumeFrom);
-        Device device = DeviceRequest.Parse(run.Device).Resolve();
+        Device device = DeviceRequest.Parse(run.Device).Resolve(job.LocalRank);
         run = TrainingSetup.ResolveDefaults(run, device.type == DeviceType.CPU);
         TrainingSetup.RejectUnsupported(run);
+        int batch = run.Batch > 0 ? run.Batch : TrainingSetup.CpuAutoBatch;          // global batch
+        if (batch % world != 0)
+            throw new ArgumentsException($"batch={batch} does not split evenly over {world} ranks: use a multiple of {world}");
+        int rankBatch = batch / world;                                                 // this rank's share
         TrainingState? saved = resumeFrom is null ? null : Checkpoint.ReadState(resumeFrom);
-        string runDirectory = saved?.RunDirectory ?? RunDirectory.Create(run.Project, run.Name, "train", run.ExistOk);
+        string runDirectory = saved?.RunDirectory ?? DataParallel.BroadcastString(group,
+            master ? RunDirectory.Create(run.Project, run.Name, "train", run.ExistOk) : null);
         string weightsDirectory = Path.Combine(runDirectory, "weights");
-        Directory.CreateDirectory(weightsDirectory);
-        if (saved is null) AtomicFile.WriteAllText(Path.Combine(runDirectory, "args.yaml"), ArgsYaml.Serialize(run));
+        if (master) Directory.CreateDirectory(weightsDirectory);
+        if (saved is null && master) AtomicFile.WriteAllText(Path.Combine(runDirectory, "args.yaml"), ArgsYaml.Serialize(run));
+        var fault = FaultInjection.FromEnvironment(group.Rank);
 
         // deterministic=True needs no switch here: TorchSharp 0.107 has no use_deterministic_algorithms, and the CPU
         // kernels used are deterministic for a fixed thread count (the resume test checks bit-exactness).
@@ -46,19 +98,23 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         DatasetConfig data = DatasetCatalog.Resolve(run.Data!);
         var trainSet = DetectionDataset.Load(data, DatasetSplit.Train);
         var valSet = DetectionDataset.Load(data, DatasetSplit.Val);
-        int batch = run.Batch > 0 ? run.Batch : TrainingSetup.CpuAutoBatch;
         var cache = TrainingSetup.CacheMode(run.Cache);
         using var trainLoader = DataLoader.ForTraining(trainSet, new LoaderOptions(
-            ImageSize: run.Imgsz, BatchSize: batch, Workers: Math.Max(run.Workers, 1), Seed: run.Seed, Cache: cache,
-            Augment: TrainingSetup.Augmentation(run), Epochs: run.Epochs));
+            ImageSize: run.Imgsz, BatchSize: rankBatch, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
+            Rank: group.Rank, WorldSize: world, Cache: cache, Augment: TrainingSetup.Augmentation(run), Epochs: run.Epochs));
         using var valLoader = DataLoader.ForValidation(valSet, new LoaderOptions(
-            ImageSize: run.Imgsz, BatchSize: batch * 2, Workers: Math.Max(run.Workers, 1), Seed: run.Seed, Cache: cache));
+            ImageSize: run.Imgsz, BatchSize: rankBatch * 2, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
+            Rank: group.Rank, WorldSize: world, Cache: cache));
 
         // ── model, EMA, loss, optimiser, schedule ──────────────────────────────────────────────────
         int nc = data.ClassCount;
         DetectionModel model = TrainingSetup.CreateModel(run.Model, nc);
         TrainingSetup.Freeze(model, run.Freeze);
         model.to(device);
+        var ddp = new DataParallel(model, group);
+        ddp.BroadcastState();                                            // every rank starts from rank 0's weights
+        using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
+        bool broadcastBuffers = world > 1 && syncBn is null;             // DDP's broadcast_buffers=True
         var emaModel = new DetectionModel(model.Config);
         emaModel.load_state_dict(model.state_dict());
         emaModel.to(device);
@@ -66,7 +122,17 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         {
             NumClasses = nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
             BoxGain = run.Box, ClsGain = run.Cls, DflGain = run.Dfl,
+            // DDP: Σ target scores of the global batch (all-reduce SUM), so every rank divides by the same number.
+            ReduceTargetScoresSum = world == 1 ? null : local =>
+            {
+                var global = local.clone();
+                group.AllReduce(global, ReduceOp.Sum);
+                return global;
+            },
         });
+        // Rank loss = (Σ rank terms / S)·local batch; × W² makes it (Σ rank terms / S)·W·global batch, so that the
+        // gradient average over W ranks equals the one-process gradient (Σ terms / S)·global batch.
+        double lossScale = (double)world * world;
         int batches = trainLoader.BatchesPerEpoch;
         int accumulate = Math.Max((int)Math.Round((double)run.Nbs / batch, MidpointRounding.ToEven), 1);
         long iterations = (long)Math.Ceiling((double)trainSet.Count / Math.Max(batch, run.Nbs)) * run.Epochs;
@@ -80,7 +146,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             : Checkpoint.Load(resumeFrom!, model, emaModel, optimizer.Optimizer);
         var ema = new ModelEma(emaModel, updates: state.EmaUpdates);
 
-        events?.Invoke(new TrainingStarted(runDirectory, device.ToString(), run.Model ?? TrainingSetup.DefaultModel,
+        emit?.Invoke(new TrainingStarted(runDirectory, device.ToString(), run.Model ?? TrainingSetup.DefaultModel,
             model.ParameterCount, trainSet.Summary, valSet.Summary, optimizer.Summary, batch, accumulate, run.Imgsz,
             run.Workers, state.Epoch, run.Epochs, saved is not null));
 
@@ -88,7 +154,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         string last = Path.Combine(weightsDirectory, "last.safetensors");
         string best = Path.Combine(weightsDirectory, "best.safetensors");
         string checkpoint = Path.Combine(weightsDirectory, "last.ckpt");
-        var tensorboard = torch.utils.tensorboard.SummaryWriter(runDirectory);
+        var tensorboard = master ? torch.utils.tensorboard.SummaryWriter(runDirectory) : null;
         var clock = Stopwatch.StartNew();
         double previousSeconds = ReadElapsedSeconds(csv);
         string stopReason = "completed";
@@ -99,9 +165,10 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         {
             cancellationToken.ThrowIfCancellationRequested();
             model.train();
-            events?.Invoke(new EpochStarted(epoch, run.Epochs, batches, TrainingSetup.Augmentation(run).MosaicActive(epoch, run.Epochs)));
-            var meanLosses = new double[3];
-            int seen = 0;
+            emit?.Invoke(new EpochStarted(epoch, run.Epochs, batches, TrainingSetup.Augmentation(run).MosaicActive(epoch, run.Epochs)));
+            bool midEpoch = epoch == state.Epoch && state.BatchInEpoch > 0 && state.EpochMeanLosses is { Length: 3 };
+            var meanLosses = midEpoch ? state.EpochMeanLosses!.ToArray() : new double[3];
+            int seen = midEpoch ? state.EpochBatchesSeen : 0;
             long iteration = state.Iteration, lastStep = state.LastOptimizerIteration;
             ScheduleValues values = schedule.At(epoch, (int)iteration, batches);
             var epochClock = Stopwatch.StartNew();
@@ -113,18 +180,27 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 iteration = trainBatch.Index + (long)batches * epoch;
                 values = schedule.At(epoch, (int)iteration, batches);
                 optimizer.Apply(values);
+                fault?.At(iteration);
+                if (broadcastBuffers) ddp.BroadcastBuffers();
 
                 var images = trainBatch.ImagesAsFloat(device);                 // (b, 3, H, W) in [0, 1]
                 var maps = model.ForwardFeatures(images);                       // 3 × (b, no, h, w)
                 using var result = loss.Compute(maps, new DetectionTargets(
                     trainBatch.BatchIndex.to(device), trainBatch.Classes.to(device), trainBatch.Boxes.to(device)));
                 var (box, cls, dfl) = result.ItemValues();                      // note: a device → host sync point
+                if (world > 1)                                                  // Σ over ranks = the global batch's items
+                {
+                    double[] sums = ddp.SumOverRanks(new double[] { box, cls, dfl });
+                    (box, cls, dfl) = ((float)sums[0], (float)sums[1], (float)sums[2]);
+                }
                 if (!float.IsFinite(box + cls + dfl))
                     throw new InvalidOperationException(
                         $"loss is not finite at epoch {epoch + 1}, batch {trainBatch.Index + 1} (box {box}, cls {cls}, dfl {dfl}); lower lr0 or check the labels");
-                result.Total.backward();
-                if (iteration - lastStep >= values.Accumulate)
+                (world == 1 ? result.Total : result.Total * lossScale).backward();
+                bool stepped = iteration - lastStep >= values.Accumulate;      // the optimiser micro-step
+                if (stepped)
                 {
+                    ddp.AverageGradients();                                     // the only gradient sync
                     OptimizerStep(model, optimizer, ema);
                     lastStep = iteration;
                 }
@@ -132,9 +208,16 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 meanLosses[0] += (box - meanLosses[0]) / seen;
                 meanLosses[1] += (cls - meanLosses[1]) / seen;
                 meanLosses[2] += (dfl - meanLosses[2]) / seen;
-                if (run.Plots && iteration < 3)
+                if (stepped && run.SavePeriodSteps > 0 && ema.Updates % run.SavePeriodSteps == 0 && master && run.Save)
+                    Checkpoint.Save(checkpoint, model, emaModel, optimizer.Optimizer, state with
+                    {
+                        Epoch = epoch, BatchInEpoch = trainBatch.Index + 1, Iteration = iteration + 1,
+                        LastOptimizerIteration = lastStep, EmaUpdates = ema.Updates,
+                        EpochMeanLosses = meanLosses.ToArray(), EpochBatchesSeen = seen,
+                    });
+                if (run.Plots && iteration < 3 && master)
                     RunPlots.Batch(trainBatch, data.Names, Path.Combine(runDirectory, $"train_batch{iteration}.png"));
-                events?.Invoke(new BatchFinished(epoch, run.Epochs, trainBatch.Index, batches, meanLosses.ToArray(),
+                emit?.Invoke(new BatchFinished(epoch, run.Epochs, trainBatch.Index, batches, meanLosses.ToArray(),
                     (int)trainBatch.BatchIndex.shape[0], run.Imgsz, epochClock.Elapsed.TotalSeconds));
             }
             IReadOnlyList<double> learningRates = optimizer.GroupLearningRates;
@@ -144,9 +227,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             ValidationResult? validation = null;
             if (run.Val || finalEpoch)
             {
-                events?.Invoke(new ValidationStarted(epoch, valLoader.BatchesPerEpoch));
+                emit?.Invoke(new ValidationStarted(epoch, valLoader.BatchesPerEpoch));
                 validation = DetectionValidator.Run(emaModel, valLoader, device, loss: loss,
-                    progress: p => events?.Invoke(new ValidationBatchFinished(p.Batch, p.Batches)));
+                    progress: p => emit?.Invoke(new ValidationBatchFinished(p.Batch, p.Batches)), group: group);
             }
             double fitness = validation?.Metrics.Fitness ?? 0;
             bool isBest = state.BestFitness is null || fitness >= state.BestFitness;
@@ -158,8 +241,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 Epoch = epoch + 1, BatchInEpoch = 0, Iteration = iteration + 1, LastOptimizerIteration = lastStep,
                 BestFitness = isBest ? fitness : state.BestFitness,
                 EpochsWithoutImprovement = isBest ? 0 : state.EpochsWithoutImprovement + 1, EmaUpdates = ema.Updates,
+                EpochMeanLosses = null, EpochBatchesSeen = 0,
             };
-            if (run.Save)
+            if (run.Save && master)
             {
                 ModelWeights.Save(emaModel, last);
                 if (isBest) ModelWeights.Save(emaModel, best);
@@ -167,10 +251,13 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                     ModelWeights.Save(emaModel, Path.Combine(weightsDirectory, $"epoch{epoch + 1}.safetensors"));
                 Checkpoint.Save(checkpoint, model, emaModel, optimizer.Optimizer, state);
             }
-            ResultsCsv.Append(csv, row);
-            if (run.Plots) RunPlots.Results(csv, Path.Combine(runDirectory, "results.png"));
-            LogScalars(tensorboard, row);
-            events?.Invoke(new EpochFinished(row, validation, isBest));
+            if (master)
+            {
+                ResultsCsv.Append(csv, row);
+                if (run.Plots) RunPlots.Results(csv, Path.Combine(runDirectory, "results.png"));
+                LogScalars(tensorboard!, row);
+            }
+            emit?.Invoke(new EpochFinished(row, validation, isBest));
 
             if (state.EpochsWithoutImprovement >= run.Patience)
             {
@@ -178,7 +265,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 epoch++;
                 break;
             }
-            if (run.Time is double hours && (previousSeconds + clock.Elapsed.TotalSeconds) / 3600 >= hours)
+            // Rank 0's clock decides for every rank.
+            if (run.Time is double hours && ddp.BroadcastFlag((previousSeconds + clock.Elapsed.TotalSeconds) / 3600 >= hours))
             {
                 stopReason = $"time={hours} hours reached";
                 epoch++;
@@ -188,22 +276,24 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
 
         // ── final: validate the best weights with the per-class table ─────────────────────────────
         ValidationResult? final = null;
-        bool haveBest = run.Save && File.Exists(best);
+        bool haveBest = DataParallel.BroadcastFlag(group, run.Save && master && File.Exists(best));
         if (haveBest)
         {
-            var bestModel = ModelFactory.Create(best);
+            // Rank 0 reads best.safetensors; the others get its weights (they may not share its file system).
+            var bestModel = master ? ModelFactory.Create(best) : new DetectionModel(model.Config);
             bestModel.to(device);
+            DataParallel.BroadcastModule(bestModel, group);
             int plotted = 0;
-            final = DetectionValidator.Run(bestModel, valLoader, device, collectPredictions: run.SaveJson,
+            final = DetectionValidator.Run(bestModel, valLoader, device, collectPredictions: run.SaveJson, group: group,
                 inspectBatch: (valBatch, kept) =>
                 {
-                    if (!run.Plots || plotted >= 3) return;
+                    if (!run.Plots || plotted >= 3 || !master) return;
                     RunPlots.Batch(valBatch, data.Names, Path.Combine(runDirectory, $"val_batch{plotted}_labels.png"));
                     RunPlots.Batch(valBatch, data.Names, Path.Combine(runDirectory, $"val_batch{plotted}_pred.png"), kept);
                     plotted++;
                 });
-            if (run.SaveJson) CocoPrediction.WriteJson(Path.Combine(runDirectory, "predictions.json"), final.Predictions);
-            if (run.Plots)
+            if (run.SaveJson && master) CocoPrediction.WriteJson(Path.Combine(runDirectory, "predictions.json"), final.Predictions);
+            if (run.Plots && master)
             {
                 RunPlots.PrecisionRecallCurve(final.Evaluator, data.Names, Path.Combine(runDirectory, "PR_curve.png"));
                 RunPlots.ConfusionMatrix(final.Confusion, data.Names, Path.Combine(runDirectory, "confusion_matrix.png"), normalize: false);
@@ -212,7 +302,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         }
         var finished = new TrainingFinished(runDirectory, last, haveBest ? best : null, epoch,
             (previousSeconds + clock.Elapsed.TotalSeconds) / 3600, stopReason, final, data.Names);
-        events?.Invoke(finished);
+        emit?.Invoke(finished);
         return finished;
     }
 

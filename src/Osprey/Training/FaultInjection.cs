@@ -1,0 +1,30 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Osprey.Training;
+
+/// <summary>
+/// Test hook for data-parallel failure handling: <c>OSPREY_FAULT_KILL=RANK:ITERATION:MARKER_FILE</c> makes rank RANK
+/// SIGKILL itself when it reaches global iteration ITERATION, once: the marker file is created first and a marker that
+/// already exists disarms the fault (so a relaunched job runs through).
+/// </summary>
+internal sealed class FaultInjection(long iteration, string marker)
+{
+    public static FaultInjection? FromEnvironment(int rank)
+    {
+        string? text = Environment.GetEnvironmentVariable(Trainer.FaultVariable);
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        string[] parts = text.Split(':', 3);
+        if (parts.Length != 3 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out int faultRank)
+            || !long.TryParse(parts[1], CultureInfo.InvariantCulture, out long at))
+            throw new ArgumentException($"{Trainer.FaultVariable}={text}: expected RANK:ITERATION:MARKER_FILE");
+        return faultRank == rank ? new FaultInjection(at, parts[2]) : null;
+    }
+
+    public void At(long current)
+    {
+        if (current != iteration || File.Exists(marker)) return;
+        File.WriteAllText(marker, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture));
+        Process.GetCurrentProcess().Kill(); // SIGKILL: no cleanup, as a crashed node
+    }
+}
