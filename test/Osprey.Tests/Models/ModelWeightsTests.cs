@@ -161,7 +161,8 @@ public class ModelWeightsTests
 
             File.Delete(ModelWeights.SidecarPath(path));
             Assert.Throws<FileNotFoundException>(() => ModelFactory.Create(path));
-            Assert.Throws<ArgumentException>(() => ModelFactory.Create(Path.Combine(dir, "model.onnx")));
+            Assert.Throws<ArgumentException>(() => ModelFactory.Create(Path.Combine(dir, "model.bin")));
+            Assert.Throws<FileNotFoundException>(() => ModelFactory.Create(Path.Combine(dir, "model.onnx")));
         }
         finally
         {
