@@ -27,9 +27,19 @@ public static class ModelFactory
         if (extension is ".onnx")
         {
             var imported = OnnxImport.Load(model);
-            if (nc is not null && nc != imported.Nc)
-                throw new ArgumentException($"'{model}' has {imported.Nc} classes; nc={nc} cannot be imported from ONNX.", nameof(nc));
-            return imported;
+            if (nc is null || nc == imported.Nc) return imported;
+            // Another class count (e.g. fine-tuning COCO weights on a new dataset): transfer every tensor whose key
+            // and shape still match, as for weights files (Ultralytics' intersect_dicts).
+            var transferredOnnx = new DetectionModel(ModelConfig.Parse(imported.Config.Text, imported.Config.Source, imported.Config.Scale, nc));
+            using (var scope = TorchSharp.torch.NewDisposeScope())
+            using (TorchSharp.torch.no_grad())
+            {
+                var source = imported.state_dict();
+                foreach (var (key, tensor) in transferredOnnx.state_dict())
+                    if (source.TryGetValue(key, out var value) && value.shape.SequenceEqual(tensor.shape)) tensor.copy_(value);
+            }
+            imported.Dispose();
+            return transferredOnnx;
         }
         if (extension is not (".safetensors" or ".pt" or ".pth"))
             throw new ArgumentException($"'{model}': expected a model YAML (.yaml/.yml), weights (.safetensors/.pt/.pth) or an ONNX export (.onnx).", nameof(model));

@@ -55,6 +55,20 @@ public class OnnxImportTests
     }
 
     [Fact]
+    public void OnnxWeightsTransferToAnotherClassCount()
+    {
+        // model=yolov8n_int8.onnx with a 5-class dataset: everything but the class outputs comes from the file.
+        using var imported = ModelFactory.Create(ReferenceDetections.OnnxPath);
+        using var transferred = ModelFactory.Create(ReferenceDetections.OnnxPath, nc: 5);
+        Assert.Equal(5, transferred.Nc);
+        var a = imported.state_dict();
+        var b = transferred.state_dict();
+        foreach (string key in new[] { "model.0.conv.weight", "model.21.cv2.conv.weight", "model.22.cv2.0.2.weight" })
+            Assert.True(a[key].eq(b[key]).all().item<bool>(), key);
+        Assert.Equal(new long[] { 5, 64, 1, 1 }, b["model.22.cv3.0.2.weight"].shape); // class branch rebuilt: c3 = max(64, min(nc, 100))
+    }
+
+    [Fact]
     public void ParsesPythonDictNames()
     {
         var names = UltralyticsMetadata.ParseNames("{0: 'person', 1: \"it's\", 2: 'a\\\\b'}");
