@@ -111,6 +111,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         DetectionModel model = TrainingSetup.CreateModel(run.Model, nc);
         TrainingSetup.Freeze(model, run.Freeze);
         model.to(device);
+        if (saved is null && Path.GetExtension(run.Model ?? "").Equals(".onnx", StringComparison.OrdinalIgnoreCase))
+            BatchNormCalibration.Calibrate(model, CalibrationImages(trainLoader, device)); // BN-fused import: see there
         var ddp = new DataParallel(model, group);
         ddp.BroadcastState();                                            // every rank starts from rank 0's weights
         using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
@@ -312,6 +314,17 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         optimizer.Optimizer.Step();
         optimizer.Optimizer.ZeroGrad();
         ema.Update(model);
+    }
+
+    /// <summary>Batches for <see cref="BatchNormCalibration"/>: the first few training batches of epoch 0.</summary>
+    static IEnumerable<Tensor> CalibrationImages(DataLoader loader, Device device, int batches = 8)
+    {
+        foreach (Batch batch in loader.Epoch(0).Take(batches))
+        {
+            using var owned = batch;
+            using var images = batch.ImagesAsFloat(device);
+            yield return images;
+        }
     }
 
     static string? ResumePath(OspreyArgs args) => args.Resume.ToLowerInvariant() switch

@@ -50,6 +50,12 @@ public sealed class Conv : Module<Tensor, Tensor>
     /// <summary>True once the batch norm has been folded into the convolution.</summary>
     public bool IsFused => bn is null;
 
+    /// <summary>The convolution (for statistics and calibration).</summary>
+    internal Conv2d Convolution => conv;
+
+    /// <summary>The batch norm, or null once fused.</summary>
+    internal BatchNorm2d? Norm => bn;
+
     /// <summary>Ultralytics autopad: padding that keeps h, w (divided by stride) for odd kernels.</summary>
     public static long AutoPad(long kernel, long dilation = 1)
     {
