@@ -226,7 +226,8 @@ public static partial class LocalLauncher
         }
     }
 
-    static int FreePort()
+    /// <summary>A TCP port on loopback that was free a moment ago.</summary>
+    internal static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -49,11 +49,9 @@ public static class DetectionValidator
         nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
         bool wasTraining = model.training;
         model.eval();
-        var evaluator = new CocoEvaluator();
-        var confusion = new ConfusionMatrix(model.Nc);
-        var predictions = new List<CocoPrediction>();
+        var perImage = new SortedDictionary<long, Detection[]>();
         var lossSums = new double[3];
-        int batches = 0, images = 0, instances = 0;
+        int batches = 0;
         var timer = new Stopwatch();
         try
         {
@@ -63,11 +61,7 @@ public static class DetectionValidator
                 using var scope = NewDisposeScope();
                 using var owned = batch;
                 timer.Start();
-                var input = batch.ImagesAsFloat(device);                  // (b, 3, H, W) in [0, 1]
-                var maps = model.ForwardFeatures(input);                   // 3 × (b, no, h, w)
-                var prediction = model.Head.Decode(maps);                  // (b, 4 + nc, A) pixels, sigmoid scores
-                var kept = Nms.NonMaxSuppression(prediction, nms);         // b × (n, 6) letterboxed pixels
-                var host = kept.Select(Osprey.Runtime.HostCopy.Floats).ToList();
+                var (maps, kept, host) = Detect(model, batch, device, nms);
                 timer.Stop();
                 if (loss is not null)
                 {
@@ -77,18 +71,8 @@ public static class DetectionValidator
                     lossSums[0] += box; lossSums[1] += cls; lossSums[2] += dfl;
                 }
                 for (int i = 0; i < batch.Size; i++)
-                {
-                    ImageInfo info = batch.Infos[i];
-                    LabeledImage labels = loader.Dataset.Images[info.DatasetIndex];
-                    var detections = ToOriginal(host[i], info);
-                    var truths = GroundTruthOf(labels);
-                    evaluator.Update(info.DatasetIndex, detections, truths);
-                    confusion.Process(detections, truths);
-                    if (collectPredictions) predictions.AddRange(detections.Select(d => CocoPrediction.FromXyxy(labels.ImagePath, d)));
-                    instances += truths.Length;
-                }
+                    perImage.Add(batch.Infos[i].DatasetIndex, ToOriginal(host[i], batch.Infos[i]));
                 inspectBatch?.Invoke(batch, kept);
-                images += batch.Size;
                 batches++;
                 progress?.Invoke(new ValidationProgress(batches, loader.BatchesPerEpoch));
             }
@@ -98,8 +82,7 @@ public static class DetectionValidator
             model.train(wasTraining);
         }
         double[]? losses = loss is null ? null : lossSums.Select(s => s / Math.Max(batches, 1)).ToArray();
-        return new ValidationResult(evaluator.Compute(), losses, confusion, evaluator, predictions, images, instances,
-            images == 0 ? 0 : timer.Elapsed.TotalMilliseconds / images);
+        return Score(perImage, loader.Dataset, model.Nc, collectPredictions, losses, timer.Elapsed.TotalMilliseconds);
     }
 
     static ValidationResult RunSharded(DetectionModel model, DataLoader loader, Device device, NmsOptions? nms,
@@ -130,9 +113,7 @@ public static class DetectionValidator
                 using var scope = NewDisposeScope();
                 using var owned = batch;
                 timer.Start();
-                var maps = model.ForwardFeatures(batch.ImagesAsFloat(device));
-                var kept = Nms.NonMaxSuppression(model.Head.Decode(maps), nms);
-                var host = kept.Select(Osprey.Runtime.HostCopy.Floats).ToList();
+                var (maps, kept, host) = Detect(model, batch, device, nms);
                 timer.Stop();
                 if (rawLoss is not null)
                 {
@@ -185,20 +166,6 @@ public static class DetectionValidator
                 perImage[id] = detections;
             }
         }
-        var evaluator = new CocoEvaluator();
-        var confusion = new ConfusionMatrix(model.Nc);
-        var predictions = new List<CocoPrediction>();
-        int instances = 0;
-        foreach (var (id, detections) in perImage)
-        {
-            LabeledImage labels = loader.Dataset.Images[(int)id];
-            var truths = GroundTruthOf(labels);
-            evaluator.Update(id, detections, truths);
-            confusion.Process(detections, truths);
-            if (collectPredictions) predictions.AddRange(detections.Select(d => CocoPrediction.FromXyxy(labels.ImagePath, d)));
-            instances += truths.Length;
-        }
-
         double[]? losses = null;
         if (loss is not null)
         {
@@ -210,9 +177,39 @@ public static class DetectionValidator
                 for (int j = 0; j < 3; j++) losses[j] += s[4 * k + j] / Math.Max(s[4 * k + 3], 1);
             for (int j = 0; j < 3; j++) losses[j] /= Math.Max(globalBatches, 1);
         }
+        return Score(perImage, loader.Dataset, model.Nc, collectPredictions, losses, timer.Elapsed.TotalMilliseconds * world);
+    }
+
+    // Forward in eval mode, decode, NMS: the raw maps (for the loss), per-image (n, 6) rows in batch pixels, and
+    // the same rows on the host. Note: the host copy is a device → host sync point.
+    static (Tensor[] Maps, IReadOnlyList<Tensor> Kept, List<float[]> Host) Detect(DetectionModel model, Batch batch,
+        Device device, NmsOptions nms)
+    {
+        var maps = model.ForwardFeatures(batch.ImagesAsFloat(device));   // 3 × (b, no, h, w)
+        var kept = Nms.NonMaxSuppression(model.Head.Decode(maps), nms);  // b × (n, 6); decode: (b, 4 + nc, A)
+        return (maps, kept, kept.Select(Osprey.Runtime.HostCopy.Floats).ToList());
+    }
+
+    // Scores every image's detections (original pixels, keyed and ordered by dataset index) against its labels.
+    static ValidationResult Score(SortedDictionary<long, Detection[]> perImage, DetectionDataset dataset, int nc,
+        bool collectPredictions, double[]? losses, double inferenceMilliseconds)
+    {
+        var evaluator = new CocoEvaluator();
+        var confusion = new ConfusionMatrix(nc);
+        var predictions = new List<CocoPrediction>();
+        int instances = 0;
+        foreach (var (id, detections) in perImage)
+        {
+            LabeledImage labels = dataset.Images[(int)id];
+            var truths = GroundTruthOf(labels);
+            evaluator.Update(id, detections, truths);
+            confusion.Process(detections, truths);
+            if (collectPredictions) predictions.AddRange(detections.Select(d => CocoPrediction.FromXyxy(labels.ImagePath, d)));
+            instances += truths.Length;
+        }
         int images = perImage.Count;
         return new ValidationResult(evaluator.Compute(), losses, confusion, evaluator, predictions, images, instances,
-            images == 0 ? 0 : timer.Elapsed.TotalMilliseconds * world / images);
+            images == 0 ? 0 : inferenceMilliseconds / images);
     }
 
     /// <summary>Ground truths of an image in original pixels (normalised centre-xywh × image size).</summary>

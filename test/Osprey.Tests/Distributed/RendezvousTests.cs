@@ -9,14 +9,7 @@ namespace Osprey.Tests.Distributed;
 
 public class RendezvousTests
 {
-    static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
+    static int FreePort() => LocalLauncher.FreePort();
 
     static readonly byte[] Id = Enumerable.Range(0, 128).Select(i => (byte)(255 - i)).ToArray();
 
