@@ -51,9 +51,9 @@ public sealed class CocoEvaluator
     /// <param name="gtClasses">shape(m) or (m, 1) class ids.</param>
     public void Update(long imageId, Tensor predictions, Tensor gtBoxes, Tensor gtClasses)
     {
-        var p = HostValues(predictions);
-        var g = HostValues(gtBoxes);
-        var c = HostValues(gtClasses);
+        var p = Osprey.Runtime.HostCopy.Doubles(predictions);
+        var g = Osprey.Runtime.HostCopy.Doubles(gtBoxes);
+        var c = Osprey.Runtime.HostCopy.Doubles(gtClasses);
         var detections = new Detection[p.Length / 6];
         for (int i = 0; i < detections.Length; i++)
             detections[i] = new Detection(p[6 * i], p[6 * i + 1], p[6 * i + 2], p[6 * i + 3], p[6 * i + 4], (int)p[6 * i + 5]);
@@ -216,9 +216,6 @@ public sealed class CocoEvaluator
         }
         return low;
     }
-
-    /// <summary>The values of a tensor on the host, row-major (empty tensors give an empty array).</summary>
-    private static double[] HostValues(Tensor values) => Osprey.Runtime.HostCopy.Doubles(values);
 }
 
 /// <summary>One class after COCOeval accumulation.</summary>

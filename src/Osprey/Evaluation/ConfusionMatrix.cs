@@ -61,9 +61,9 @@ public sealed class ConfusionMatrix
     /// <summary>Adds one image from tensors: predictions (n, 6) [x1, y1, x2, y2, conf, cls], gt boxes (m, 4) xyxy, gt classes (m).</summary>
     public void Process(Tensor predictions, Tensor gtBoxes, Tensor gtClasses)
     {
-        var p = HostValues(predictions);
-        var g = HostValues(gtBoxes);
-        var c = HostValues(gtClasses);
+        var p = Osprey.Runtime.HostCopy.Floats(predictions);
+        var g = Osprey.Runtime.HostCopy.Floats(gtBoxes);
+        var c = Osprey.Runtime.HostCopy.Floats(gtClasses);
         Process(
             Enumerable.Range(0, p.Length / 6).Select(i => new Detection(p[6 * i], p[6 * i + 1], p[6 * i + 2], p[6 * i + 3], p[6 * i + 4], (int)p[6 * i + 5])).ToArray(),
             Enumerable.Range(0, c.Length).Select(i => new GroundTruth(g[4 * i], g[4 * i + 1], g[4 * i + 2], g[4 * i + 3], (int)c[i])).ToArray());
@@ -112,7 +112,4 @@ public sealed class ConfusionMatrix
         float areaDetection = (float)((detection.X2 - detection.X1) * (detection.Y2 - detection.Y1));
         return inter / (areaTruth + areaDetection - inter + 1e-7f);
     }
-
-    /// <summary>The values of a tensor on the host, row-major (empty tensors give an empty array).</summary>
-    private static float[] HostValues(Tensor values) => Osprey.Runtime.HostCopy.Floats(values);
 }
