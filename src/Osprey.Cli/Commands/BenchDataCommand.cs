@@ -27,7 +27,7 @@ public sealed class BenchDataCommand : ICliCommand
         int count = DetectionDataset.Load(data, DatasetSplit.Train).Count;
         // OSPREY_MOSAIC_BUFFER=0: both sides with uniform mosaic partners and a decode per tile (the semantics before the buffer)
         int buffer = int.TryParse(Environment.GetEnvironmentVariable("OSPREY_MOSAIC_BUFFER"), out var b) ? b : new LoaderOptions().MosaicBuffer;
-        var options = new DataBenchmarkOptions(data, args.Imgsz, args.Workers, Math.Max(1, args.Epochs * count), Math.Max(1, args.Batch), args.Seed,
+        var options = new DataBenchmarkOptions(data, args.Imgsz, args.Workers, Math.Max(1, args.Epochs * count), Math.Max(1, args.WholeBatch("bench")), args.Seed,
             MosaicBuffer: buffer);
         string script = ReferenceScript();
         string python = Environment.GetEnvironmentVariable("OSPREY_PYTHON") ?? "/usr/bin/python3";

@@ -22,7 +22,7 @@ public sealed class ExportCommand : ICliCommand
         string path = Path.ChangeExtension(modelPath, null) + (Path.GetExtension(modelPath).Equals(".onnx", StringComparison.OrdinalIgnoreCase) ? ".osprey.onnx" : ".onnx");
         var options = new OnnxExportOptions
         {
-            Height = args.Imgsz, Width = args.Imgsz, Batch = args.Batch, Dynamic = args.Dynamic, Half = args.Half, Opset = args.Opset,
+            Height = args.Imgsz, Width = args.Imgsz, Batch = args.WholeBatch("export"), Dynamic = args.Dynamic, Half = args.Half, Opset = args.Opset,
         };
         OnnxExporter.Export(model, path, options);
         output.WriteLine($"ONNX: export success, saved as {path} ({new FileInfo(path).Length / 1e6:0.0} MB), opset {args.Opset}" +

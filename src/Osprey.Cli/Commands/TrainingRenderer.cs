@@ -19,6 +19,7 @@ public sealed class TrainingRenderer(IAnsiConsole output)
         {
             switch (stream.Current)
             {
+                case TrainingMessage message: output.WriteLine(message.Text); break;
                 case TrainingStarted started: Started(started); break;
                 case EpochStarted epoch: Epoch(epoch, stream); break;
                 case EpochFinished finished: EpochLine(finished); break;
@@ -96,7 +97,25 @@ public sealed class TrainingRenderer(IAnsiConsole output)
             "   P {0:0.000}  R {1:0.000}  mAP50 {2:0.000}  mAP50-95 {3:0.000}{4}", r.Precision, r.Recall, r.Map50, r.Map50To95, f.IsBest ? "  (best)" : "");
         output.WriteLine(string.Format(Invariant, "{0,11}{1,11:0.0000}{2,11:0.0000}{3,11:0.0000}{4}   {5:0.0}s",
             r.Epoch, r.TrainLosses[0], r.TrainLosses[1], r.TrainLosses[2], metrics, r.Seconds));
+        if (f.StepTimes is { Steps: > 0 } t) output.WriteLine(StepTimesLine(t));
     }
+
+    /// <summary>One line: the mean step and its phases in milliseconds (all-reduce only under data parallel).</summary>
+    public static string StepTimesLine(StepTimes t)
+    {
+        var parts = Enum.GetValues<StepPhase>()
+            .Where(p => p != StepPhase.AllReduce || t[p] > 0)
+            .Select(p => string.Format(Invariant, "{0} {1:0.0}", PhaseName(p), t[p]));
+        return string.Format(Invariant, "{0,11}step {1:0.0} ms = {2} ({3} steps{4})", "", t.StepMilliseconds, string.Join(", ", parts),
+            t.Steps, t.Synchronized ? ", device synchronised" : "");
+    }
+
+    static string PhaseName(StepPhase phase) => phase switch
+    {
+        StepPhase.DataWait => "data wait",
+        StepPhase.AllReduce => "all-reduce",
+        _ => phase.ToString().ToLowerInvariant(),
+    };
 
     void Finished(TrainingFinished done)
     {

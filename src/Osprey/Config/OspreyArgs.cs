@@ -23,7 +23,7 @@ public sealed class OspreyArgs
     [Description("number of epochs")] public int Epochs { get; set; } = 100;
     [Description("maximum training time in hours (overrides epochs)")] public double? Time { get; set; }
     [Description("epochs without improvement before stopping early")] public int Patience { get; set; } = 100;
-    [Description("global batch size (-1 for AutoBatch)")] public int Batch { get; set; } = 16;
+    [Description("global batch size; -1: AutoBatch at 60% of CUDA memory, 0<batch<1: at that fraction")] public double Batch { get; set; } = 16;
     [Description("image size")] public int Imgsz { get; set; } = 640;
     [Description("save checkpoints and results")] public bool Save { get; set; } = true;
     [Description("save a checkpoint every N epochs (-1: off)")] public int SavePeriod { get; set; } = -1;
@@ -115,4 +115,9 @@ public sealed class OspreyArgs
         copy.GivenKeys = new HashSet<string>(GivenKeys, StringComparer.Ordinal);
         return copy;
     }
+
+    /// <summary><c>batch</c> as a whole number, for the modes without AutoBatch; a fraction is an error naming <paramref name="mode"/>.</summary>
+    public int WholeBatch(string mode) => Batch == Math.Floor(Batch) && Math.Abs(Batch) <= int.MaxValue
+        ? (int)Batch
+        : throw new ArgumentsException($"batch={Batch.ToString(System.Globalization.CultureInfo.InvariantCulture)}: {mode} takes a whole number (a fraction asks train for AutoBatch)");
 }

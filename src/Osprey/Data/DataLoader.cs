@@ -15,6 +15,7 @@ public sealed class DataLoader : IDisposable
 {
     private readonly ConcurrentBag<byte[]> _buffers = new();
     private readonly IImageStore _store;
+    private volatile string? _pinError;
 
     /// <summary>The dataset.</summary>
     public DetectionDataset Dataset { get; }
@@ -59,6 +60,12 @@ public sealed class DataLoader : IDisposable
             ? new DistributedSampler(dataset.Count, options.Rank, options.WorldSize, shuffle: true, options.Seed)
             : new ValidationSampler(dataset.Count, options.Rank, options.WorldSize);
     }
+
+    /// <summary>True while batches are collated into pinned memory (<see cref="LoaderOptions.PinMemory"/> and pinning works here).</summary>
+    public bool PinsMemory => Options.PinMemory && _pinError is null;
+
+    /// <summary>Why pinning was given up (the first failure), or null.</summary>
+    public string? PinMemoryError => _pinError;
 
     /// <summary>Images decoded from files so far (cache=false with the mosaic buffer), or null.</summary>
     public long? Decoded => (_store as RecentImageStore)?.Decoded;
@@ -130,6 +137,7 @@ public sealed class DataLoader : IDisposable
                 {
                     if (batch.Error is null)
                     {
+                        if (Options.SampleDelay > TimeSpan.Zero) Thread.Sleep(Options.SampleDelay);
                         var destination = Marshal.UnsafeAddrOfPinnedArrayElement(batch.Buffer, position * Pipeline.ImageBytes);
                         batch.Samples[position] = Pipeline.Process(batch.Indices[position], epoch, mosaic, destination);
                     }
@@ -171,8 +179,31 @@ public sealed class DataLoader : IDisposable
             }
             sample.Boxes.CopyTo(boxes, (n - sample.Classes.Length) * 4);
         }
-        return new Batch(images, tensor(batchIndex), tensor(classes), tensor(boxes, [total, 4]),
-            pending.Samples.Select(x => x!.Info).ToArray(), epoch, pending.Number);
+        var tensors = new[] { images, tensor(batchIndex), tensor(classes), tensor(boxes, [total, 4]) };
+        if (PinsMemory) Pin(tensors);
+        return new Batch(tensors[0], tensors[1], tensors[2], tensors[3], pending.Samples.Select(x => x!.Info).ToArray(), epoch, pending.Number);
+    }
+
+    // Replaces the tensors by pinned copies (libtorch's caching host allocator reuses the blocks once their copies are
+    // done); on failure keeps the ordinary ones and stops trying.
+    private void Pin(Tensor[] tensors)
+    {
+        var pinned = new Tensor?[tensors.Length];
+        try
+        {
+            for (var i = 0; i < tensors.Length; i++) pinned[i] = tensors[i].pin_memory();
+        }
+        catch (Exception e) when (e is ExternalException or InvalidOperationException or NotSupportedException)
+        {
+            _pinError ??= $"pin_memory failed, using ordinary host memory: {e.Message.Split('\n')[0]}";
+            foreach (var p in pinned) p?.Dispose();
+            return;
+        }
+        for (var i = 0; i < tensors.Length; i++)
+        {
+            tensors[i].Dispose();
+            tensors[i] = pinned[i]!;
+        }
     }
 
     private byte[] Rent(int length)

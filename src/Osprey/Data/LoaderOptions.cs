@@ -18,6 +18,10 @@ namespace Osprey.Data;
 /// min(n, 8·batch, 1000), 128 at its default batch 16; fixed here so that a sample does not depend on the batch size), and with
 /// <c>cache=false</c> that many recent decoded images kept (<see cref="RecentImageStore"/>); 0: partners uniformly from the
 /// dataset, every image decoded each time.</param>
+/// <param name="PinMemory">Collate into page-locked (pinned) host memory so that copies to a CUDA device can be asynchronous
+/// (Ultralytics' <c>pin_memory</c>); where pinning fails (no CUDA) the loader falls back to ordinary memory and says why in
+/// <see cref="DataLoader.PinMemoryError"/>. The batches' contents are the same either way.</param>
+/// <param name="SampleDelay">Test hook: each worker sleeps this long per sample (emulates slow storage).</param>
 public sealed record LoaderOptions(
     int ImageSize = 640,
     int BatchSize = 16,
@@ -32,4 +36,6 @@ public sealed record LoaderOptions(
     string? CacheDirectory = null,
     bool DropLast = false,
     bool SingleThreadedOpenCv = true,
-    int MosaicBuffer = 128);
+    int MosaicBuffer = 128,
+    bool PinMemory = false,
+    TimeSpan SampleDelay = default);

@@ -41,7 +41,7 @@ public static class ValidationRun
         detector.to(device);
         string runDirectory = Training.RunDirectory.Create(args.Project, args.Name, "val", args.ExistOk);
         using var loader = DataLoader.ForValidation(dataset, new LoaderOptions(
-            ImageSize: args.Imgsz, BatchSize: Math.Max(args.Batch, 1), Workers: Math.Clamp(args.Workers, 1, Environment.ProcessorCount),
+            ImageSize: args.Imgsz, BatchSize: Math.Max(args.WholeBatch("val"), 1), Workers: Math.Clamp(args.Workers, 1, Environment.ProcessorCount),
             Seed: args.Seed, Cache: Training.TrainingSetup.CacheMode(args.Cache)));
         var nms = new NmsOptions
         {

@@ -21,6 +21,19 @@ internal sealed class FaultInjection(long iteration, string marker)
         return faultRank == rank ? new FaultInjection(at, parts[2]) : null;
     }
 
+    /// <summary>Test hook: <c>OSPREY_FAULT_DATA_DELAY_MS=N</c> makes the training loader sleep N ms per sample.</summary>
+    public const string DataDelayVariable = "OSPREY_FAULT_DATA_DELAY_MS";
+
+    /// <summary>The per-sample delay <see cref="DataDelayVariable"/> asks for (zero when unset).</summary>
+    public static TimeSpan DataDelay()
+    {
+        string? text = Environment.GetEnvironmentVariable(DataDelayVariable);
+        if (string.IsNullOrWhiteSpace(text)) return TimeSpan.Zero;
+        return int.TryParse(text, CultureInfo.InvariantCulture, out int ms) && ms >= 0
+            ? TimeSpan.FromMilliseconds(ms)
+            : throw new ArgumentException($"{DataDelayVariable}={text}: expected milliseconds ≥ 0");
+    }
+
     public void At(long current)
     {
         if (current != iteration || File.Exists(marker)) return;

@@ -78,7 +78,18 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         Device device = DeviceRequest.Parse(run.Device).Resolve(job.LocalRank);
         run = TrainingSetup.ResolveDefaults(run, device.type == DeviceType.CPU);
         TrainingSetup.RejectUnsupported(run);
-        int batch = run.Batch > 0 ? run.Batch : TrainingSetup.CpuAutoBatch;          // global batch
+        DatasetConfig data = DatasetCatalog.Resolve(run.Data!);
+        // Global batch; batch=-1 / 0<batch<1: AutoBatch (the probe's model needs the class count). Like Ultralytics, the
+        // checkpoint keeps the batch chosen, so a resumed run does not measure again.
+        int batch = AutoBatch.Resolve(run.Batch, run.Imgsz, device, group,
+            () =>
+            {
+                var probeModel = TrainingSetup.CreateModel(run.Model, data.ClassCount);
+                probeModel.to(device);
+                return new CudaMemoryProbe(probeModel, device, run.Imgsz);
+            },
+            line => emit?.Invoke(new TrainingMessage(line)));
+        run.Batch = batch;
         if (batch % world != 0)
             throw new ArgumentsException($"batch={batch} does not split evenly over {world} ranks: use a multiple of {world}");
         int rankBatch = batch / world;                                                 // this rank's share
@@ -95,13 +106,13 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         torch.manual_seed(run.Seed);
 
         // ── data ─────────────────────────────────────────────────────────────────────────────────
-        DatasetConfig data = DatasetCatalog.Resolve(run.Data!);
         var trainSet = DetectionDataset.Load(data, DatasetSplit.Train);
         var valSet = DetectionDataset.Load(data, DatasetSplit.Val);
         var cache = TrainingSetup.CacheMode(run.Cache);
         using var trainLoader = DataLoader.ForTraining(trainSet, new LoaderOptions(
             ImageSize: run.Imgsz, BatchSize: rankBatch, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
-            Rank: group.Rank, WorldSize: world, Cache: cache, Augment: TrainingSetup.Augmentation(run), Epochs: run.Epochs));
+            Rank: group.Rank, WorldSize: world, Cache: cache, Augment: TrainingSetup.Augmentation(run), Epochs: run.Epochs,
+            PinMemory: device.type == DeviceType.CUDA, SampleDelay: FaultInjection.DataDelay()));
         using var valLoader = DataLoader.ForValidation(valSet, new LoaderOptions(
             ImageSize: run.Imgsz, BatchSize: rankBatch * 2, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
             Rank: group.Rank, WorldSize: world, Cache: cache));
@@ -158,6 +169,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         string checkpoint = Path.Combine(weightsDirectory, "last.ckpt");
         var tensorboard = master ? torch.utils.tensorboard.SummaryWriter(runDirectory) : null;
         var clock = Stopwatch.StartNew();
+        var timer = StepTimer.For(device);                               // step-time breakdown → step_times.csv
         double previousSeconds = ReadElapsedSeconds(csv);
         string stopReason = "completed";
         int epoch = state.Epoch;
@@ -174,7 +186,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             long iteration = state.Iteration, lastStep = state.LastOptimizerIteration;
             ScheduleValues values = schedule.At(epoch, (int)iteration, batches);
             var epochClock = Stopwatch.StartNew();
-            foreach (Batch trainBatch in trainLoader.Epoch(epoch, cancellationToken))
+            foreach (Batch trainBatch in timer.Timed(DevicePrefetch.Ahead(trainLoader.Epoch(epoch, cancellationToken), device)))
             {
                 using var owned = trainBatch;
                 if (epoch == state.Epoch && trainBatch.Index < state.BatchInEpoch) continue; // resumed mid-epoch
@@ -186,24 +198,31 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 if (broadcastBuffers) ddp.BroadcastBuffers();
 
                 var images = trainBatch.ImagesAsFloat(device);                 // (b, 3, H, W) in [0, 1]
+                var targets = new DetectionTargets(trainBatch.BatchIndexOn(device), trainBatch.ClassesOn(device), trainBatch.BoxesOn(device));
+                timer.Lap(StepPhase.Copy);
                 var maps = model.ForwardFeatures(images);                       // 3 × (b, no, h, w)
-                using var result = loss.Compute(maps, new DetectionTargets(
-                    trainBatch.BatchIndex.to(device), trainBatch.Classes.to(device), trainBatch.Boxes.to(device)));
+                timer.Lap(StepPhase.Forward);
+                using var result = loss.Compute(maps, targets);
                 var (box, cls, dfl) = result.ItemValues();                      // note: a device → host sync point
+                timer.Lap(StepPhase.Loss);
                 if (world > 1)                                                  // Σ over ranks = the global batch's items
                 {
                     double[] sums = ddp.SumOverRanks(new double[] { box, cls, dfl });
                     (box, cls, dfl) = ((float)sums[0], (float)sums[1], (float)sums[2]);
+                    timer.Lap(StepPhase.AllReduce);
                 }
                 if (!float.IsFinite(box + cls + dfl))
                     throw new InvalidOperationException(
                         $"loss is not finite at epoch {epoch + 1}, batch {trainBatch.Index + 1} (box {box}, cls {cls}, dfl {dfl}); lower lr0 or check the labels");
                 (world == 1 ? result.Total : result.Total * lossScale).backward();
+                timer.Lap(StepPhase.Backward);
                 bool stepped = iteration - lastStep >= values.Accumulate;      // the optimiser micro-step
                 if (stepped)
                 {
                     ddp.AverageGradients();                                     // the only gradient sync
+                    if (world > 1) timer.Lap(StepPhase.AllReduce);
                     OptimizerStep(model, optimizer, ema);
+                    timer.Lap(StepPhase.Optimizer);
                     lastStep = iteration;
                 }
                 seen++;
@@ -223,6 +242,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                     (int)trainBatch.BatchIndex.shape[0], run.Imgsz, epochClock.Elapsed.TotalSeconds));
             }
             IReadOnlyList<double> learningRates = optimizer.GroupLearningRates;
+            StepTimes stepTimes = timer.TakeEpoch(epoch + 1);
 
             // ── validate the EMA, save, log ─────────────────────────────────────────────────────────
             bool finalEpoch = epoch + 1 >= run.Epochs;
@@ -256,10 +276,11 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             if (master)
             {
                 ResultsCsv.Append(csv, row);
+                StepTimesCsv.Append(Path.Combine(runDirectory, StepTimesCsv.FileName), stepTimes);
                 if (run.Plots) RunPlots.Results(csv, Path.Combine(runDirectory, "results.png"));
                 LogScalars(tensorboard!, row);
             }
-            emit?.Invoke(new EpochFinished(row, validation, isBest));
+            emit?.Invoke(new EpochFinished(row, validation, isBest, stepTimes));
 
             if (state.EpochsWithoutImprovement >= run.Patience)
             {

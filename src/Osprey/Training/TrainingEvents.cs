@@ -26,8 +26,12 @@ public sealed record ValidationStarted(int Epoch, int Batches) : TrainingEvent;
 /// <summary>One validation batch is done.</summary>
 public sealed record ValidationBatchFinished(int Batch, int Batches) : TrainingEvent;
 
-/// <summary>An epoch is done: its results.csv row and the validation result (null when not validated).</summary>
-public sealed record EpochFinished(EpochResult Result, ValidationResult? Validation, bool IsBest) : TrainingEvent;
+/// <summary>An epoch is done: its results.csv row, the validation result (null when not validated) and the mean time of
+/// each phase of its training steps (also in step_times.csv).</summary>
+public sealed record EpochFinished(EpochResult Result, ValidationResult? Validation, bool IsBest, StepTimes? StepTimes = null) : TrainingEvent;
+
+/// <summary>A line of setup information, e.g. AutoBatch's decision (Ultralytics logs these).</summary>
+public sealed record TrainingMessage(string Text) : TrainingEvent;
 
 /// <summary>The run is over: why, where the weights are, and the final validation of the best weights.</summary>
 public sealed record TrainingFinished(string RunDirectory, string LastWeights, string? BestWeights, int EpochsRun,

@@ -10,9 +10,6 @@ public static class TrainingSetup
     /// <summary>The model a run starts from when none is given.</summary>
     public const string DefaultModel = "yolov8n.yaml";
 
-    /// <summary>Batch used when <c>batch</c> is not positive (AutoBatch needs CUDA; Ultralytics falls back to 16 on CPU).</summary>
-    public const int CpuAutoBatch = 16;
-
     /// <summary>Image size <c>data=shapes</c> trains at on the CPU unless imgsz is given.</summary>
     public const int ShapesCpuImageSize = 128;
 
