@@ -129,7 +129,7 @@ public static class AutoBatch
                 b = defaultBatch;
             }
             double predicted = (slope * b + intercept + r + a) / t;
-            log.Add($"{Prefix}Using batch-size {b} for {d} {F2(t * predicted)}G/{F2(t)}G ({(predicted * 100).ToString("0", CultureInfo.InvariantCulture)}%) ✅");
+            log.Add($"{Prefix}Using batch-size {b} for {d} {F2(t * predicted)}G/{F2(t)}G ({Math.Round(predicted * 100, MidpointRounding.ToEven).ToString("0", CultureInfo.InvariantCulture)}%) ✅");
             return new AutoBatchResult((int)b, log);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -159,7 +159,14 @@ public static class AutoBatch
     }
 
     static string Computing(int imageSize, double fraction) =>
-        $"{Prefix}Computing optimal batch size for imgsz={imageSize} at {(fraction * 100).ToString("0.0##", CultureInfo.InvariantCulture)}% CUDA memory utilization.";
+        $"{Prefix}Computing optimal batch size for imgsz={imageSize} at {PythonFloat(fraction * 100)}% CUDA memory utilization.";
 
-    static string F2(double value) => value.ToString("0.00", CultureInfo.InvariantCulture);
+    // Python's f"{x:.2f}" (half-even) and str(float) (shortest round trip, ".0" on whole numbers), as in Ultralytics' messages.
+    static string F2(double value) => Math.Round(value, 2, MidpointRounding.ToEven).ToString("0.00", CultureInfo.InvariantCulture);
+
+    static string PythonFloat(double value)
+    {
+        string text = value.ToString("R", CultureInfo.InvariantCulture);
+        return text.Contains('.') || text.Contains('E') ? text : text + ".0";
+    }
 }
