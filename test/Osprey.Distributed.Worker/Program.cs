@@ -1,5 +1,5 @@
 // One rank of Osprey's multi-process tests. Usage: Osprey.Distributed.Worker <scenario> <output folder> [args]
-// Scenarios: collectives, kill, hang, bench, rendezvous, nccl-smoke (GPU machine: one rank per GPU, CUDA libtorch). Each rank writes rank<R>.json (results) into the folder;
+// Scenarios: collectives, kill, hang, bench, rendezvous, autobatch, nccl-smoke (GPU machine: one rank per GPU, CUDA libtorch). Each rank writes rank<R>.json (results) into the folder;
 // failures go to stderr with the rank's name and a non-zero exit code.
 using System.Diagnostics;
 using System.Text.Json;
@@ -29,6 +29,7 @@ try
         "kill" => Scenarios.KillMidCollective(group, folder),
         "hang" => Scenarios.HangMidCollective(group),
         "bench" => Scenarios.Bench(group, args.Skip(2).Select(long.Parse).ToArray()),
+        "autobatch" => Scenarios.AutoBatchAgreement(group),
         "validate" => Scenarios.Validate(group, args[2], args[3], int.Parse(args[4]), int.Parse(args[5]), float.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture)),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };
@@ -47,6 +48,22 @@ catch (DistributedException e)
 
 static class Scenarios
 {
+    // Each rank's "device" has its own memory line; the ranks must agree on the smallest batch.
+    public static Dictionary<string, object> AutoBatchAgreement(IProcessGroup group)
+    {
+        double slope = group.Rank == 0 ? 0.3 : 0.6; // 8 GiB, 1 reserved: int((4 − 0.5) / slope) = 11 on rank 0, 5 on rank 1
+        var decided = Osprey.Training.AutoBatch.Decide(new LineProbe(slope), 640);
+        int agreed = Osprey.Training.AutoBatch.Agree(group, decided.Batch, CPU);
+        return new Dictionary<string, object> { ["mine"] = decided.Batch, ["agreed"] = agreed };
+    }
+
+    sealed class LineProbe(double slope) : Osprey.Training.IDeviceMemoryProbe
+    {
+        public string DeviceName => "CUDA:0";
+        public Osprey.Training.DeviceMemory Memory() => new("line", 8L << 30, 1L << 30, 0);
+        public double? Profile(int batchSize) => 0.5 + slope * batchSize;
+    }
+
     public static Dictionary<string, object> Collectives(IProcessGroup group)
     {
         using var scope = torch.NewDisposeScope();

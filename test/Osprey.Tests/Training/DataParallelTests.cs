@@ -89,6 +89,14 @@ public class DataParallelTests(ITestOutputHelper log)
                 $"{column}: {rowOne[column]} vs {rowTwo[column]}");
         // only rank 0 writes: one results row, one args.yaml, one TensorBoard file
         Assert.Single(Directory.GetFiles(two.RunDirectory, "events.out.tfevents.*"));
+
+        // The step-time breakdown has an all-reduce phase under data parallel only.
+        var timesOne = StepTimesCsv.Read(Path.Combine(one.RunDirectory, StepTimesCsv.FileName)).Single();
+        var timesTwo = StepTimesCsv.Read(Path.Combine(two.RunDirectory, StepTimesCsv.FileName)).Single();
+        log.WriteLine($"all-reduce ms/step: one {timesOne["allreduce_ms"]}, two {timesTwo["allreduce_ms"]}");
+        Assert.Equal(0, timesOne["allreduce_ms"]);
+        Assert.True(timesTwo["allreduce_ms"] > 0, "two ranks reported no all-reduce time");
+        Assert.Equal(3, timesTwo["steps"]);
     }
 
     [Fact]
