@@ -10,16 +10,13 @@ namespace Osprey.Data;
 /// <remarks>
 /// TorchSharp 0.107 exposes no CUDA streams, so the copies run on the current stream, in order with the compute: what
 /// this buys is a host that never blocks on a copy (a pageable host-to-device copy waits for the stream to drain) and
-/// a transfer issued while the loader prepares the batch after it. On the CPU there is nothing to move: the batches
-/// pass through untouched (the trainer's path of old), unless <paramref name="force"/> asks for the copies anyway (tests).
+/// a transfer issued while the loader prepares the batch after it. The trainer uses it on CUDA with pinned memory only
+/// (<see cref="Training.TrainingSetup.PinMemory"/>); on the CPU the batches go straight from the loader to the step.
 /// </remarks>
 public static class DevicePrefetch
 {
     /// <summary>The batches of <paramref name="source"/>, each already on its way to <paramref name="device"/>.</summary>
-    public static IEnumerable<Batch> Ahead(IEnumerable<Batch> source, Device device, bool force = false) =>
-        device.type == TorchSharp.DeviceType.CPU && !force ? source : AheadIterator(source, device);
-
-    static IEnumerable<Batch> AheadIterator(IEnumerable<Batch> source, Device device)
+    public static IEnumerable<Batch> Ahead(IEnumerable<Batch> source, Device device)
     {
         using var items = source.GetEnumerator();
         Batch? next = Take(items, device);

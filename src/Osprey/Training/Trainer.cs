@@ -112,7 +112,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         using var trainLoader = DataLoader.ForTraining(trainSet, new LoaderOptions(
             ImageSize: run.Imgsz, BatchSize: rankBatch, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
             Rank: group.Rank, WorldSize: world, Cache: cache, Augment: TrainingSetup.Augmentation(run), Epochs: run.Epochs,
-            PinMemory: device.type == DeviceType.CUDA, SampleDelay: FaultInjection.DataDelay()));
+            PinMemory: TrainingSetup.PinMemory(device), SampleDelay: FaultInjection.DataDelay()));
         using var valLoader = DataLoader.ForValidation(valSet, new LoaderOptions(
             ImageSize: run.Imgsz, BatchSize: rankBatch * 2, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
             Rank: group.Rank, WorldSize: world, Cache: cache));
@@ -186,7 +186,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             long iteration = state.Iteration, lastStep = state.LastOptimizerIteration;
             ScheduleValues values = schedule.At(epoch, (int)iteration, batches);
             var epochClock = Stopwatch.StartNew();
-            foreach (Batch trainBatch in timer.Timed(DevicePrefetch.Ahead(trainLoader.Epoch(epoch, cancellationToken), device)))
+            var epochBatches = trainLoader.Epoch(epoch, cancellationToken);
+            if (trainLoader.PinsMemory) epochBatches = DevicePrefetch.Ahead(epochBatches, device); // CUDA: one batch in flight
+            foreach (Batch trainBatch in timer.Timed(epochBatches))
             {
                 using var owned = trainBatch;
                 if (epoch == state.Epoch && trainBatch.Index < state.BatchInEpoch) continue; // resumed mid-epoch

@@ -1,6 +1,7 @@
 using Osprey.Config;
 using Osprey.Data;
 using Osprey.Models;
+using TorchSharp;
 
 namespace Osprey.Training;
 
@@ -9,6 +10,17 @@ public static class TrainingSetup
 {
     /// <summary>The model a run starts from when none is given.</summary>
     public const string DefaultModel = "yolov8n.yaml";
+
+    /// <summary>Ultralytics' switch for pinned loader memory (environment variable, default True).</summary>
+    public const string PinMemoryVariable = "PIN_MEMORY";
+
+    /// <summary>
+    /// Whether training on <paramref name="device"/> collates into pinned memory and prefetches batches to it: on CUDA
+    /// unless <c>PIN_MEMORY=False</c> (Ultralytics' variable); never on the CPU, where there is nothing to copy.
+    /// </summary>
+    public static bool PinMemory(torch.Device device) =>
+        device.type == DeviceType.CUDA
+        && !string.Equals(Environment.GetEnvironmentVariable(PinMemoryVariable)?.Trim(), "false", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Image size <c>data=shapes</c> trains at on the CPU unless imgsz is given.</summary>
     public const int ShapesCpuImageSize = 128;

@@ -54,44 +54,40 @@ public class DevicePathTests
         Assert.Null(plain.PinMemoryError);
     }
 
-    [Fact]
-    public void PrefetchIsOneBatchAheadAndHandsOutTheLoadersBatches()
+    public static TheoryData<string> Devices() => torch.cuda.is_available() ? new() { "cpu", "cuda:0" } : new() { "cpu" };
+
+    [Theory]
+    [MemberData(nameof(Devices))]
+    public void PrefetchIsOneBatchAheadAndHandsOutTheLoadersBatches(string deviceName)
     {
+        var device = torch.device(deviceName);
         var data = Coco8();
-        using var loader = DataLoader.ForTraining(data, Options);
+        using var loader = DataLoader.ForTraining(data, Options with { PinMemory = device.type == DeviceType.CUDA });
         var expected = loader.Epoch(0).Select(b => { using (b) return Contents(b); }).ToList();
 
         // A source that records how far it has been read when each batch is handed out.
         int produced = 0;
         IEnumerable<Batch> Counted() { foreach (var b in loader.Epoch(0)) { produced++; yield return b; } }
         int i = 0;
-        foreach (var batch in DevicePrefetch.Ahead(Counted(), CPU, force: true))
+        foreach (var batch in DevicePrefetch.Ahead(Counted(), device))
         {
             using (batch)
             {
                 Assert.Equal(Math.Min(i + 2, expected.Count), produced);     // batch i + 1 is already in flight
-                Assert.Equal(DeviceType.CPU, batch.CopiedTo?.type);
+                Assert.Equal(device.type, batch.CopiedTo?.type);
                 AssertSame(expected[i], Contents(batch), $"batch {i}");
                 // The step reads the device copies: the same values as converting the host tensors.
-                using var fromCopy = batch.ImagesAsFloat(CPU);
+                using var fromCopy = batch.ImagesAsFloat(device).cpu();
                 using var reference = batch.Images.to(ScalarType.Float32).div(255f);
                 Assert.True(fromCopy.eq(reference).all().item<bool>());
-                Assert.Equal(batch.BatchIndex.data<long>().ToArray(), batch.BatchIndexOn(CPU).data<long>().ToArray());
-                Assert.Equal(batch.Boxes.data<float>().ToArray(), batch.BoxesOn(CPU).data<float>().ToArray());
-                Assert.NotEqual(batch.Boxes.Handle, batch.BoxesOn(CPU).Handle);   // a copy the batch owns
+                using var index = batch.BatchIndexOn(device).cpu();
+                using var boxes = batch.BoxesOn(device).cpu();
+                Assert.Equal(batch.BatchIndex.data<long>().ToArray(), index.data<long>().ToArray());
+                Assert.Equal(batch.Boxes.data<float>().ToArray(), boxes.data<float>().ToArray());
+                Assert.NotEqual(batch.Boxes.Handle, batch.BoxesOn(device).Handle);   // a copy the batch owns
             }
             i++;
         }
         Assert.Equal(expected.Count, i);
-    }
-
-    [Fact]
-    public void OnTheCpuThePrefetchIsTheLoaderItself()
-    {
-        var data = Coco8();
-        using var loader = DataLoader.ForTraining(data, Options);
-        var source = loader.Epoch(0);
-        Assert.Same(source, DevicePrefetch.Ahead(source, CPU));
-        foreach (var batch in source) using (batch) Assert.Null(batch.CopiedTo);
     }
 }
