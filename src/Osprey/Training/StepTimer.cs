@@ -44,6 +44,7 @@ public sealed record StepTimes(int Epoch, int Steps, IReadOnlyList<double> Milli
 /// time since the previous lap to one phase, so the phases partition the step and add up to its wall time.
 /// <see cref="Timed{T}"/> wraps the batch source: the time blocked in the loader is <see cref="StepPhase.DataWait"/>,
 /// and whatever the step did after its last lap (up to asking for the next batch) is <see cref="StepPhase.Other"/>.
+/// An item the consumer passes over without a lap of its own (a resumed run skipping batches) is not a step.
 /// </summary>
 /// <remarks>
 /// CUDA runs asynchronously, so host times say little about where GPU time goes. With a <c>synchronize</c> callback the
@@ -67,7 +68,7 @@ public sealed class StepTimer
     readonly double[] _sums = new double[PhaseCount];
     long _started;      // steps begun (sampling counter)
     int _timedSteps;    // steps committed to this epoch's sums
-    bool _open, _sampled;
+    bool _open, _sampled, _worked;
 
     /// <summary>A timer; <paramref name="synchronize"/> (e.g. <c>torch.cuda.synchronize</c>) runs at each phase boundary
     /// of one step in <paramref name="every"/>; null or <paramref name="every"/> 0: host times of every step.</summary>
@@ -117,6 +118,7 @@ public sealed class StepTimer
         if (_sampled) _synchronize?.Invoke();
         _step[(int)phase] += _clock.Elapsed.TotalMilliseconds;
         _clock.Restart();
+        _worked |= phase is not (StepPhase.DataWait or StepPhase.Other);
     }
 
     /// <summary>This epoch's per-step means so far, and starts a new epoch.</summary>
@@ -136,6 +138,7 @@ public sealed class StepTimer
         if (_sampled) _synchronize?.Invoke(); // the step starts with the device idle
         Array.Clear(_step);
         _open = true;
+        _worked = false;
         _clock.Restart();
     }
 
@@ -144,7 +147,7 @@ public sealed class StepTimer
         if (!_open) return;
         Lap(StepPhase.Other);
         _open = false;
-        if (!_sampled) return;
+        if (!_sampled || !_worked) return; // a batch passed over (resumed mid-epoch) is no step
         for (int i = 0; i < PhaseCount; i++) _sums[i] += _step[i];
         _timedSteps++;
     }

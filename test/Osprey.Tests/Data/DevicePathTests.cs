@@ -10,8 +10,13 @@ namespace Osprey.Tests.Data;
 /// </summary>
 public class DevicePathTests
 {
-    static DetectionDataset Coco8() => DetectionDataset.Load(Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml"),
-        DatasetSplit.Train, new DatasetLoadOptions(DataTestFiles.NewTempDir()));
+    // Generated here (not ../shared), so that the GPU machine, which gets the repository only, runs these too.
+    static DetectionDataset Shapes()
+    {
+        string dir = DataTestFiles.NewTempDir();
+        string yaml = ShapesDataset.EnsureGenerated(new ShapesOptions(ImageSize: 96, TrainImages: 8, ValImages: 2, Seed: 7), dir);
+        return DetectionDataset.Load(yaml, DatasetSplit.Train, new DatasetLoadOptions(dir));
+    }
 
     static readonly LoaderOptions Options = new(ImageSize: 64, BatchSize: 3, Workers: 2, Seed: 5, Epochs: 3);
 
@@ -29,7 +34,7 @@ public class DevicePathTests
     [Fact]
     public void PinnedLoaderFallsBackWithoutCudaAndGivesTheSameBytes()
     {
-        var data = Coco8();
+        var data = Shapes();
         using var plain = DataLoader.ForTraining(data, Options);
         using var pinning = DataLoader.ForTraining(data, Options with { PinMemory = true });
         Assert.True(pinning.PinsMemory, "a pinning loader starts out pinning");
@@ -61,7 +66,7 @@ public class DevicePathTests
     public void PrefetchIsOneBatchAheadAndHandsOutTheLoadersBatches(string deviceName)
     {
         var device = torch.device(deviceName);
-        var data = Coco8();
+        var data = Shapes();
         using var loader = DataLoader.ForTraining(data, Options with { PinMemory = device.type == DeviceType.CUDA });
         var expected = loader.Epoch(0).Select(b => { using (b) return Contents(b); }).ToList();
 

@@ -65,6 +65,14 @@ public class StepTimerTests
         Assert.Equal(3, t.Steps);
         Assert.True(t.Synchronized);
         Assert.Equal(3 * 5, syncs);
+        // Items passed over without a lap (a resumed epoch's skipped batches) are no steps.
+        var skipping = new StepTimer();
+        foreach (int i in skipping.Timed(SlowSource(6, 0)))
+        {
+            if (i < 4) continue;
+            skipping.Lap(StepPhase.Forward);
+        }
+        Assert.Equal(2, skipping.TakeEpoch(1).Steps);
         // every = 0: never synchronise, every step counted.
         int never = 0;
         var host = new StepTimer(() => never++, every: 0);
