@@ -25,6 +25,8 @@ public class StepTimerTests
     public void PhasesPartitionTheStepAndTheLoaderWaitIsDataWait()
     {
         var timer = new StepTimer();
+        foreach (int _ in timer.Timed(SlowSource(1, 0))) timer.Lap(StepPhase.Forward); // compiled before the clock starts
+        timer.TakeEpoch(0);
         var wall = Stopwatch.StartNew();
         foreach (int _ in timer.Timed(SlowSource(4, 30)))
         {
@@ -45,7 +47,8 @@ public class StepTimerTests
         Assert.InRange(t[StepPhase.Other], 5, 1000);
         Assert.Equal(0, t[StepPhase.Loss]);
         Assert.Equal(0, t[StepPhase.AllReduce]);
-        Assert.InRange(t.StepMilliseconds * t.Steps, elapsed - 30 - 5, elapsed); // the end-of-source wait (30 ms) is no step
+        // (less the loop's own entry and exit, a few ms unless the thread is descheduled on a loaded machine)
+        Assert.InRange(t.StepMilliseconds * t.Steps, elapsed * 0.9 - 10, elapsed);
         // A new epoch starts from zero.
         Assert.Equal(0, timer.TakeEpoch(2).Steps);
     }
