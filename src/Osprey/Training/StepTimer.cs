@@ -12,7 +12,8 @@ public enum StepPhase
     Copy,
     /// <summary>The model's forward pass.</summary>
     Forward,
-    /// <summary>The loss (assigner included) and reading its items back to the host.</summary>
+    /// <summary>The loss (assigner included; under data parallel with the all-reduce of its target-score sum) and reading
+    /// its items back to the host.</summary>
     Loss,
     /// <summary>backward().</summary>
     Backward,

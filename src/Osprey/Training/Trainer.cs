@@ -245,6 +245,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             }
             IReadOnlyList<double> learningRates = optimizer.GroupLearningRates;
             StepTimes stepTimes = timer.TakeEpoch(epoch + 1);
+            if (epoch == state.Epoch && trainLoader.PinMemoryError is { } pinError) emit?.Invoke(new TrainingMessage(pinError));
 
             // ── validate the EMA, save, log ─────────────────────────────────────────────────────────
             bool finalEpoch = epoch + 1 >= run.Epochs;
