@@ -127,6 +127,18 @@ public static class OnnxImport
             foreach (var (name, module) in model.named_modules())
                 if (quantizedKeys.TryGetValue(name, out var source) && module is Conv2d conv)
                     DynamicQuantization.Attach(conv, source.IntegerWeight!, source.WeightScale!, source.Stride, source.Pads, source.Dilation, source.Group);
+        if (emulateQuantization && quantizedKeys.Count > 0)
+        {
+            // ONNX Runtime's own sigmoid and softmax: libtorch's differ in the last bits, which moves values across
+            // rounding steps of the next dynamic quantisation.
+            foreach (var block in model.modules().OfType<Conv>())
+                if (block.Activation is SiLU silu) MlasLogistic.AttachSilu(silu);
+            foreach (var head in model.modules().OfType<Detect>())
+            {
+                head.ScoreFunction = MlasLogistic.Logistic;
+                head.Dfl.SoftmaxFunction = MlasSoftmax.Softmax;
+            }
+        }
         return new OnnxImportResult(model, scale, nc, convs.Count(c => c.Quantized), convs.Count, metadata,
             emulateQuantization ? quantizedKeys.Count : 0);
     }
