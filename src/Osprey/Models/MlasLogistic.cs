@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Osprey.Models;
@@ -36,11 +37,12 @@ public static class MlasLogistic
         return MathF.Max(0f, x * p / q + 0.5f);
     }
 
-    /// <summary>σ(x) elementwise (any shape, float32 result on x's device).</summary>
-    public static Tensor Logistic(Tensor x) => Apply(x, silu: false);
+    /// <summary>σ(x) elementwise (any shape; float32). ONNX Runtime's bits are a CPU matter: on another device this is
+    /// libtorch's sigmoid, with no copy to the host.</summary>
+    public static Tensor Logistic(Tensor x) => x.device_type == DeviceType.CPU ? Apply(x, silu: false) : x.sigmoid();
 
-    /// <summary>SiLU as ONNX Runtime computes it: x · σ(x), one float32 product.</summary>
-    public static Tensor Silu(Tensor x) => Apply(x, silu: true);
+    /// <summary>SiLU as ONNX Runtime computes it: x · σ(x), one float32 product (libtorch's SiLU off the CPU).</summary>
+    public static Tensor Silu(Tensor x) => x.device_type == DeviceType.CPU ? Apply(x, silu: true) : nn.functional.silu(x);
 
     /// <summary>
     /// Makes a SiLU module compute <see cref="Silu(Tensor)"/> in eval mode (idempotent; training mode keeps
@@ -58,7 +60,7 @@ public static class MlasLogistic
     private static Tensor Apply(Tensor x, bool silu)
     {
         using var scope = NewDisposeScope();
-        var values = x.detach().to(CPU).to_type(ScalarType.Float32).contiguous();
+        var values = x.detach().to_type(ScalarType.Float32).contiguous();
         var data = values.numel() == 0 ? Array.Empty<float>() : values.data<float>().ToArray();
         const int Chunk = 1 << 16;
         Parallel.For(0, (data.Length + Chunk - 1) / Chunk, chunk =>
@@ -66,7 +68,7 @@ public static class MlasLogistic
             var span = data.AsSpan(chunk * Chunk, Math.Min(Chunk, data.Length - chunk * Chunk));
             Compute(span, silu);
         });
-        return tensor(data).reshape(x.shape).to(x.device).MoveToOuterDisposeScope();
+        return tensor(data).reshape(x.shape).to_type(x.dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>In place over <paramref name="values"/>: σ(x), or x·σ(x) when <paramref name="silu"/>.</summary>

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Osprey.Models;
@@ -20,12 +21,14 @@ public static class MlasSoftmax
     private const float Poly56 = 1f;
     private const int Lanes = 16;
 
-    /// <summary>Softmax over the last dimension (any shape, float32 result on x's device).</summary>
+    /// <summary>Softmax over the last dimension (any shape; float32). On a device other than the CPU this is libtorch's
+    /// softmax, with no copy to the host.</summary>
     public static Tensor Softmax(Tensor x)
     {
+        if (x.device_type != DeviceType.CPU) return x.softmax(-1);
         using var scope = NewDisposeScope();
-        var values = x.detach().to(CPU).to_type(ScalarType.Float32).contiguous();
-        if (values.numel() == 0) return values.to(x.device).MoveToOuterDisposeScope();
+        var values = x.detach().to_type(ScalarType.Float32).contiguous();
+        if (values.numel() == 0) return values.MoveToOuterDisposeScope();
         int length = (int)x.shape[^1];
         var data = values.data<float>().ToArray();
         int rows = data.Length / length;
@@ -35,7 +38,7 @@ public static class MlasSoftmax
             for (int row = block * 1024; row < Math.Min(rows, (block + 1) * 1024); row++)
                 Row(data.AsSpan(row * length, length), lanes);
         });
-        return tensor(data).reshape(x.shape).to(x.device).MoveToOuterDisposeScope();
+        return tensor(data).reshape(x.shape).to_type(x.dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>One row in place; <paramref name="lanes"/> is scratch for the 16 accumulators.</summary>

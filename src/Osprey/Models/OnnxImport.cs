@@ -41,9 +41,11 @@ public static class OnnxImport
     /// <exception cref="InvalidDataException">Not a YOLOv8 detection export, or weights that do not fit.</exception>
     /// <param name="path">The .onnx file.</param>
     /// <param name="emulateQuantization">For ConvInteger convolutions (dynamic int8 quantisation), quantise each
-    /// input as ONNX Runtime's DynamicQuantizeLinear does (uint8, per tensor, range including 0) so the model computes
-    /// what ONNX Runtime computes on that file (see <see cref="DynamicQuantization"/>); false gives the plain float
-    /// model with dequantised weights.</param>
+    /// input as ONNX Runtime's DynamicQuantizeLinear does (uint8, per tensor, range including 0) and sum the integer
+    /// products exactly (see <see cref="DynamicQuantization"/>), and use ONNX Runtime's CPU sigmoid (SiLU, class
+    /// scores; <see cref="MlasLogistic"/>) and softmax (DFL; <see cref="MlasSoftmax"/>), so that in eval mode on the CPU
+    /// the model's output equals ONNX Runtime's on that file bit for bit; false gives the plain float model with
+    /// dequantised weights.</param>
     public static OnnxImportResult Import(string path, bool emulateQuantization = true)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"ONNX file '{path}' not found.", path);
