@@ -41,9 +41,11 @@ public static class OnnxImport
     /// <exception cref="InvalidDataException">Not a YOLOv8 detection export, or weights that do not fit.</exception>
     /// <param name="path">The .onnx file.</param>
     /// <param name="emulateQuantization">For ConvInteger convolutions (dynamic int8 quantisation), quantise each
-    /// input as ONNX Runtime's DynamicQuantizeLinear does (uint8, per tensor, range including 0) so the model computes
-    /// what ONNX Runtime computes on that file (see <see cref="DynamicQuantization"/>); false gives the plain float
-    /// model with dequantised weights.</param>
+    /// input as ONNX Runtime's DynamicQuantizeLinear does (uint8, per tensor, range including 0) and sum the integer
+    /// products exactly (see <see cref="DynamicQuantization"/>), and use ONNX Runtime's CPU sigmoid (SiLU, class
+    /// scores; <see cref="MlasLogistic"/>) and softmax (DFL; <see cref="MlasSoftmax"/>), so that in eval mode on the CPU
+    /// the model's output equals ONNX Runtime's on that file bit for bit; false gives the plain float model with
+    /// dequantised weights.</param>
     public static OnnxImportResult Import(string path, bool emulateQuantization = true)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"ONNX file '{path}' not found.", path);
@@ -127,6 +129,18 @@ public static class OnnxImport
             foreach (var (name, module) in model.named_modules())
                 if (quantizedKeys.TryGetValue(name, out var source) && module is Conv2d conv)
                     DynamicQuantization.Attach(conv, source.IntegerWeight!, source.WeightScale!, source.Stride, source.Pads, source.Dilation, source.Group);
+        if (emulateQuantization && quantizedKeys.Count > 0)
+        {
+            // ONNX Runtime's own sigmoid and softmax: libtorch's differ in the last bits, which moves values across
+            // rounding steps of the next dynamic quantisation.
+            foreach (var block in model.modules().OfType<Conv>())
+                if (block.Activation is SiLU silu) MlasLogistic.AttachSilu(silu);
+            foreach (var head in model.modules().OfType<Detect>())
+            {
+                head.ScoreFunction = MlasLogistic.Logistic;
+                head.Dfl.SoftmaxFunction = MlasSoftmax.Softmax;
+            }
+        }
         return new OnnxImportResult(model, scale, nc, convs.Count(c => c.Quantized), convs.Count, metadata,
             emulateQuantization ? quantizedKeys.Count : 0);
     }

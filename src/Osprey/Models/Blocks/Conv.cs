@@ -53,6 +53,9 @@ public sealed class Conv : Module<Tensor, Tensor>
     /// <summary>The convolution (for statistics and calibration).</summary>
     internal Conv2d Convolution => conv;
 
+    /// <summary>The activation (SiLU or identity).</summary>
+    internal Module<Tensor, Tensor> Activation => act;
+
     /// <summary>The batch norm, or null once fused.</summary>
     internal BatchNorm2d? Norm => bn;
 

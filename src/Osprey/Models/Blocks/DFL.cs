@@ -26,11 +26,20 @@ public sealed class DFL : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>
+    /// In eval mode, the softmax over the last dimension used instead of libtorch's (an imported ONNX model uses ONNX
+    /// Runtime's, <see cref="MlasSoftmax"/>); null = libtorch's softmax.
+    /// </summary>
+    internal Func<Tensor, Tensor>? SoftmaxFunction { get; set; }
+
     /// <inheritdoc/>
     public override Tensor forward(Tensor x)
     {
         long batch = x.shape[0], anchors = x.shape[2];                             // x (b, 4·bins, A)
-        var probabilities = x.view(batch, 4, bins, anchors).transpose(2, 1).softmax(1); // (b, bins, 4, A)
+        var grouped = x.view(batch, 4, bins, anchors);                             // (b, 4, bins, A)
+        var probabilities = !training && SoftmaxFunction is { } softmax
+            ? softmax(grouped.transpose(3, 2)).permute(0, 3, 1, 2)                   // (b, 4, A, bins) → (b, bins, 4, A)
+            : grouped.transpose(2, 1).softmax(1);                                    // (b, bins, 4, A)
         return conv.call(probabilities).view(batch, 4, anchors);                    // (b, 1, 4, A) → (b, 4, A)
     }
 }

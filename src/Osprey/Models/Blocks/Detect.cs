@@ -61,6 +61,15 @@ public sealed class Detect : Module<Tensor[], Tensor[]>
     /// <summary>Outputs per anchor: nc + 4·reg_max.</summary>
     public int OutputsPerAnchor => Nc + 4 * RegMax;
 
+    /// <summary>
+    /// In eval mode, the function that turns class logits into scores instead of libtorch's sigmoid (an imported ONNX
+    /// model uses ONNX Runtime's, <see cref="MlasLogistic"/>); null = sigmoid.
+    /// </summary>
+    internal Func<Tensor, Tensor>? ScoreFunction { get; set; }
+
+    /// <summary>The DFL integral.</summary>
+    internal DFL Dfl => dfl;
+
     /// <summary>Stride of each level in input pixels (8, 16, 32 for P3–P5).</summary>
     public IReadOnlyList<float> Strides => strides;
 
@@ -107,7 +116,8 @@ public sealed class Detect : Module<Tensor[], Tensor[]>
         var parts = flat.split(new long[] { 4L * RegMax, Nc }, 1);        // (b, 4·reg_max, A), (b, nc, A)
         var distances = dfl.call(parts[0]);                                 // (b, 4, A) ltrb in grid units
         var boxes = Anchors.DistToBox(distances, anchorPoints, xywh: true, dim: 1) * strideTensor; // (b, 4, A) px
-        return cat(new[] { boxes, parts[1].sigmoid() }, 1).MoveToOuterDisposeScope();          // (b, 4+nc, A)
+        var scores = !training && ScoreFunction is { } score ? score(parts[1]) : parts[1].sigmoid(); // (b, nc, A)
+        return cat(new[] { boxes, scores }, 1).MoveToOuterDisposeScope();                      // (b, 4+nc, A)
     }
 
     /// <summary>Raw maps → decoded predictions in one call: (b, 4 + nc, A).</summary>
