@@ -9,7 +9,7 @@ namespace Osprey.Tests.Distributed;
 /// loopback up in each, no other interface), so that a process in one reaches the other only over that link. The
 /// filesystem is shared (like NFS between cluster nodes). mpirun runs in A with a hostfile naming both addresses;
 /// OpenMPI's ssh agent is replaced by a script that runs the remote daemon inside B with a clean environment (as ssh
-/// would). Needs root (CAP_NET_ADMIN) and iproute2's <c>ip</c>. Dispose deletes both namespaces (the veth goes with
+/// would). Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and iproute2's <c>ip</c>. Dispose deletes both namespaces (the veth goes with
 /// them) and ends any process the test left inside them.
 /// </summary>
 internal sealed class NetworkNamespacePair : IDisposable
@@ -45,7 +45,7 @@ internal sealed class NetworkNamespacePair : IDisposable
             var add = Ip("netns", "add", pair.NameA);
             Assert.True(add.ExitCode == 0,
                 $"cannot create a network namespace (`ip netns add` exit {add.ExitCode}: {add.Error.Trim()}); this test needs root " +
-                "or CAP_NET_ADMIN and iproute2 (build/install-deps.sh installs it)");
+                "(CAP_SYS_ADMIN and CAP_NET_ADMIN) and iproute2 (build/install-deps.sh installs it)");
             Check(Ip("netns", "add", pair.NameB));
             // Both ends are created inside their namespaces: the host's own network never sees the link.
             Check(Ip("link", "add", pair.VethA, "netns", pair.NameA, "type", "veth", "peer", "name", pair.VethB, "netns", pair.NameB));
