@@ -10,6 +10,7 @@ packages=(
   libgtk-3-0 libfreetype6 libharfbuzz0b libdrm2 libatomic1 libx11-6
   python3-opencv python3-numpy
   openmpi-bin   # mpirun for the multi-process (Distributed) tests and the local launcher
+  iproute2      # `ip netns`/veth: the two-machine test runs its ranks in two network namespaces (needs root)
 )
 missing=()
 for p in "${packages[@]}"; do
