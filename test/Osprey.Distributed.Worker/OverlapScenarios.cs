@@ -64,6 +64,7 @@ static class OverlapScenarios
                         }
                 }
             }
+            if (!syncBn) ddp.BroadcastBuffers();                      // the last forward's local BN statistics
             results[$"{key}_state"] = Flatten(model);
             if (sync == GradientSync.Overlapped)
             {
