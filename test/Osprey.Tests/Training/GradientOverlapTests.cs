@@ -82,9 +82,10 @@ public class GradientOverlapTests(ITestOutputHelper log)
         string data = ShapesDataset.EnsureGenerated(new ShapesOptions(ImageSize: 64, TrainImages: 16, ValImages: 4, Seed: 5), dir);
         string model = Path.Combine(dir, "tiny.yaml");
         File.WriteAllText(model, TestModels.TinyYaml());
-        // batch 4 (2 per rank), nbs 8: accumulate 2, so 4 micro-steps and 2 optimiser steps; 0.01 MB buckets.
+        // batch 4 (2 per rank), nbs 8, no warmup (which ramps accumulation up from 1): accumulate 2, so 4 micro-steps
+        // and 2 optimiser steps; 0.01 MB buckets.
         string[] common = { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=4", "nbs=8", "workers=1",
-            "device=cpu", $"project={dir}", "nproc=2", "plots=False", "val=False" };
+            "device=cpu", $"project={dir}", "nproc=2", "plots=False", "val=False", "warmup_epochs=0" };
         var weights = new Dictionary<string, Dictionary<string, float[]>>();
         foreach (string sync in new[] { "post", "overlap" })
         {
