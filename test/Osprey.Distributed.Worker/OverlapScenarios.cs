@@ -17,6 +17,7 @@ static class OverlapScenarios
     {
         torch.set_num_threads(1);
         var results = new Dictionary<string, object>();
+        if (group is MpiProcessGroup mpi) results["mpi_thread_level"] = mpi.ThreadLevel;
         torch.manual_seed(11);
         var reference = ModelFactory.Create(yaml, nc: 3);
         reference.train();
@@ -102,6 +103,7 @@ static class OverlapScenarios
         }).ToArray();
         var stepTimes = configs.Select(_ => new List<double>()).ToArray();
         var syncTimes = configs.Select(_ => new List<double>()).ToArray();
+        var backwardTimes = configs.Select(_ => new List<double>()).ToArray();
         var images = rand(new long[] { batch, 3, imageSize, imageSize }, generator: new Generator((ulong)(group.Rank + 1)));
         for (int round = -1; round < rounds; round++)                  // round -1: warm-up, not recorded
             for (int c = 0; c < configs.Length; c++)
@@ -121,16 +123,18 @@ static class OverlapScenarios
                     if (round < 0) continue;
                     stepTimes[c].Add(total);
                     syncTimes[c].Add(total - before);
+                    backwardTimes[c].Add(before);
                 }
         var results = new Dictionary<string, object>();
         for (int c = 0; c < configs.Length; c++)
         {
-            double step = Median(stepTimes[c]), sync = Median(syncTimes[c]);
+            double step = Median(stepTimes[c]), sync = Median(syncTimes[c]), backward = Median(backwardTimes[c]);
             results[$"{configs[c]}_step_ms"] = step;
             results[$"{configs[c]}_after_backward_ms"] = sync;
+            results[$"{configs[c]}_forward_backward_ms"] = backward;
             if (group.Rank == 0)
                 Console.WriteLine($"overlap-bench {configs[c],-12} {parallel[c].Sync,-12} buckets {parallel[c].BucketBytes.Count,2}: " +
-                                  $"step median {step:0.0} ms (mean {stepTimes[c].Average():0.0}), sync after backward {sync:0.00} ms, n={stepTimes[c].Count}");
+                                  $"step median {step:0.0} ms (mean {stepTimes[c].Average():0.0}), forward+backward {backward:0.0} ms, sync after backward {sync:0.00} ms, n={stepTimes[c].Count}");
         }
         foreach (var p in parallel) p.Dispose();
         return results;
