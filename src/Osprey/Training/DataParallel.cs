@@ -128,8 +128,7 @@ public sealed class DataParallel : IDisposable
     public void BeginMicroStep(bool synchronize)
     {
         if (_overlap is null || !synchronize) return;
-        if (_overlap.Armed) _overlap.Finish(); // an armed step that never synchronised (e.g. its loss was skipped)
-        _overlap.Arm();
+        _overlap.Arm(); // throws when the previous synchronised micro-step did not call AverageGradients
     }
 
     /// <summary>
