@@ -95,7 +95,8 @@ public sealed class DataParallel : IDisposable
     /// <summary>Gradient buckets (count and bytes, for logs and benchmarks).</summary>
     public IReadOnlyList<long> BucketBytes => _buckets.Select(b => b.Bytes).ToArray();
 
-    /// <summary>Seconds spent in gradient all-reduce so far (including copies in and out of the buckets).</summary>
+    /// <summary>Seconds spent in gradient all-reduce after backward so far (including copies in and out of the buckets;
+    /// overlapped sync: only what remains after backward).</summary>
     public double AllReduceSeconds { get; private set; }
 
     /// <summary>Copies rank 0's parameters and buffers to every rank (DDP's constructor).</summary>
