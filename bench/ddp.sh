@@ -12,3 +12,6 @@ dotnet "$cli" train $common name=w2 nproc=2 > "$out/w2.log" 2>&1
 for w in w1 w2; do echo "$w epoch (63 steps + val of 200 images): $(tail -1 "$out/$w/results.csv" | cut -d, -f2) s"; done
 # gradient buckets: 0.36 MB (tiny test model), 12.6 MB (yolov8n), 26 MB (one full 25 MiB bucket)
 mpirun --allow-run-as-root --oversubscribe -np 2 dotnet "$worker" bench "$out/allreduce" 90000 3150000 6553600 | grep '^bench'
+# gradient sync after backward vs overlapped with it (yolov8n, 128 px, batch 8 per rank, same job, medians of 40 steps)
+OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 2 dotnet "$worker" overlap-bench "$out/overlap" yolov8n.yaml 128 8 4 10 \
+  post:25 overlap:25 post:4 overlap:4 overlap:1 | grep '^overlap-bench'

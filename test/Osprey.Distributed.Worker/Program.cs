@@ -1,5 +1,5 @@
 // One rank of Osprey's multi-process tests. Usage: Osprey.Distributed.Worker <scenario> <output folder> [args]
-// Scenarios: collectives, kill, hang, bench, rendezvous, autobatch, nccl-smoke (GPU machine: one rank per GPU, CUDA libtorch). Each rank writes rank<R>.json (results) into the folder;
+// Scenarios: collectives, kill, hang, bench, overlap, overlap-bench (OverlapScenarios.cs), rendezvous, autobatch, nccl-smoke (GPU machine: one rank per GPU, CUDA libtorch). Each rank writes rank<R>.json (results) into the folder;
 // failures go to stderr with the rank's name and a non-zero exit code.
 using System.Diagnostics;
 using System.Text.Json;
@@ -30,6 +30,9 @@ try
         "hang" => Scenarios.HangMidCollective(group),
         "bench" => Scenarios.Bench(group, args.Skip(2).Select(long.Parse).ToArray()),
         "autobatch" => Scenarios.AutoBatchAgreement(group),
+        "overlap" => OverlapScenarios.Compare(group, args[2], long.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), args[6] == "1"),
+        "overlap-bench" => OverlapScenarios.Bench(group, args[2], int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]),
+            int.Parse(args[6]), args.Skip(7).ToArray()),
         "validate" => Scenarios.Validate(group, args[2], args[3], int.Parse(args[4]), int.Parse(args[5]), float.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture)),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };

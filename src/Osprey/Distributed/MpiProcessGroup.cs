@@ -51,6 +51,9 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
                 Check(mpi.InitThread(null, null, MpiLibrary.ThreadSerialized, &provided), "MPI_Init_thread");
             }
         }
+        int level = 0;
+        Check(mpi.QueryThread(&level), "MPI_Query_thread");
+        ThreadLevel = level;
         Check(mpi.CommSetErrhandler(comm, mpi.ErrorsReturn), "MPI_Comm_set_errhandler");
         int rank = 0, size = 0;
         Check(mpi.CommRank(comm, &rank), "MPI_Comm_rank");
@@ -73,6 +76,22 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
 
     /// <inheritdoc/>
     public TimeSpan Timeout { get; set; }
+
+    /// <summary>
+    /// The thread support MPI provides (0 SINGLE, 1 FUNNELED, 2 SERIALIZED, 3 MULTIPLE); SERIALIZED is requested:
+    /// any thread may call MPI, one at a time (every call here holds a lock).
+    /// </summary>
+    public int ThreadLevel { get; }
+
+    /// <summary>A duplicate of MPI_COMM_WORLD for non-blocking gradient all-reduces (collective: MPI_Comm_dup).</summary>
+    public IAllReduceChannel OpenAllReduceChannel()
+    {
+        CheckUsable(null, "open an all-reduce channel");
+        IntPtr duplicate;
+        lock (callLock) Check(mpi.CommDup(comm, &duplicate), "MPI_Comm_dup");
+        Check(mpi.CommSetErrhandler(duplicate, mpi.ErrorsReturn), "MPI_Comm_set_errhandler");
+        return new MpiAllReduceChannel(this, mpi, duplicate);
+    }
 
     /// <summary>True when libmpi.so.40 can be loaded here (MPI is not started).</summary>
     public static bool IsAvailable(out string error) => MpiLibrary.IsAvailable(out error);
@@ -238,7 +257,7 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
 
     // Polls a non-blocking collective until it completes or the timeout passes. MPI progresses only inside MPI calls,
     // so the loop keeps calling MPI_Test (yielding the core now and then, which matters with more ranks than cores).
-    void Wait(IntPtr request, string what, Tensor? buffer)
+    internal void Wait(IntPtr request, string what, Tensor? buffer)
     {
         long start = Stopwatch.GetTimestamp();
         for (int spins = 1; ; spins++)
@@ -248,7 +267,7 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
             if (done != 0) return;
             if ((spins & 63) != 0) continue;
             AnswerLivenessProbes();
-            if (Stopwatch.GetElapsedTime(start) > Timeout)
+            if (!Blocking && Stopwatch.GetElapsedTime(start) > Timeout)
             {
                 // The request stays pending and MPI may still write into the buffer: keep it alive, refuse further use.
                 abandonedBuffer = buffer?.alias();
@@ -307,14 +326,16 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
         return silent.ToList();
     }
 
-    void Check(int code, string what)
+    internal object CallLock => callLock;
+
+    internal void Check(int code, string what)
     {
         if (code == MpiLibrary.Success) return;
         failure = $"{what} failed: {mpi.Describe(code)}";
         throw new DistributedException(Rank < 0 ? 0 : Rank, Host, failure);
     }
 
-    void CheckUsable(Tensor? tensor, string what)
+    internal void CheckUsable(Tensor? tensor, string what)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         if (failure is not null)

@@ -8,8 +8,8 @@ namespace Osprey.Training;
 
 /// <summary>
 /// PyTorch DDP's role for the trainer: one replica per rank, the same start everywhere (parameters and buffers
-/// broadcast from rank 0), gradients averaged over ranks in fixed-order flat buckets after backward on the
-/// optimiser micro-step only, and (without SyncBatchNorm) BatchNorm buffers re-broadcast from rank 0 before each
+/// broadcast from rank 0), gradients averaged over ranks in fixed-order flat buckets on the optimiser micro-step only
+/// (after backward, or overlapped with it: <see cref="GradientSync"/>), and (without SyncBatchNorm) BatchNorm buffers re-broadcast from rank 0 before each
 /// forward (DDP's <c>broadcast_buffers=True</c>) so that the EMA follows identical states on every rank.
 /// A world of one makes every call a no-op.
 /// </summary>
@@ -18,14 +18,25 @@ public sealed class DataParallel : IDisposable
     /// <summary>Bucket capacity, as DDP's <c>bucket_cap_mb</c> (25 MB).</summary>
     public const long DefaultBucketBytes = 25L * 1024 * 1024;
 
+    /// <summary>The default gradient sync: post-backward, measured faster on CPU ranks (src/Osprey/Distributed/README.md).</summary>
+    public const GradientSync DefaultSync = GradientSync.PostBackward;
+
     readonly nn.Module _model;
     readonly List<Parameter> _parameters;
     readonly List<Bucket> _buckets = new();
     readonly Tensor[] _buffers;
+    readonly GradientOverlap? _overlap;
 
     /// <summary>Wraps <paramref name="model"/> (already on its device) for <paramref name="group"/>.</summary>
-    public DataParallel(nn.Module model, IProcessGroup group, long bucketBytes = DefaultBucketBytes)
+    /// <param name="model">The replica.</param>
+    /// <param name="group">The ranks.</param>
+    /// <param name="bucketBytes">Bucket capacity in bytes.</param>
+    /// <param name="sync">When to all-reduce; <see cref="GradientSync.Overlapped"/> falls back to post-backward where
+    /// the group or the gradients do not allow it (<see cref="Sync"/>, <see cref="SyncNote"/>). Collective for
+    /// <see cref="GradientSync.Overlapped"/> (it opens a communicator).</param>
+    public DataParallel(nn.Module model, IProcessGroup group, long bucketBytes = DefaultBucketBytes, GradientSync sync = DefaultSync)
     {
+        if (bucketBytes <= 0) throw new ArgumentOutOfRangeException(nameof(bucketBytes), bucketBytes, "bucket capacity must be positive");
         _model = model;
         Group = group;
         _parameters = model.parameters().Where(p => p.requires_grad).ToList();
@@ -46,7 +57,28 @@ public sealed class DataParallel : IDisposable
             bytes += size;
         }
         if (current.Count > 0) _buckets.Add(new Bucket(current.ToArray()));
+        if (sync == GradientSync.Overlapped && group.WorldSize > 1)
+        {
+            var position = new Dictionary<Parameter, int>(ReferenceEqualityComparer.Instance);
+            for (int i = 0; i < _parameters.Count; i++) position[_parameters[i]] = i;
+            int[][] indices = _buckets.Select(b => b.Parameters.Select(p => position[p]).ToArray()).ToArray();
+            _overlap = GradientOverlap.TryCreate(model, group, _parameters.ToArray(), indices, out string? reason);
+            SyncNote = reason is null ? null : $"overlapped gradient sync unavailable ({reason}): all-reduce after backward";
+        }
+        Sync = _overlap is null ? GradientSync.PostBackward : GradientSync.Overlapped;
     }
+
+    /// <summary>The gradient sync in use.</summary>
+    public GradientSync Sync { get; }
+
+    /// <summary>Why <see cref="GradientSync.Overlapped"/> was asked for but is not used; null otherwise.</summary>
+    public string? SyncNote { get; }
+
+    /// <summary>Overlapped sync: the modules whose backward signals gradient readiness (0 otherwise).</summary>
+    public int ReadinessMarkers => _overlap?.Markers ?? 0;
+
+    /// <summary>Overlapped sync: what happened during the last synchronised micro-step (empty otherwise).</summary>
+    public IReadOnlyList<GradientSyncEvent> LastSyncEvents => _overlap?.Events ?? Array.Empty<GradientSyncEvent>();
 
     /// <summary>The process group.</summary>
     public IProcessGroup Group { get; }
@@ -63,7 +95,8 @@ public sealed class DataParallel : IDisposable
     /// <summary>Gradient buckets (count and bytes, for logs and benchmarks).</summary>
     public IReadOnlyList<long> BucketBytes => _buckets.Select(b => b.Bytes).ToArray();
 
-    /// <summary>Seconds spent in gradient all-reduce so far (including copies in and out of the buckets).</summary>
+    /// <summary>Seconds spent in gradient all-reduce after backward so far (including copies in and out of the buckets;
+    /// overlapped sync: only what remains after backward).</summary>
     public double AllReduceSeconds { get; private set; }
 
     /// <summary>Copies rank 0's parameters and buffers to every rank (DDP's constructor).</summary>
@@ -89,13 +122,31 @@ public sealed class DataParallel : IDisposable
     }
 
     /// <summary>
+    /// Call before each micro-step's forward: <paramref name="synchronize"/> is true on the optimiser micro-step (whose
+    /// <see cref="AverageGradients"/> follows backward). Overlapped sync arms its readiness markers then; accumulation
+    /// micro-steps neither mark nor communicate. Post-backward sync ignores it.
+    /// </summary>
+    public void BeginMicroStep(bool synchronize)
+    {
+        if (_overlap is null || !synchronize) return;
+        _overlap.Arm(); // throws when the previous synchronised micro-step did not call AverageGradients
+    }
+
+    /// <summary>
     /// Averages every trainable parameter's gradient over the ranks, bucket by bucket in a fixed order. A parameter
-    /// without a gradient contributes zeros (and gets them), so every rank reduces the same layout.
+    /// without a gradient contributes zeros (and gets them), so every rank reduces the same layout. After an armed
+    /// <see cref="BeginMicroStep"/> (overlapped sync) this finishes the all-reduces started during backward.
     /// </summary>
     public void AverageGradients()
     {
         if (WorldSize == 1) return;
         var watch = System.Diagnostics.Stopwatch.StartNew();
+        if (_overlap is { Armed: true })
+        {
+            _overlap.Finish();
+            AllReduceSeconds += watch.Elapsed.TotalSeconds;
+            return;
+        }
         using var noGrad = no_grad();
         foreach (Bucket bucket in _buckets)
         {
@@ -157,8 +208,8 @@ public sealed class DataParallel : IDisposable
         foreach (var (_, tensor) in module.state_dict()) group.Broadcast(tensor, root: 0);
     }
 
-    /// <summary>Nothing to release: the group belongs to the caller.</summary>
-    public void Dispose() { }
+    /// <summary>Removes the overlap hooks and frees its buffers and communicator (the group belongs to the caller).</summary>
+    public void Dispose() => _overlap?.Dispose();
 
     sealed class Bucket(Parameter[] parameters)
     {

@@ -38,6 +38,10 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     /// <summary>Test hook: <c>RANK:ITERATION:MARKER_FILE</c> makes that rank SIGKILL itself at that iteration, once
     /// (when the marker file does not exist yet; it is created first).</summary>
     public const string FaultVariable = "OSPREY_FAULT_KILL";
+    /// <summary>Data parallel: <c>overlap</c> or <c>post</c> (<see cref="GradientSync"/>); unset: <see cref="DataParallel.DefaultSync"/>.</summary>
+    public const string GradientSyncVariable = "OSPREY_GRAD_SYNC";
+    /// <summary>Data parallel: gradient bucket capacity in MB (DDP's <c>bucket_cap_mb</c>); unset: 25.</summary>
+    public const string BucketVariable = "OSPREY_BUCKET_MB";
     /// <summary>Gradient-norm clip, as Ultralytics (max_norm 10).</summary>
     public const double MaxGradientNorm = 10.0;
 
@@ -124,7 +128,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         model.to(device);
         if (saved is null && Path.GetExtension(run.Model ?? "").Equals(".onnx", StringComparison.OrdinalIgnoreCase))
             BatchNormCalibration.Calibrate(model, CalibrationImages(trainLoader, device)); // BN-fused import: see there
-        var ddp = new DataParallel(model, group);
+        using var ddp = new DataParallel(model, group, BucketBytes(), GradientSyncChoice());
         ddp.BroadcastState();                                            // every rank starts from rank 0's weights
         using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
         bool broadcastBuffers = world > 1 && syncBn is null;             // DDP's broadcast_buffers=True
@@ -198,6 +202,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 optimizer.Apply(values);
                 fault?.At(iteration);
                 if (broadcastBuffers) ddp.BroadcastBuffers();
+                bool stepped = iteration - lastStep >= values.Accumulate;      // the optimiser micro-step
+                ddp.BeginMicroStep(synchronize: stepped);
 
                 var images = trainBatch.ImagesAsFloat(device);                 // (b, 3, H, W) in [0, 1]
                 var targets = new DetectionTargets(trainBatch.BatchIndexOn(device), trainBatch.ClassesOn(device), trainBatch.BoxesOn(device));
@@ -218,7 +224,6 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                         $"loss is not finite at epoch {epoch + 1}, batch {trainBatch.Index + 1} (box {box}, cls {cls}, dfl {dfl}); lower lr0 or check the labels");
                 (world == 1 ? result.Total : result.Total * lossScale).backward();
                 timer.Lap(StepPhase.Backward);
-                bool stepped = iteration - lastStep >= values.Accumulate;      // the optimiser micro-step
                 if (stepped)
                 {
                     ddp.AverageGradients();                                     // the only gradient sync
@@ -349,6 +354,23 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             using var images = batch.ImagesAsFloat(device);
             yield return images;
         }
+    }
+
+    static GradientSync GradientSyncChoice() => Environment.GetEnvironmentVariable(GradientSyncVariable)?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => DataParallel.DefaultSync,
+        "overlap" or "overlapped" => GradientSync.Overlapped,
+        "post" or "post-backward" => GradientSync.PostBackward,
+        string other => throw new ArgumentsException($"{GradientSyncVariable}={other}: use overlap or post"),
+    };
+
+    static long BucketBytes()
+    {
+        string? text = Environment.GetEnvironmentVariable(BucketVariable);
+        if (string.IsNullOrWhiteSpace(text)) return DataParallel.DefaultBucketBytes;
+        if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double mb) || !(mb > 0))
+            throw new ArgumentsException($"{BucketVariable}={text}: expected a positive number of MB");
+        return Math.Max(1, (long)(mb * 1024 * 1024));
     }
 
     static string? ResumePath(OspreyArgs args) => args.Resume.ToLowerInvariant() switch
