@@ -55,7 +55,10 @@ static class OverlapScenarios
                     }
                     loss.backward();
                     if (!last) continue;
+                    bool record = step == 1;                            // a step where every parameter has a gradient
+                    if (record) results[$"{key}_local_grads"] = FlattenGradients(model);
                     ddp.AverageGradients();
+                    if (record) results[$"{key}_synced_grads"] = FlattenGradients(model);
                     using (no_grad())
                         foreach (var p in model.parameters())
                         {
@@ -74,6 +77,15 @@ static class OverlapScenarios
             }
         }
         return results;
+    }
+
+    // Every trainable parameter's gradient (zeros where there is none), in registration order.
+    static float[] FlattenGradients(nn.Module model)
+    {
+        using var scope = NewDisposeScope();
+        return cat(model.parameters().Where(p => p.requires_grad)
+                .Select(p => (p.grad is { } g ? g : zeros_like(p)).to_type(ScalarType.Float32).reshape(-1)).ToArray())
+            .data<float>().ToArray();
     }
 
     static float[] Flatten(nn.Module model)

@@ -46,6 +46,20 @@ public class GradientOverlapTests(ITestOutputHelper log)
             int different = Enumerable.Range(0, post.Length).Count(i => BitConverter.SingleToInt32Bits(post[i]) != BitConverter.SingleToInt32Bits(overlapped[i]));
             Assert.True(different == 0, $"{different} of {post.Length} values differ between post-backward and overlapped sync");
         }
+        // The synchronised gradient is the mean of the ranks' own ones (not their sum, not one rank's), for both syncs.
+        foreach (string key in new[] { "post", "overlapped" })
+        {
+            float[] local0 = WorkerRunner.Floats(ranks[0], $"{key}_local_grads"), local1 = WorkerRunner.Floats(ranks[1], $"{key}_local_grads");
+            float[] synced = WorkerRunner.Floats(ranks[0], $"{key}_synced_grads");
+            Assert.Equal(synced, WorkerRunner.Floats(ranks[1], $"{key}_synced_grads"));
+            Assert.True(local0.Zip(local1).Count(p => p.First != p.Second) > local0.Length / 2, "ranks should have different local gradients");
+            for (int i = 0; i < synced.Length; i++)
+            {
+                float mean = (local0[i] + local1[i]) / 2;
+                Assert.True(Math.Abs(synced[i] - mean) <= 1e-6f * Math.Max(1f, Math.Abs(mean)),
+                    $"{key}: gradient {i} is {synced[i]}, the ranks' mean is {mean} (local {local0[i]}, {local1[i]})");
+            }
+        }
         // Each rank trained on its own images: equal states mean the gradients really were averaged.
         Assert.Equal(WorkerRunner.Floats(ranks[0], "overlapped_state"), WorkerRunner.Floats(ranks[1], "overlapped_state"));
         float[] start = InitialState(yaml);
