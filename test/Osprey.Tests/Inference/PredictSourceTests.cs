@@ -126,15 +126,15 @@ public class PredictSourceTests
     [Fact]
     public void UnreadableSourcesNameTheSourceAndTheProblem()
     {
-        string url = $"http://127.0.0.1:{FreePort()}/nothing";
-        var (code, _, err) = Osprey.Tests.Cli.CliAppTests.Run("predict", $"model={Model}", $"source={url}", "imgsz=64",
-            $"project={Path.GetTempPath()}", "name=osprey-bad-url", "exist_ok=True", "device=cpu");
-        Assert.Equal(Osprey.Cli.CliApp.Failure, code);
-        Assert.Equal($"osprey: error: {url}: no server answers at 127.0.0.1:{new Uri(url).Port}.", err.TrimEnd());
-
         string dir = TestModels.TempDir();
         try
         {
+            string url = $"http://127.0.0.1:{FreePort()}/nothing";
+            var (code, _, err) = Osprey.Tests.Cli.CliAppTests.Run("predict", $"model={Model}", $"source={url}", "imgsz=64",
+                $"project={dir}", "device=cpu");
+            Assert.Equal(Osprey.Cli.CliApp.Failure, code);
+            Assert.Equal($"osprey: error: {url}: no server answers at 127.0.0.1:{new Uri(url).Port}.", err.TrimEnd());
+
             string notVideo = Path.Combine(dir, "broken.avi");
             File.WriteAllText(notVideo, "not a video");
             var e = Assert.Throws<InvalidDataException>(() => PredictRun.Run(Args(dir, notVideo)));
