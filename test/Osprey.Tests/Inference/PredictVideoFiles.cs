@@ -13,9 +13,11 @@ internal static class PredictVideoFiles
 {
     private static readonly Lazy<string> Weights = new(() =>
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"osprey-predict-tests-{Environment.ProcessId}");
+        // one copy shared by every test run (written atomically, with its sidecar first read back by the loader)
+        string dir = Path.Combine(Path.GetTempPath(), "osprey-predict-tests");
         Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, "yolov8n-coco.safetensors");
+        string path = Path.Combine(dir, $"yolov8n-coco-{new FileInfo(ReferenceDetections.OnnxPath).Length}.safetensors");
+        if (File.Exists(path) && File.Exists(Osprey.Models.ModelWeights.SidecarPath(path))) return path;
         using var model = Osprey.Models.ModelFactory.Create(ReferenceDetections.OnnxPath);
         Osprey.Models.ModelWeights.Save(model, path);
         return path;
