@@ -1,11 +1,17 @@
 using Osprey.Config;
 using Osprey.Export;
 using Osprey.Models;
+using Osprey.Runtime;
 using Spectre.Console;
+using TorchSharp;
 
 namespace Osprey.Cli;
 
-/// <summary><c>osprey export model=… format=onnx [imgsz=640] [dynamic=False] [half=False] [opset=17] [batch=1]</c>.</summary>
+/// <summary>
+/// <c>osprey export model=… format=onnx [imgsz=640] [dynamic=False] [half=False] [opset=17] [batch=1] [device=cpu]</c>. As in
+/// Ultralytics, an export runs on the CPU unless <c>device=</c> names a GPU, and <c>half=True</c> needs a GPU (warned and
+/// turned off on the CPU).
+/// </summary>
 public sealed class ExportCommand : ICliCommand
 {
     public string Name => "export";
@@ -18,15 +24,19 @@ public sealed class ExportCommand : ICliCommand
         string modelPath = args.Model ?? throw new ArgumentsException("export needs model=… (weights, YAML or .onnx)");
         if (!args.Format.Equals("onnx", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentsException($"format={args.Format}: only onnx is supported");
+        if (args.Opset is < OnnxExporter.MinOpset or > OnnxExporter.MaxOpset)
+            throw new ArgumentsException($"opset={args.Opset}: Osprey exports ONNX opsets {OnnxExporter.MinOpset} … {OnnxExporter.MaxOpset}.");
         using var model = ModelFactory.Create(modelPath);
         string path = Path.ChangeExtension(modelPath, null) + (Path.GetExtension(modelPath).Equals(".onnx", StringComparison.OrdinalIgnoreCase) ? ".osprey.onnx" : ".onnx");
-        var options = new OnnxExportOptions
+        bool cuda = args.Device is not null && DeviceRequest.Parse(args.Device).Resolve().type == DeviceType.CUDA;
+        var options = OnnxExporter.ForDevice(new OnnxExportOptions
         {
             Height = args.Imgsz, Width = args.Imgsz, Batch = args.WholeBatch("export"), Dynamic = args.Dynamic, Half = args.Half, Opset = args.Opset,
-        };
+        }, cuda, out string? warning);
+        if (warning is not null) output.MarkupLine($"[yellow]WARNING ⚠️ {Markup.Escape(warning)}[/]");
         OnnxExporter.Export(model, path, options);
-        output.WriteLine($"ONNX: export success, saved as {path} ({new FileInfo(path).Length / 1e6:0.0} MB), opset {args.Opset}" +
-                         (args.Dynamic ? ", dynamic batch and size" : $", input ({args.Batch}, 3, {args.Imgsz}, {args.Imgsz})"));
+        output.WriteLine($"ONNX: export success, saved as {path} ({new FileInfo(path).Length / 1e6:0.0} MB), opset {options.Opset}{(options.Half ? ", float16" : "")}" +
+                         (args.Dynamic ? ", dynamic batch and size" : $", input ({options.Batch}, 3, {args.Imgsz}, {args.Imgsz})"));
         return 0;
     }
 }

@@ -77,6 +77,9 @@ public sealed class OspreyArgs
     [Description("symbolic batch and image size in the export")] public bool Dynamic { get; set; }
     [Description("ONNX opset")] public int Opset { get; set; } = 17;
 
+    // ── benchmarks ────────────────────────────────────────────────────────────────────────────
+    [Description("bench predict: timed runs per backend (after 3 warm-up runs)")] public int Runs { get; set; } = 20;
+
     // ── hyperparameters ───────────────────────────────────────────────────────────────────────
     [Description("initial learning rate")] public double Lr0 { get; set; } = 0.01;
     [Description("final learning rate as a fraction of lr0")] public double Lrf { get; set; } = 0.01;

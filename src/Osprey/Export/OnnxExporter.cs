@@ -27,7 +27,7 @@ public sealed record OnnxExportOptions
     /// <summary>float16 weights, input and output.</summary>
     public bool Half { get; init; }
 
-    /// <summary>ONNX opset (13 … 21).</summary>
+    /// <summary>ONNX opset (<see cref="OnnxExporter.MinOpset"/> … <see cref="OnnxExporter.MaxOpset"/>), 17.</summary>
     public int Opset { get; init; } = 17;
 
     /// <summary>Text of the <c>description</c> metadata; null = "Osprey YOLOv8{scale} model".</summary>
@@ -43,6 +43,27 @@ public sealed record OnnxExportOptions
 /// </summary>
 public static class OnnxExporter
 {
+    /// <summary>Lowest opset written (Range, the attribute forms of Split/Unsqueeze and 2-D Softmax below 13).</summary>
+    public const int MinOpset = 11;
+
+    /// <summary>Highest opset written.</summary>
+    public const int MaxOpset = 21;
+
+    /// <summary>Ultralytics' warning when <c>half=True</c> is asked of an ONNX export on the CPU.</summary>
+    public const string HalfOnCpuWarning = "half=True only compatible with GPU export, i.e. use device=0";
+
+    /// <summary>
+    /// The options an export on this device gets, as Ultralytics' exporter decides: <c>half=True</c> writes a float16
+    /// graph only for a CUDA export; on the CPU it is set to False and <paramref name="warning"/> says so.
+    /// </summary>
+    public static OnnxExportOptions ForDevice(OnnxExportOptions options, bool cuda, out string? warning)
+    {
+        warning = null;
+        if (!options.Half || cuda) return options;
+        warning = HalfOnCpuWarning;
+        return options with { Half = false };
+    }
+
     /// <summary>Fuses <paramref name="model"/> (in place) and writes it to <paramref name="path"/>; returns the model proto.</summary>
     public static ModelProto Export(DetectionModel model, string path, OnnxExportOptions? options = null)
     {
@@ -56,7 +77,8 @@ public static class OnnxExporter
     public static ModelProto Build(DetectionModel model, OnnxExportOptions? options = null)
     {
         options ??= new OnnxExportOptions();
-        if (options.Opset is < 13 or > 21) throw new ArgumentException($"opset={options.Opset}: 13 … 21 are supported.");
+        if (options.Opset is < MinOpset or > MaxOpset)
+            throw new ArgumentException($"opset={options.Opset}: Osprey exports ONNX opsets {MinOpset} … {MaxOpset}.");
         int maxStride = (int)model.Strides.Max();
         if (options.Height % maxStride != 0 || options.Width % maxStride != 0 || options.Height <= 0 || options.Width <= 0)
             throw new ArgumentException($"imgsz {options.Height}x{options.Width}: must be positive multiples of {maxStride}.");
@@ -121,7 +143,7 @@ public static class OnnxExporter
 
             var proto = new ModelProto
             {
-                IrVersion = options.Opset >= 21 ? 10 : options.Opset >= 19 ? 9 : 8,
+                IrVersion = IrVersion(options.Opset),
                 ProducerName = "osprey",
                 ProducerVersion = TorchRuntime.OspreyVersion,
                 Graph = graph,
@@ -130,6 +152,9 @@ public static class OnnxExporter
             foreach (var (key, value) in Metadata()) proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
             return proto;
         }
+
+        // The IR version each opset was released with (onnx/helper.py VERSION_TABLE).
+        private static long IrVersion(int opset) => opset switch { 11 => 6, <= 14 => 7, <= 18 => 8, <= 20 => 9, _ => 10 };
 
         private IEnumerable<(string, string)> Metadata()
         {
@@ -186,7 +211,7 @@ public static class OnnxExporter
             var block = (C2f)modules[prefix];
             long c = block.Hidden;
             string y = ConvBlock(prefix + ".cv1", input);
-            var split = Node2("Split", $"/{prefix}/Split", new[] { y, Int64s(c, c) }, 2, Attr("axis", 1));
+            var split = Split($"/{prefix}/Split", y, c, c);
             var parts = new List<string>(split);
             for (int j = 0; modules.ContainsKey($"{prefix}.m.{j}"); j++)
             {
@@ -220,7 +245,9 @@ public static class OnnxExporter
         private string UpsampleNode(string prefix, string input)
         {
             string scales = Initializer($"/{prefix}/scales", tensor(new float[] { 1, 1, 2, 2 }), forceFloat: true);
-            return Node("Resize", $"/{prefix}/Resize", new[] { input, "", scales },
+            // roi is optional from opset 13; opsets 11 and 12 need the input (empty: unused by "asymmetric")
+            string roi = options.Opset >= 13 ? "" : Initializer($"/{prefix}/roi", zeros(0), forceFloat: true);
+            return Node("Resize", $"/{prefix}/Resize", new[] { input, roi, scales },
                 Attr("coordinate_transformation_mode", "asymmetric"), Attr("cubic_coeff_a", -0.75f), Attr("mode", "nearest"),
                 Attr("nearest_mode", "floor"));
         }
@@ -242,15 +269,15 @@ public static class OnnxExporter
                 flat.Add(Node("Reshape", $"/{prefix}/Reshape{(i == 0 ? "" : "_" + i)}", new[] { level, Int64s(0, no, -1) }));
             }
             string all = Node("Concat", $"/{prefix}/Concat_3", flat.ToArray(), Attr("axis", 2));                   // (b, no, A)
-            var parts = Node2("Split", $"/{prefix}/Split", new[] { all, Int64s(4L * regMax, nc) }, 2, Attr("axis", 1));
+            var parts = Split($"/{prefix}/Split", all, 4L * regMax, nc);
             // DFL: (b, 64, A) → (b, 4, 16, A) → (b, 16, 4, A) → softmax over bins → 1×1 conv with arange → (b, 4, A)
             string d = Node("Reshape", $"/{prefix}/dfl/Reshape", new[] { parts[0], Int64s(0, 4, regMax, -1) });
             d = Node("Transpose", $"/{prefix}/dfl/Transpose", new[] { d }, Attr("perm", 0, 2, 1, 3));
-            d = Node("Softmax", $"/{prefix}/dfl/Softmax", new[] { d }, Attr("axis", 1));
+            d = SoftmaxAxis1($"/{prefix}/dfl/Softmax", d);
             d = ConvNode($"/{prefix}/dfl/conv/Conv", d, $"{prefix}.dfl.conv", state[$"{prefix}.dfl.conv.weight"], null, 1);
             d = Node("Reshape", $"/{prefix}/dfl/Reshape_1", new[] { d, Int64s(0, 4, -1) });                          // (b, 4, A)
             var (anchors, strides) = options.Dynamic ? DynamicAnchors(prefix, flat, features) : StaticAnchors(prefix);
-            var ltrb = Node2("Split", $"/{prefix}/Split_1", new[] { d, Int64s(2, 2) }, 2, Attr("axis", 1));
+            var ltrb = Split($"/{prefix}/Split_1", d, 2, 2);
             string x1y1 = Node("Sub", $"/{prefix}/Sub", new[] { anchors, ltrb[0] });
             string x2y2 = Node("Add", $"/{prefix}/Add", new[] { anchors, ltrb[1] });
             string sum = Node("Add", $"/{prefix}/Add_1", new[] { x1y1, x2y2 });
@@ -288,8 +315,8 @@ public static class OnnxExporter
                 string w = Node("Gather", p + "/Gather_w", new[] { shape, Int64Scalar(p + "/three", 3) }, Attr("axis", 0));
                 string sx = Node("Add", p + "/sx", new[] { CastFloat(p + "/cast_x", Node("Range", p + "/Range_x", new[] { zero, w, one })), half }); // (w)
                 string sy = Node("Add", p + "/sy", new[] { CastFloat(p + "/cast_y", Node("Range", p + "/Range_y", new[] { zero, h, one })), half }); // (h)
-                string row = Node("Unsqueeze", p + "/row", new[] { sx, Int64s(0) });     // (1, w)
-                string col = Node("Unsqueeze", p + "/col", new[] { sy, Int64s(1) });     // (h, 1)
+                string row = Unsqueeze(p + "/row", sx, 0);     // (1, w)
+                string col = Unsqueeze(p + "/col", sy, 1);     // (h, 1)
                 string gx = Node("Add", p + "/gx", new[] { row, Node("Mul", p + "/col0", new[] { col, nothing }) }); // (h, w)
                 string gy = Node("Add", p + "/gy", new[] { col, Node("Mul", p + "/row0", new[] { row, nothing }) }); // (h, w)
                 string fx = Node("Reshape", p + "/fx", new[] { gx, Int64s(1, -1) });      // (1, hw)
@@ -298,9 +325,30 @@ public static class OnnxExporter
                 string stride = Initializer(p + "/stride", tensor(model.Strides[i]));
                 strides.Add(Node("Add", p + "/s", new[] { Node("Mul", p + "/fx0", new[] { fx, nothing }), stride })); // (1, hw)
             }
-            string anchors = Node("Unsqueeze", $"/{prefix}/anchors", new[] { Node("Concat", $"/{prefix}/anchors_cat", points.ToArray(), Attr("axis", 1)), Int64s(0) });
-            string strideRow = Node("Unsqueeze", $"/{prefix}/strides", new[] { Node("Concat", $"/{prefix}/strides_cat", strides.ToArray(), Attr("axis", 1)), Int64s(0) });
+            string anchors = Unsqueeze($"/{prefix}/anchors", Node("Concat", $"/{prefix}/anchors_cat", points.ToArray(), Attr("axis", 1)), 0);
+            string strideRow = Unsqueeze($"/{prefix}/strides", Node("Concat", $"/{prefix}/strides_cat", strides.ToArray(), Attr("axis", 1)), 0);
             return (anchors, strideRow);
+        }
+
+        // ── opset-dependent forms ─────────────────────────────────────────────────────────────────────────────
+        // Split along axis 1 into the given sizes: the sizes are an input from opset 13, an attribute before.
+        private string[] Split(string name, string input, params long[] sizes) => options.Opset >= 13
+            ? Node2("Split", name, new[] { input, Int64s(sizes) }, sizes.Length, Attr("axis", 1))
+            : Node2("Split", name, new[] { input }, sizes.Length, Attr("axis", 1), Attr("split", sizes));
+
+        // Unsqueeze at one axis: axes are an input from opset 13, an attribute before.
+        private string Unsqueeze(string name, string input, long axis) => options.Opset >= 13
+            ? Node("Unsqueeze", name, new[] { input, Int64s(axis) })
+            : Node("Unsqueeze", name, new[] { input }, Attr("axes", axis));
+
+        // Softmax over axis 1 of a 4-D tensor. Before opset 13 Softmax flattens the input to 2-D at `axis`
+        // (normalising over every dimension from it on), so the bins are moved last, normalised, and moved back.
+        private string SoftmaxAxis1(string name, string input)
+        {
+            if (options.Opset >= 13) return Node("Softmax", name, new[] { input }, Attr("axis", 1));
+            string last = Node("Transpose", name + "/to_last", new[] { input }, Attr("perm", 0, 2, 3, 1));       // (b, 4, A, 16)
+            string soft = Node("Softmax", name, new[] { last }, Attr("axis", 3));
+            return Node("Transpose", name + "/back", new[] { soft }, Attr("perm", 0, 3, 1, 2));                  // (b, 16, 4, A)
         }
 
         private string CastFloat(string name, string input) => Node("Cast", name, new[] { input }, Attr("to", floatType));

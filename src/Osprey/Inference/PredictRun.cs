@@ -1,8 +1,6 @@
 using System.Globalization;
-using System.Text.Json;
 using OpenCvSharp;
 using Osprey.Config;
-using Osprey.Data;
 using Osprey.Runtime;
 
 namespace Osprey.Inference;
@@ -13,78 +11,59 @@ namespace Osprey.Inference;
 /// <param name="Detections">Detections in all of them.</param>
 /// <param name="MillisecondsPerImage">Mean letterbox + model + NMS time.</param>
 /// <param name="Lines">One summary line per image or video (path: counts per class).</param>
-public sealed record PredictReport(string RunDirectory, int Images, int Detections, double MillisecondsPerImage, IReadOnlyList<string> Lines);
+/// <param name="InputShapes">The shape of the model input of every forward, in order ((b, 3, S, S); b = streams batched).</param>
+public sealed record PredictReport(string RunDirectory, int Images, int Detections, double MillisecondsPerImage, IReadOnlyList<string> Lines,
+    IReadOnlyList<long[]> InputShapes);
 
 /// <summary>One entry of predictions.json.</summary>
 public sealed record PredictionRecord(string image, int class_id, string name, float conf, float[] xyxy);
 
 /// <summary>
-/// <c>osprey predict model=… source=…</c>: an image, a folder, a glob (<c>dir/*.jpg</c>), a video file, a stream URL
-/// (rtsp://, http(s)://, via OpenCV's VideoCapture) or a <c>.streams</c> text file of URLs, one a line. Annotated
-/// images (and videos, as .mp4 / mp4v) go to runs/detect/predictN; <c>save_txt</c> writes labels/&lt;stem&gt;.txt
-/// (<c>cls cx cy w h [conf]</c>, normalised; video frames as &lt;stem&gt;_&lt;frame&gt;.txt); <c>save_json</c> writes
-/// predictions.json ([{image, class_id, name, conf, xyxy}], original pixels).
+/// <c>osprey predict model=… source=…</c> with Ultralytics' sources and outputs (see <see cref="PredictSource"/>):
+/// annotated images as runs/detect/predictN/&lt;stem&gt;.jpg; each video or stream as &lt;name&gt;.avi (MJPG, Ultralytics'
+/// writer on Linux) at the video's integer fps, or 30 for streams; <c>save_txt</c> labels/&lt;stem&gt;.txt
+/// (<c>cls cx cy w h [conf]</c>, normalised; only for images with detections; video frames &lt;stem&gt;_&lt;frame&gt;.txt with
+/// the 1-based number of the frame processed, streams &lt;stem&gt;_&lt;batch&gt;.txt); <c>save_json</c> predictions.json
+/// ([{image, class_id, name, conf, xyxy}], original pixels). A <c>.streams</c> file's streams are read in lockstep and
+/// predicted as one batch; the batch ends with the shortest stream.
 /// </summary>
 public static class PredictRun
 {
-    private static readonly HashSet<string> VideoExtensions = new(StringComparer.OrdinalIgnoreCase)
-        { ".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif", ".ts", ".asf" };
+    /// <summary>Frame rate of the videos written for streams (Ultralytics: 30).</summary>
+    public const int StreamFps = 30;
 
-    /// <summary>Runs prediction as the arguments say; <paramref name="progress"/> gets one line per image.</summary>
+    /// <summary>Runs prediction as the arguments say; <paramref name="progress"/> gets one line per image or frame.</summary>
     public static PredictReport Run(OspreyArgs args, Action<string>? progress = null)
     {
         string model = args.Model ?? throw new ArgumentsException("predict needs model=… (weights, YAML or .onnx)");
         string source = args.Source ?? throw new ArgumentsException("predict needs source=… (image, folder, glob, video, URL or .streams)");
+        if (args.VidStride < 1) throw new ArgumentsException($"vid_stride={args.VidStride}: must be ≥ 1");
         var options = Options(args);
         var device = DeviceRequest.Parse(args.Device).Resolve();
-        var inputs = ResolveSource(source);
+        var sources = PredictSource.Resolve(source);
         using var predictor = Predictor.Load(model, options, device);
-        string runDirectory = Training.RunDirectory.Create(args.Project, args.Name, "predict", args.ExistOk);
-        string labels = Path.Combine(runDirectory, "labels");
-        if (args.SaveTxt) Directory.CreateDirectory(labels);
-        var records = new List<PredictionRecord>();
-        var lines = new List<string>();
-        int images = 0, detections = 0;
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        double predictMs = 0;
-
-        void Handle(Mat frame, string name, string stem, VideoWriter? writer)
+        var outputs = new Outputs(args, predictor, Training.RunDirectory.Create(args.Project, args.Name, "predict", args.ExistOk), progress);
+        foreach (var item in sources)
         {
-            var start = clock.Elapsed;
-            var prediction = predictor.Predict(frame, name);
-            predictMs += (clock.Elapsed - start).TotalMilliseconds;
-            images++;
-            detections += prediction.Detections.Count;
-            if (args.Save)
+            switch (item.Kind)
             {
-                using var plotted = prediction.Plot(frame, args.LineWidth, args.ShowLabels, args.ShowConf);
-                if (writer is not null) writer.Write(plotted);
-                else Cv2.ImWrite(Path.Combine(runDirectory, Path.GetFileName(name)), plotted);
-            }
-            if (args.SaveTxt)
-                File.WriteAllLines(Path.Combine(labels, stem + ".txt"), prediction.ToYoloLines(args.SaveConf));
-            if (args.SaveJson)
-                records.AddRange(prediction.Detections.Select(d => new PredictionRecord(name, d.ClassId, d.ClassName,
-                    MathF.Round(d.Confidence, 5), new[] { d.Box.X1, d.Box.Y1, d.Box.X2, d.Box.Y2 }.Select(v => MathF.Round(v, 2)).ToArray())));
-            string line = $"{name}: {prediction.Width}x{prediction.Height} {Summary(prediction)}";
-            if (writer is null) lines.Add(line);
-            progress?.Invoke(line);
-        }
-
-        foreach (var input in inputs)
-        {
-            if (input.IsVideo) RunVideo(input.Path, args, runDirectory, Handle, lines);
-            else
-            {
-                using var image = Cv2.ImRead(input.Path, ImreadModes.Color);
-                if (image.Empty()) throw new InvalidDataException($"{input.Path}: not an image OpenCV can read.");
-                Handle(image, input.Path, Path.GetFileNameWithoutExtension(input.Path), null);
+                case SourceKind.Image:
+                    using (var image = Cv2.ImRead(item.Path, ImreadModes.Color))
+                    {
+                        if (image.Empty()) throw new InvalidDataException($"{item.Path}: not an image OpenCV can read.");
+                        string stem = Path.GetFileNameWithoutExtension(item.Path);
+                        outputs.Handle(new[] { image }, new[] { new Target(item.Path, stem, null, Path.Combine(outputs.RunDirectory, stem + ".jpg")) });
+                    }
+                    break;
+                case SourceKind.Video:
+                    RunVideo(item.Path, outputs);
+                    break;
+                default:
+                    RunStreams(item.Paths, outputs);
+                    break;
             }
         }
-        if (args.SaveJson)
-            Osprey.IO.AtomicFile.WriteAllText(Path.Combine(runDirectory, "predictions.json"),
-                JsonSerializer.Serialize(records, new JsonSerializerOptions { WriteIndented = false }));
-        return new PredictReport(runDirectory, images, detections, images == 0 ? 0 : predictMs / images, lines);
+        return outputs.Finish();
     }
 
     /// <summary>Predict options from the arguments (conf 0.25 unless given).</summary>
@@ -112,56 +91,105 @@ public static class PredictRun
         };
     }
 
-    /// <summary>A source item: an image or a video/stream.</summary>
-    public sealed record SourceItem(string Path, bool IsVideo);
-
-    /// <summary>Expands a source into images and videos/streams.</summary>
-    public static IReadOnlyList<SourceItem> ResolveSource(string source)
+    // Ultralytics' LoadImagesAndVideos: grab vid_stride frames, decode the last; frames = int(frame count / vid_stride).
+    private static void RunVideo(string path, Outputs outputs)
     {
-        if (source.Contains("://", StringComparison.Ordinal)) return new[] { new SourceItem(source, true) };
-        if (source.EndsWith(".streams", StringComparison.OrdinalIgnoreCase) && File.Exists(source))
-            return File.ReadAllLines(source).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#'))
-                .Select(l => new SourceItem(l, true)).ToArray();
-        IEnumerable<string> files;
-        if (Directory.Exists(source))
-            files = Directory.EnumerateFiles(source).Order(StringComparer.Ordinal);
-        else if (source.IndexOfAny(new[] { '*', '?' }) >= 0)
-        {
-            string directory = Path.GetDirectoryName(source) is { Length: > 0 } d ? d : ".";
-            string pattern = Path.GetFileName(source);
-            if (!Directory.Exists(directory)) throw new FileNotFoundException($"source={source}: folder '{directory}' not found.");
-            files = Directory.EnumerateFiles(directory, pattern).Order(StringComparer.Ordinal);
-        }
-        else if (File.Exists(source)) files = new[] { source };
-        else throw new FileNotFoundException($"source={source}: no such file, folder, glob or URL.", source);
-        var items = files.Where(f => ImageFiles.IsImage(f) || VideoExtensions.Contains(Path.GetExtension(f)))
-            .Select(f => new SourceItem(f, VideoExtensions.Contains(Path.GetExtension(f)))).ToArray();
-        if (items.Length == 0) throw new FileNotFoundException($"source={source}: no images or videos found.");
-        return items;
-    }
-
-    private static void RunVideo(string path, OspreyArgs args, string runDirectory, Action<Mat, string, string, VideoWriter?> handle, List<string> lines)
-    {
-        using var capture = new VideoCapture(path);
-        if (!capture.IsOpened()) throw new InvalidDataException($"{path}: OpenCV cannot open this video or stream.");
-        double fps = capture.Fps > 0 ? capture.Fps : 30;
-        int width = capture.FrameWidth, height = capture.FrameHeight;
-        string stem = path.Contains("://", StringComparison.Ordinal) ? "stream" + Math.Abs(path.GetHashCode(StringComparison.Ordinal) % 1000) : Path.GetFileNameWithoutExtension(path);
-        using var writer = args.Save
-            ? new VideoWriter(Path.Combine(runDirectory, stem + ".mp4"), FourCC.MP4V, fps / Math.Max(1, args.VidStride), new Size(width, height))
-            : null;
+        using var capture = Open(path);
+        int stride = outputs.Args.VidStride;
+        int fps = (int)capture.Fps;                           // Ultralytics: int(cap.get(CAP_PROP_FPS))
+        int frames = (int)(capture.FrameCount / (double)stride);
+        string stem = Path.GetFileNameWithoutExtension(path);
+        string videoPath = Path.Combine(outputs.RunDirectory, stem + ".avi");
+        using var writer = new LazyWriter(videoPath, fps > 0 ? fps : StreamFps, outputs.Args.Save);
         using var frame = new Mat();
-        int index = 0, processed = 0;
-        while (capture.Read(frame) && !frame.Empty())
+        int index = 0;
+        while ((frames <= 0 || index < frames) && Next(capture, stride, frame))
         {
             index++;
-            if ((index - 1) % Math.Max(1, args.VidStride) != 0) continue;
-            handle(frame, $"{path} frame {index}", $"{stem}_{index}", writer);
-            processed++;
+            outputs.Handle(new[] { frame }, new[] { new Target($"{path} frame {index}", $"{stem}_{index}", writer, null) });
         }
-        lines.Add($"{path}: {processed} frames → {Path.Combine(runDirectory, stem + ".mp4")}");
+        outputs.Lines.Add($"{path}: {index} frames" + (outputs.Args.Save ? $" → {videoPath}" : ""));
     }
 
-    private static string Summary(Prediction prediction) => prediction.Detections.Count == 0 ? "(no detections)" :
-        string.Join(", ", prediction.Detections.GroupBy(d => d.ClassName).Select(g => $"{g.Count()} {g.Key}{(g.Count() > 1 ? "s" : "")}"));
+    // Ultralytics' LoadStreams: one frame of every stream per batch; named by clean_str(source)'s file name.
+    private static void RunStreams(IReadOnlyList<string> paths, Outputs outputs)
+    {
+        var captures = new List<VideoCapture>();
+        var writers = new List<LazyWriter>();
+        try
+        {
+            var names = new List<string>();
+            foreach (string path in paths)
+            {
+                captures.Add(Open(path));
+                string name = Path.GetFileName(PredictSource.CleanName(path));
+                if (name.Length == 0) name = "stream" + captures.Count;
+                names.Add(name);
+                writers.Add(new LazyWriter(Path.Combine(outputs.RunDirectory, Path.ChangeExtension(name, ".avi")), StreamFps, outputs.Args.Save));
+            }
+            var frames = paths.Select(_ => new Mat()).ToArray();
+            try
+            {
+                int count = 0;
+                while (Enumerable.Range(0, captures.Count).All(i => Next(captures[i], outputs.Args.VidStride, frames[i])))
+                {
+                    count++;
+                    var targets = paths.Select((p, i) => new Target($"{p} frame {count}", $"{Path.GetFileNameWithoutExtension(names[i])}_{count}", writers[i], null)).ToArray();
+                    outputs.Handle(frames, targets);
+                }
+                for (int i = 0; i < paths.Count; i++)
+                    outputs.Lines.Add($"{paths[i]}: {count} frames" + (outputs.Args.Save ? $" → {writers[i].Path}" : ""));
+            }
+            finally
+            {
+                foreach (var frame in frames) frame.Dispose();
+            }
+        }
+        finally
+        {
+            foreach (var writer in writers) writer.Dispose();
+            foreach (var capture in captures) capture.Dispose();
+        }
+    }
+
+    private static VideoCapture Open(string path)
+    {
+        bool url = PredictSource.IsUrl(path);
+        if (!url && !File.Exists(path)) throw new FileNotFoundException($"{path}: no such video file.", path);
+        var capture = new VideoCapture(path);
+        if (capture.IsOpened()) return capture;
+        capture.Dispose();
+        if (!url) throw new InvalidDataException($"{path}: OpenCV cannot open this video (unsupported container or codec).");
+        var uri = new Uri(path);
+        if (!Answers(uri)) throw new InvalidDataException($"{path}: no server answers at {uri.Host}:{uri.Port}.");
+        throw new InvalidDataException($"{path}: a server answers at {uri.Host}:{uri.Port}, but OpenCV cannot read a video from it. " +
+            "The OpenCV that ships with Osprey (OpenCvSharp4's runtime) has FFmpeg without network protocols (http, rtsp, rtmp, tcp) " +
+            "and reads files only: save the stream to a file and pass that, or run with an OpenCV whose FFmpeg has them.");
+    }
+
+    // A TCP connection within 3 s: tells "no server" from "OpenCV cannot read what the server sends".
+    private static bool Answers(Uri uri)
+    {
+        try
+        {
+            using var client = new System.Net.Sockets.TcpClient();
+            return client.ConnectAsync(uri.Host, uri.Port).Wait(TimeSpan.FromSeconds(3)) && client.Connected;
+        }
+        catch (AggregateException)
+        {
+            return false;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
+    }
+
+    // grab() stride times, then retrieve() the last (Ultralytics' vid_stride).
+    private static bool Next(VideoCapture capture, int stride, Mat frame)
+    {
+        for (int i = 0; i < stride; i++)
+            if (!capture.Grab()) return false;
+        return capture.Retrieve(frame) && !frame.Empty();
+    }
 }

@@ -52,6 +52,9 @@ public sealed class Predictor : IDisposable
     /// <summary>The (fused, eval-mode) model.</summary>
     public DetectionModel Model => model;
 
+    /// <summary>Raised before every forward with the model input's shape (b, 3, S, S).</summary>
+    public event Action<long[]>? Forwarding;
+
     /// <summary>Detects objects in one BGR image.</summary>
     public Prediction Predict(Mat bgr, string? source = null) => Predict(new[] { bgr }, source is null ? null : new[] { source })[0];
 
@@ -81,6 +84,7 @@ public sealed class Predictor : IDisposable
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             var input = Letterbox.ToTensor(boxed).to(device).to_type(dtype);        // (b, 3, S, S)
+            Forwarding?.Invoke(input.shape);
             var output = model.Predict(input).to_type(ScalarType.Float32);          // (b, 4 + nc, A)
             return Postprocess(output, infos, Names, Options.Nms, sources);
         }

@@ -1,0 +1,72 @@
+using System.Text.RegularExpressions;
+using Osprey.Data;
+
+namespace Osprey.Inference;
+
+/// <summary>How a source item is read.</summary>
+public enum SourceKind
+{
+    /// <summary>One image file.</summary>
+    Image,
+
+    /// <summary>One video file, frame by frame (Ultralytics' LoadImagesAndVideos).</summary>
+    Video,
+
+    /// <summary>One or more streams read in lockstep, one frame of each per batch (Ultralytics' LoadStreams).</summary>
+    Streams,
+}
+
+/// <summary>A source item: an image, a video, or a set of streams (a URL, or the lines of a <c>.streams</c> file).</summary>
+public sealed record PredictSource(SourceKind Kind, IReadOnlyList<string> Paths)
+{
+    private static readonly HashSet<string> VideoExtensions = new(StringComparer.OrdinalIgnoreCase)
+        { ".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif", ".ts", ".asf" };
+
+    private static readonly string[] UrlSchemes = { "http://", "https://", "rtsp://", "rtmp://", "tcp://" };
+
+    /// <summary>The one path of an image or video item.</summary>
+    public string Path => Paths[0];
+
+    /// <summary>True for rtsp://, rtmp://, tcp://, http(s):// sources.</summary>
+    public static bool IsUrl(string source) => UrlSchemes.Any(s => source.StartsWith(s, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// Ultralytics' <c>clean_str</c>: the characters <c>|@#!¡·$€%&amp;()=?¿^*;:,¨´&gt;&lt;+</c> become '_' (so
+    /// <c>http://host:8080/cam</c> → <c>http_//host_8080/cam</c>, whose file name <c>cam</c> names the stream's outputs).
+    /// </summary>
+    public static string CleanName(string source) => Regex.Replace(source, "[|@#!¡·$€%&()=?¿^*;:,¨´><+]", "_");
+
+    /// <summary>
+    /// Expands a source: a URL (one stream), a <c>.streams</c> file (its lines, one stream each, batched together), a
+    /// folder (its images and videos, sorted), a glob (<c>dir/*.jpg</c>) or one image or video file.
+    /// </summary>
+    public static IReadOnlyList<PredictSource> Resolve(string source)
+    {
+        if (IsUrl(source)) return new[] { new PredictSource(SourceKind.Streams, new[] { source }) };
+        if (source.EndsWith(".streams", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!File.Exists(source)) throw new FileNotFoundException($"source={source}: no such .streams file.", source);
+            var streams = File.ReadAllLines(source).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToArray();
+            if (streams.Length == 0) throw new InvalidDataException($"{source}: lists no streams (one URL or video path a line).");
+            return new[] { new PredictSource(SourceKind.Streams, streams) };
+        }
+        IEnumerable<string> files;
+        if (Directory.Exists(source))
+            files = Directory.EnumerateFiles(source).Order(StringComparer.Ordinal);
+        else if (source.IndexOfAny(new[] { '*', '?' }) >= 0)
+        {
+            string directory = System.IO.Path.GetDirectoryName(source) is { Length: > 0 } d ? d : ".";
+            string pattern = System.IO.Path.GetFileName(source);
+            if (!Directory.Exists(directory)) throw new FileNotFoundException($"source={source}: folder '{directory}' not found.");
+            files = Directory.EnumerateFiles(directory, pattern).Order(StringComparer.Ordinal);
+        }
+        else if (File.Exists(source)) files = new[] { source };
+        else throw new FileNotFoundException($"source={source}: no such file, folder, glob, URL or .streams file.", source);
+        var items = files.Where(f => ImageFiles.IsImage(f) || IsVideo(f))
+            .Select(f => new PredictSource(IsVideo(f) ? SourceKind.Video : SourceKind.Image, new[] { f })).ToArray();
+        if (items.Length == 0) throw new FileNotFoundException($"source={source}: no images or videos found.");
+        return items;
+    }
+
+    private static bool IsVideo(string path) => VideoExtensions.Contains(System.IO.Path.GetExtension(path));
+}
