@@ -214,7 +214,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 if (stepped)
                 {
                     ddp.AverageGradients();                                     // the only gradient sync
-                    OptimizerStep(model, optimizer, ema, scaler, group);
+                    OptimizerStep(model, optimizer.Optimizer, ema, scaler, group);
                     lastStep = iteration;
                 }
                 seen++;
@@ -321,7 +321,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
 
     // fp16 (GradScaler's order): unscale, then clip the true gradients; a step with an inf/NaN gradient on any rank is
     // skipped everywhere and the scale backs off. As Ultralytics, the EMA is updated after every optimiser step.
-    static void OptimizerStep(DetectionModel model, TrainingOptimizer optimizer, ModelEma ema, LossScaler? scaler,
+    internal static void OptimizerStep(nn.Module model, GroupedOptimizer optimizer, ModelEma ema, LossScaler? scaler,
         IProcessGroup group)
     {
         var trainable = model.parameters().Where(p => p.requires_grad).ToList();
@@ -329,10 +329,10 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         if (!skip)
         {
             nn.utils.clip_grad_norm_(trainable, MaxGradientNorm);
-            optimizer.Optimizer.Step();
+            optimizer.Step();
         }
         scaler?.Update(skip);
-        optimizer.Optimizer.ZeroGrad();
+        optimizer.ZeroGrad();
         ema.Update(model);
     }
 
