@@ -34,6 +34,7 @@ public sealed class TrainingRenderer(IAnsiConsole output)
         Dataset("train", s.Train);
         Dataset("val", s.Val);
         output.WriteLine($"optimizer: {s.Optimizer}");
+        output.WriteLine($"precision: {s.Precision}");
         output.WriteLine($"batch {s.Batch} × accumulate {s.Accumulate}, imgsz {s.ImageSize}, {s.Workers} workers");
         output.WriteLine(s.Resumed
             ? $"Resuming {s.RunDirectory} from epoch {s.StartEpoch + 1} of {s.Epochs}"

@@ -44,6 +44,8 @@ public sealed class OspreyArgs
     [Description("turn mosaic off for the last N epochs")] public int CloseMosaic { get; set; } = 10;
     [Description("resume: true (last run) or a checkpoint path")] public string Resume { get; set; } = "false";
     [Description("mixed precision on CUDA")] public bool Amp { get; set; } = true;
+    [Description("mixed-precision dtype: auto (bf16 where the GPU has it, else fp16), bf16 or fp16; given on the CPU it turns amp on there")]
+    public string AmpDtype { get; set; } = "auto";
     [Description("fraction of the training set to use")] public double Fraction { get; set; } = 1.0;
     [Description("freeze the first N layers, or a list of layer indices")] public string? Freeze { get; set; }
     [Description("dropout (classification only)")] public double Dropout { get; set; }

@@ -74,6 +74,25 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     /// <summary>Element count of parameters that require gradients.</summary>
     public long GradientCount => parameters().Where(p => p.requires_grad).Sum(p => p.numel());
 
+    /// <summary>How the forward computes (<see cref="CastPolicy.Float32"/> unless <see cref="UseCastPolicy"/> changed it).</summary>
+    public CastPolicy Policy { get; private set; } = CastPolicy.Float32;
+
+    /// <summary>
+    /// Makes every convolution compute under <paramref name="policy"/> (parameters, gradients and BatchNorm
+    /// statistics stay fp32); the raw maps <see cref="ForwardFeatures"/> returns are fp32 and contiguous whatever
+    /// the policy. <see cref="CastPolicy.Float32"/> restores the plain forward.
+    /// </summary>
+    public DetectionModel UseCastPolicy(CastPolicy policy)
+    {
+        Policy = policy;
+        foreach (var module in modules())
+        {
+            if (module is Conv conv) conv.Policy = policy;
+            else if (module is Detect detect) detect.Policy = policy;
+        }
+        return this;
+    }
+
     /// <summary>True after <see cref="Fuse"/>.</summary>
     public bool IsFused { get; private set; }
 
@@ -95,7 +114,7 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
         }
         int last = layers.Length - 1;
         var features = layers[last].From.Select(f => Input(outputs, current, last, f)).ToArray();
-        var maps = Head.call(features); // nl × (b, no, H/s, W/s)
+        var maps = Head.call(features).Select(Policy.Output).ToArray(); // nl × (b, no, H/s, W/s), fp32
         foreach (var map in maps) map.MoveToOuterDisposeScope();
         return maps;
     }

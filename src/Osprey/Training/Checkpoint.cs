@@ -20,7 +20,7 @@ namespace Osprey.Training;
 /// <param name="EpochBatchesSeen">Mid-epoch checkpoints: batches averaged into <paramref name="EpochMeanLosses"/>.</param>
 public sealed record TrainingState(int Epoch, int BatchInEpoch, long Iteration, long LastOptimizerIteration,
     double? BestFitness, int EpochsWithoutImprovement, long EmaUpdates, string Args, string RunDirectory,
-    double[]? EpochMeanLosses = null, int EpochBatchesSeen = 0);
+    double[]? EpochMeanLosses = null, int EpochBatchesSeen = 0, LossScalerState? LossScaler = null);
 
 /// <summary>
 /// The full-state checkpoint: model, EMA, optimiser, the torch RNG and <see cref="TrainingState"/>, in one

@@ -128,6 +128,14 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         model.to(device);
         if (saved is null && Path.GetExtension(run.Model ?? "").Equals(".onnx", StringComparison.OrdinalIgnoreCase))
             BatchNormCalibration.Calibrate(model, CalibrationImages(trainLoader, device)); // BN-fused import: see there
+        // Mixed precision (Osprey's cast policy: fp32 master weights, BN statistics, loss, optimiser and EMA) and, on
+        // CUDA, channels-last and cuDNN autotuning. The EMA model computes the same way, so per-epoch validation runs
+        // in the compute dtype (as Ultralytics' half-precision validation during training); the final validation of
+        // best.safetensors runs in fp32.
+        var precision = MixedPrecision.Resolve(run, device);
+        if (device.type == DeviceType.CUDA) CudnnSettings.ConfigureForTraining(run.Deterministic);
+        model.UseCastPolicy(precision.Policy);
+        var scaler = precision.UsesLossScaler ? new LossScaler() : null;
         using var ddp = new DataParallel(model, group, BucketBytes(), GradientSyncChoice());
         ddp.BroadcastState();                                            // every rank starts from rank 0's weights
         using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
@@ -135,6 +143,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         var emaModel = new DetectionModel(model.Config);
         emaModel.load_state_dict(model.state_dict());
         emaModel.to(device);
+        emaModel.UseCastPolicy(precision.Policy);
         var loss = new DetectionLoss(new DetectionLossOptions
         {
             NumClasses = nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
@@ -162,10 +171,11 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             ? new TrainingState(0, 0, 0, -1, null, 0, 0, ArgsYaml.Serialize(run), runDirectory)
             : Checkpoint.Load(resumeFrom!, model, emaModel, optimizer.Optimizer);
         var ema = new ModelEma(emaModel, updates: state.EmaUpdates);
+        if (scaler is not null && state.LossScaler is { } scalerState) scaler.Restore(scalerState);
 
         emit?.Invoke(new TrainingStarted(runDirectory, device.ToString(), run.Model ?? TrainingSetup.DefaultModel,
             model.ParameterCount, trainSet.Summary, valSet.Summary, optimizer.Summary, batch, accumulate, run.Imgsz,
-            run.Workers, state.Epoch, run.Epochs, saved is not null));
+            run.Workers, state.Epoch, run.Epochs, saved is not null) { Precision = precision.ToString() });
 
         string csv = Path.Combine(runDirectory, "results.csv");
         string last = Path.Combine(weightsDirectory, "last.safetensors");
@@ -205,7 +215,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 bool stepped = iteration - lastStep >= values.Accumulate;      // the optimiser micro-step
                 ddp.BeginMicroStep(synchronize: stepped);
 
-                var images = trainBatch.ImagesAsFloat(device);                 // (b, 3, H, W) in [0, 1]
+                var images = TrainingInput(trainBatch, device, precision.Policy); // (b, 3, H, W) in [0, 1]
                 var targets = new DetectionTargets(trainBatch.BatchIndexOn(device), trainBatch.ClassesOn(device), trainBatch.BoxesOn(device));
                 timer.Lap(StepPhase.Copy);
                 var maps = model.ForwardFeatures(images);                       // 3 × (b, no, h, w)
@@ -222,13 +232,14 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 if (!float.IsFinite(box + cls + dfl))
                     throw new InvalidOperationException(
                         $"loss is not finite at epoch {epoch + 1}, batch {trainBatch.Index + 1} (box {box}, cls {cls}, dfl {dfl}); lower lr0 or check the labels");
-                (world == 1 ? result.Total : result.Total * lossScale).backward();
+                var total = world == 1 ? result.Total : result.Total * lossScale;
+                (scaler is null ? total : scaler.ScaleLoss(total)).backward();  // fp16: scaled loss
                 timer.Lap(StepPhase.Backward);
                 if (stepped)
                 {
                     ddp.AverageGradients();                                     // the only gradient sync
                     if (world > 1) timer.Lap(StepPhase.AllReduce);
-                    OptimizerStep(model, optimizer, ema);
+                    OptimizerStep(model, optimizer.Optimizer, ema, scaler, group);
                     timer.Lap(StepPhase.Optimizer);
                     lastStep = iteration;
                 }
@@ -241,7 +252,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                     {
                         Epoch = epoch, BatchInEpoch = trainBatch.Index + 1, Iteration = iteration + 1,
                         LastOptimizerIteration = lastStep, EmaUpdates = ema.Updates,
-                        EpochMeanLosses = meanLosses.ToArray(), EpochBatchesSeen = seen,
+                        EpochMeanLosses = meanLosses.ToArray(), EpochBatchesSeen = seen, LossScaler = scaler?.State,
                     });
                 if (run.Plots && iteration < 3 && master)
                     RunPlots.Batch(trainBatch, data.Names, Path.Combine(runDirectory, $"train_batch{iteration}.png"));
@@ -271,7 +282,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 Epoch = epoch + 1, BatchInEpoch = 0, Iteration = iteration + 1, LastOptimizerIteration = lastStep,
                 BestFitness = isBest ? fitness : state.BestFitness,
                 EpochsWithoutImprovement = isBest ? 0 : state.EpochsWithoutImprovement + 1, EmaUpdates = ema.Updates,
-                EpochMeanLosses = null, EpochBatchesSeen = 0,
+                EpochMeanLosses = null, EpochBatchesSeen = 0, LossScaler = scaler?.State,
             };
             if (run.Save && master)
             {
@@ -337,12 +348,29 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         return finished;
     }
 
-    static void OptimizerStep(DetectionModel model, TrainingOptimizer optimizer, ModelEma ema)
+    // fp16 (GradScaler's order): unscale, then clip the true gradients; a step with an inf/NaN gradient on any rank is
+    // skipped everywhere and the scale backs off. As Ultralytics, the EMA is updated after every optimiser step.
+    internal static void OptimizerStep(nn.Module model, GroupedOptimizer optimizer, ModelEma ema, LossScaler? scaler,
+        IProcessGroup group)
     {
-        nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), MaxGradientNorm);
-        optimizer.Optimizer.Step();
-        optimizer.Optimizer.ZeroGrad();
+        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
+        bool skip = scaler?.UnscaleAndCheck(trainable, group) ?? false;
+        if (!skip)
+        {
+            nn.utils.clip_grad_norm_(trainable, MaxGradientNorm);
+            optimizer.Step();
+        }
+        scaler?.Update(skip);
+        optimizer.ZeroGrad();
         ema.Update(model);
+    }
+
+    /// <summary>The batch's images as float in [0, 1], channels-last when the policy asks (converted as bytes).</summary>
+    static Tensor TrainingInput(Batch batch, Device device, CastPolicy policy)
+    {
+        var images = batch.ImagesAsFloat(device);                       // uses the prefetched device copy when there is one
+        if (!policy.ChannelsLast) return images;
+        using (images) return CastPolicy.ToChannelsLast(images);
     }
 
     /// <summary>Batches for <see cref="BatchNormCalibration"/>: the first few training batches of epoch 0.</summary>

@@ -9,7 +9,11 @@ public abstract record TrainingEvent;
 /// <summary>The run is set up: where it writes, on what, with which data and optimiser.</summary>
 public sealed record TrainingStarted(string RunDirectory, string Device, string Model, long Parameters,
     DatasetSummary Train, DatasetSummary Val, string Optimizer, int Batch, int Accumulate, int ImageSize,
-    int Workers, int StartEpoch, int Epochs, bool Resumed) : TrainingEvent;
+    int Workers, int StartEpoch, int Epochs, bool Resumed) : TrainingEvent
+{
+    /// <summary>The precision the run computes in and why (<see cref="PrecisionChoice"/>).</summary>
+    public string Precision { get; init; } = "fp32";
+}
 
 /// <summary>An epoch's training batches begin.</summary>
 public sealed record EpochStarted(int Epoch, int Epochs, int Batches, bool Mosaic) : TrainingEvent;

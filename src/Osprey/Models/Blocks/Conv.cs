@@ -59,6 +59,9 @@ public sealed class Conv : Module<Tensor, Tensor>
     /// <summary>The batch norm, or null once fused.</summary>
     internal BatchNorm2d? Norm => bn;
 
+    /// <summary>How the convolution computes (<see cref="DetectionModel.UseCastPolicy"/> sets it).</summary>
+    internal CastPolicy Policy { get; set; } = CastPolicy.Float32;
+
     /// <summary>Ultralytics autopad: padding that keeps h, w (divided by stride) for odd kernels.</summary>
     public static long AutoPad(long kernel, long dilation = 1)
     {
@@ -70,8 +73,8 @@ public sealed class Conv : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         // x (b, c_in, h, w) → (b, c_out, h/s, w/s)
-        var y = conv.call(x);
-        if (bn is not null) y = bn.call(y);
+        var y = Policy.Conv(conv, x);
+        if (bn is not null) y = bn.call(y); // low-precision y with fp32 γ, β and running statistics
         return act.call(y);
     }
 

@@ -20,6 +20,8 @@ public sealed class Detect : Module<Tensor[], Tensor[]>
     private readonly DFL dfl;
     private readonly List<Conv2d> boxOutputs = new();
     private readonly List<Conv2d> classOutputs = new();
+    private readonly List<Conv[]> boxHiddenLayers = new();
+    private readonly List<Conv[]> classHiddenLayers = new();
     private readonly AnchorCache anchorCache = new();
     private float[] strides;
 
@@ -42,8 +44,12 @@ public sealed class Detect : Module<Tensor[], Tensor[]>
             var classOut = Conv2d(classHidden, nc, 1);
             boxOutputs.Add(boxOut);
             classOutputs.Add(classOut);
-            cv2.Add(Sequential(new Conv(channels, boxHidden, 3), new Conv(boxHidden, boxHidden, 3), boxOut));
-            cv3.Add(Sequential(new Conv(channels, classHidden, 3), new Conv(classHidden, classHidden, 3), classOut));
+            var box = new[] { new Conv(channels, boxHidden, 3), new Conv(boxHidden, boxHidden, 3) };
+            var cls = new[] { new Conv(channels, classHidden, 3), new Conv(classHidden, classHidden, 3) };
+            boxHiddenLayers.Add(box);
+            classHiddenLayers.Add(cls);
+            cv2.Add(Sequential(box[0], box[1], boxOut));
+            cv3.Add(Sequential(cls[0], cls[1], classOut));
         }
         dfl = new DFL(regMax);
         RegisterComponents();
@@ -69,6 +75,9 @@ public sealed class Detect : Module<Tensor[], Tensor[]>
 
     /// <summary>The DFL integral.</summary>
     internal DFL Dfl => dfl;
+
+    /// <summary>How the final 1×1 convolutions compute (their Conv blocks carry their own).</summary>
+    internal CastPolicy Policy { get; set; } = CastPolicy.Float32;
 
     /// <summary>Stride of each level in input pixels (8, 16, 32 for P3–P5).</summary>
     public IReadOnlyList<float> Strides => strides;
@@ -102,9 +111,16 @@ public sealed class Detect : Module<Tensor[], Tensor[]>
     {
         var maps = new Tensor[Levels];
         for (int i = 0; i < Levels; i++)
-            maps[i] = cat(new[] { cv2[i].call(features[i]), cv3[i].call(features[i]) }, 1); // (b, no, h_i, w_i)
+            maps[i] = Policy.IsIdentity
+                ? cat(new[] { cv2[i].call(features[i]), cv3[i].call(features[i]) }, 1)       // (b, no, h_i, w_i)
+                : cat(new[] { Branch(boxHiddenLayers[i], boxOutputs[i], features[i]),
+                              Branch(classHiddenLayers[i], classOutputs[i], features[i]) }, 1);
         return maps;
     }
+
+    // cv2[i] / cv3[i] layer by layer, so that the final plain Conv2d computes under the cast policy too.
+    private Tensor Branch(Conv[] hidden, Conv2d output, Tensor x) =>
+        Policy.Conv(output, hidden[1].call(hidden[0].call(x)));
 
     /// <summary>Decodes raw maps into (b, 4 + nc, A): xywh boxes in input pixels, then sigmoid class scores.</summary>
     public Tensor Decode(IReadOnlyList<Tensor> maps)
