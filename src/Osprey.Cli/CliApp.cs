@@ -29,7 +29,7 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
             var commands = new ICliCommand[]
             {
                 new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand(), new PredictCommand(),
-                new ExportCommand(), new BenchDataCommand(),
+                new ExportCommand(), new BenchDataCommand(), new BenchDdpCommand(),
             };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);
@@ -94,7 +94,7 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
     static string[] Normalise(string[] args, IEnumerable<ICliCommand> commands)
     {
         if (args.Length == 0 || args[0].StartsWith('-')) return args; // --help, --version
-        if (args.Length > 1 && commands.Any(c => c.Name == $"{args[0]}-{args[1]}")) args = [$"{args[0]}-{args[1]}", .. args[2..]]; // `bench data` → bench-data
+        if (args.Length > 1 && commands.Any(c => c.Name == $"{args[0]}-{args[1]}")) args = [$"{args[0]}-{args[1]}", .. args[2..]]; // `bench data` → bench-data, `bench ddp` → bench-ddp
         string mode = args[0];
         if (!commands.Any(c => c.Name == mode))
         {
