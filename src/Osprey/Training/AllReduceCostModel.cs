@@ -32,23 +32,18 @@ public sealed record AllReduceCostModel(double StepLatencySeconds, double BusByt
     }
 
     /// <summary>
-    /// The line t = a + b·n through the measurements by least squares of the relative error (weights 1/t²), so that the small
-    /// buffers fix the latency and the large ones the bandwidth; b must be positive.
+    /// The line t = a + b·n through the smallest and the largest buffer's times (as nccl-tests is read: latency from small
+    /// messages, bandwidth from large ones; sizes in between do not move it); b must be positive.
     /// </summary>
     /// <exception cref="ArgumentException">Fewer than two distinct sizes, or times that do not grow with size.</exception>
     public static (double Intercept, double Slope) FitLine(IReadOnlyList<(double Bytes, double Seconds)> measured)
     {
         if (measured.Select(m => m.Bytes).Distinct().Count() < 2)
             throw new ArgumentException("fitting latency and bandwidth needs at least two buffer sizes", nameof(measured));
-        if (measured.Any(m => !(m.Seconds > 0))) throw new ArgumentException("all-reduce times must be positive", nameof(measured));
-        double w = 0, sn = 0, st = 0, snn = 0, snt = 0;
-        foreach (var (n, t) in measured)
-        {
-            double weight = 1 / (t * t);
-            (w, sn, st, snn, snt) = (w + weight, sn + weight * n, st + weight * t, snn + weight * n * n, snt + weight * n * t);
-        }
-        double slope = (w * snt - sn * st) / (w * snn - sn * sn);
+        var small = measured.MinBy(m => m.Bytes);
+        var large = measured.MaxBy(m => m.Bytes);
+        double slope = (large.Seconds - small.Seconds) / (large.Bytes - small.Bytes);
         if (!(slope > 0)) throw new ArgumentException("all-reduce times do not grow with the buffer size: cannot fit a bandwidth", nameof(measured));
-        return ((st - slope * sn) / w, slope);
+        return (small.Seconds - slope * small.Bytes, slope);
     }
 }

@@ -138,8 +138,17 @@ public static class DdpBenchmark
         if (world < 1) throw new ArgumentsException("bench ddp needs nproc ≥ 1");
         IReadOnlyList<long> sizes = BufferBytes(options);
 
-        torch.set_num_threads(ThreadsPerRank(options, 1));
-        StepTiming single = StepBenchmark.Run(options.Steps, new SingleProcessGroup(), device, progress);
+        int previousThreads = torch.get_num_threads();
+        StepTiming single;
+        try
+        {
+            torch.set_num_threads(ThreadsPerRank(options, 1));
+            single = StepBenchmark.Run(options.Steps, new SingleProcessGroup(), device, progress);
+        }
+        finally
+        {
+            torch.set_num_threads(previousThreads);
+        }
         IReadOnlyList<AllReduceTiming> oneRank = Array.Empty<AllReduceTiming>();
         if (request.IsCuda)
         {
@@ -196,7 +205,7 @@ public static class DdpBenchmark
         {
             cost = AllReduceCostModel.Fit(allReduce.Select(t => ((double)t.Bytes, t.Seconds)).ToArray(), measuredWorld);
             notes.Add($"ring: α = {cost.StepLatencySeconds * 1e6:0.0} µs per step and B = {cost.BusBytesPerSecond / 1e9:0.00} GB/s " +
-                      $"fitted (least squares) to the {allReduce[0].Backend} all-reduce times at {measuredWorld} ranks");
+                      $"fitted to the {allReduce[0].Backend} all-reduce times (smallest and largest buffer) at {measuredWorld} ranks");
             if (options.BusBytesPerSecond is double b)
             {
                 cost = cost with { BusBytesPerSecond = b };
