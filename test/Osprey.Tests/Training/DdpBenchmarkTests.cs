@@ -52,6 +52,21 @@ public class DdpBenchmarkTests
     }
 
     [Fact]
+    public void Device0TakesTheCudaPathWhichSaysWhenCudaIsMissing()
+    {
+        // CPU build: the CUDA device is resolved first and fails with the fix; a CUDA build runs the NCCL path (one rank).
+        var (code, _, err) = Run("bench", "ddp", "device=0", "steps=1", "imgsz=64", "batch=2");
+        if (Osprey.Runtime.TorchBackend.CudaAvailable)
+        {
+            Assert.Equal("", err);
+            Assert.Equal(0, code);
+            return;
+        }
+        Assert.Equal(CliApp.Failure, code);
+        Assert.StartsWith("osprey: error: device=0 asks for CUDA, but CUDA is not available", err);
+    }
+
+    [Fact]
     public void DefaultBuffersAreTheYoloV8nAndV8xGradientsFromTheirParameterCounts()
     {
         // Ultralytics' summaries: YOLOv8n 3,157,184 gradients, YOLOv8x 68,229,632 (the 16 DFL weights are frozen); float32.
