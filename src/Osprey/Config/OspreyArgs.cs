@@ -59,6 +59,11 @@ public sealed class OspreyArgs
     [Description("synchronised BatchNorm across ranks")] public bool SyncBn { get; set; }
     [Description("relaunch all ranks from the newest checkpoint up to N times")] public int MaxRestarts { get; set; }
 
+    // ── benchmarks (osprey bench ddp) ─────────────────────────────────────────────────────────
+    [Description("bench ddp: timed training steps per world size (after 2 warm-up steps)")] public int Steps { get; set; } = 10;
+    [Description("bench ddp: one GPU's step time in ms for the 8-GPU scaling model (default: the step measured here)")] public double? StepMs { get; set; }
+    [Description("bench ddp: all-reduce bus bandwidth in GB/s for the scaling model (default: fitted to the measured times)")] public double? Busbw { get; set; }
+
     // ── prediction and validation ─────────────────────────────────────────────────────────────
     [Description("confidence threshold (default 0.25 predict, 0.001 val)")] public double? Conf { get; set; }
     [Description("NMS IoU threshold")] public double Iou { get; set; } = 0.7;
