@@ -36,14 +36,18 @@ public sealed record AllReduceCostModel(double StepLatencySeconds, double BusByt
     /// messages, bandwidth from large ones; sizes in between do not move it); b must be positive.
     /// </summary>
     /// <exception cref="ArgumentException">Fewer than two distinct sizes, or times that do not grow with size.</exception>
-    public static (double Intercept, double Slope) FitLine(IReadOnlyList<(double Bytes, double Seconds)> measured)
+    public static (double Intercept, double Slope) FitLine(IReadOnlyList<(double Bytes, double Seconds)> measured) => FitLine(measured, strict: true);
+
+    /// <summary>As <see cref="FitLine(IReadOnlyList{ValueTuple{double, double}})"/>; with <paramref name="strict"/> false a
+    /// slope ≤ 0 is returned instead of thrown.</summary>
+    public static (double Intercept, double Slope) FitLine(IReadOnlyList<(double Bytes, double Seconds)> measured, bool strict)
     {
         if (measured.Select(m => m.Bytes).Distinct().Count() < 2)
             throw new ArgumentException("fitting latency and bandwidth needs at least two buffer sizes", nameof(measured));
         var small = measured.MinBy(m => m.Bytes);
         var large = measured.MaxBy(m => m.Bytes);
         double slope = (large.Seconds - small.Seconds) / (large.Bytes - small.Bytes);
-        if (!(slope > 0)) throw new ArgumentException("all-reduce times do not grow with the buffer size: cannot fit a bandwidth", nameof(measured));
+        if (strict && !(slope > 0)) throw new ArgumentException("all-reduce times do not grow with the buffer size: cannot fit a bandwidth", nameof(measured));
         return (small.Seconds - slope * small.Bytes, slope);
     }
 }

@@ -203,9 +203,21 @@ public static class DdpBenchmark
         int measuredWorld = allReduce.Count > 0 ? allReduce[0].World : 1;
         if (measuredWorld > 1)
         {
-            cost = AllReduceCostModel.Fit(allReduce.Select(t => ((double)t.Bytes, t.Seconds)).ToArray(), measuredWorld);
-            notes.Add($"ring: α = {cost.StepLatencySeconds * 1e6:0.0} µs per step and B = {cost.BusBytesPerSecond / 1e9:0.00} GB/s " +
-                      $"fitted to the {allReduce[0].Backend} all-reduce times (smallest and largest buffer) at {measuredWorld} ranks");
+            var timings = allReduce.Select(t => ((double)t.Bytes, t.Seconds)).ToArray();
+            if (timings.Select(m => m.Item1).Distinct().Count() >= 2 && AllReduceCostModel.FitLine(timings, strict: false) is { Slope: > 0 })
+            {
+                cost = AllReduceCostModel.Fit(timings, measuredWorld);
+                notes.Add($"ring: α = {cost.StepLatencySeconds * 1e6:0.0} µs per step and B = {cost.BusBytesPerSecond / 1e9:0.00} GB/s " +
+                          $"fitted to the {allReduce[0].Backend} all-reduce times (smallest and largest buffer) at {measuredWorld} ranks");
+            }
+            else
+            {
+                // one size, or times that did not grow with the size (noise at small buffers): bandwidth of the largest, α = 0
+                var largest = allReduce.MaxBy(t => t.Bytes)!;
+                cost = new AllReduceCostModel(0, Osprey.Distributed.AllReduceTiming.BusFactor(measuredWorld) * largest.Bytes / largest.Seconds);
+                notes.Add($"ring: α = 0 and B = {cost.BusBytesPerSecond / 1e9:0.00} GB/s from the largest {allReduce[0].Backend} buffer alone " +
+                          $"at {measuredWorld} ranks (the times did not grow with the size, so no line could be fitted)");
+            }
             if (options.BusBytesPerSecond is double b)
             {
                 cost = cost with { BusBytesPerSecond = b };
