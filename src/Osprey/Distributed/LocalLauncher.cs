@@ -100,12 +100,17 @@ public static partial class LocalLauncher
             : await RunSpawnedAsync(options, cancellation).ConfigureAwait(false);
     }
 
+    /// <summary>Torch threads of each of <paramref name="ranks"/> CPU ranks on this machine: its cores shared evenly.</summary>
+    public static int ThreadsPerRank(int ranks) => Math.Max(1, System.Environment.ProcessorCount / Math.Max(1, ranks));
+
     static async Task<LaunchResult> RunMpirunAsync(LaunchOptions options, CancellationToken cancellation)
     {
         string mpirun = FindMpirun() ?? throw new DistributedException(
             "mpirun not found: install OpenMPI (apt-get install openmpi-bin, or build/install-deps.sh) or set OSPREY_MPIRUN");
         // --oversubscribe: more ranks than cores is fine for tests; --allow-run-as-root: containers.
-        var arguments = new List<string> { "--allow-run-as-root", "--oversubscribe", "-np", options.ProcessCount.ToString() };
+        // --bind-to none: mpirun binds each rank of np <= 2 to one core by default, which would leave a rank one core of
+        // many; the ranks share the cores instead, each with cores / np torch threads (OMP_NUM_THREADS, unless given).
+        var arguments = new List<string> { "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", options.ProcessCount.ToString() };
         arguments.Add(options.Program);
         arguments.AddRange(options.Arguments);
         var output = new OutputCollector(options.Output);
@@ -186,6 +191,8 @@ public static partial class LocalLauncher
         foreach (string argument in arguments) info.ArgumentList.Add(argument);
         foreach (var (name, value) in options.Environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         foreach (var (name, value) in rankVariables ?? new Dictionary<string, string>()) info.Environment[name] = value;
+        if (options.Mode == LaunchMode.Mpirun && !(info.Environment.TryGetValue("OMP_NUM_THREADS", out string? threads) && threads is { Length: > 0 }))
+            info.Environment["OMP_NUM_THREADS"] = ThreadsPerRank(options.ProcessCount).ToString(System.Globalization.CultureInfo.InvariantCulture);
         var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) output.Add(new RankOutputLine(rank, false, e.Data)); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) output.Add(new RankOutputLine(rank, true, e.Data)); };
