@@ -29,7 +29,7 @@ internal sealed class MjpegFrames : IFrameSource
     public static bool IsMjpeg(HttpResponseMessage response) =>
         string.Equals(response.Content.Headers.ContentType?.MediaType, "multipart/x-mixed-replace", StringComparison.OrdinalIgnoreCase);
 
-    public string Description => $"MJPEG over HTTP, {ending}" + (skipped > 0 ? $", {skipped} parts OpenCV could not decode skipped" : "");
+    public string Description => $"MJPEG over HTTP, {ending}" + (skipped > 0 ? $", {skipped} part{(skipped > 1 ? "s" : "")} OpenCV could not decode skipped" : "");
 
     /// <summary>Reads <paramref name="stride"/> parts and decodes the last (Ultralytics' vid_stride on a stream).</summary>
     public bool Next(int stride, Mat frame)

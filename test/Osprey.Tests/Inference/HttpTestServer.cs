@@ -43,7 +43,8 @@ internal sealed class HttpTestServer : IDisposable
     /// <summary>
     /// An MJPEG stream as IP cameras send it: <c>multipart/x-mixed-replace; boundary=…</c>, each part a JPEG with its
     /// Content-Type (and Content-Length when <paramref name="contentLength"/>), chunked; after the last part the closing
-    /// boundary. With <paramref name="cutAt"/> ≥ 0 the server sends that part half and then aborts the connection.
+    /// boundary. With <paramref name="cutAt"/> ≥ 0 the server sends that part less its last two bytes (the JPEG's end
+    /// marker, so a decoder could still make a picture of it) and then aborts the connection.
     /// </summary>
     public static Func<HttpListenerContext, Task> Mjpeg(IReadOnlyList<byte[]> jpegs, string boundary, bool contentLength, int cutAt = -1) =>
         async context =>
@@ -60,7 +61,7 @@ internal sealed class HttpTestServer : IDisposable
                 await Write(output, $"{delimiter}\r\nContent-Type: image/jpeg\r\n" + (contentLength ? $"Content-Length: {jpeg.Length}\r\n" : "") + "\r\n");
                 if (k == cutAt)
                 {
-                    await output.WriteAsync(jpeg.AsMemory(0, jpeg.Length / 2));
+                    await output.WriteAsync(jpeg.AsMemory(0, jpeg.Length - 2));
                     await output.FlushAsync();
                     response.Abort();
                     return;
