@@ -65,7 +65,8 @@ internal static class FrameSources
             response.Dispose();
             if (PredictSource.IsVideo(PredictSource.UrlFileName(path)))
             {
-                var download = HttpSource.Download(path);
+                var download = HttpSource.Download(path)
+                    ?? throw new InvalidDataException($"{path}: the server switched to an MJPEG stream between two requests.");
                 try
                 {
                     return new CaptureFrames(OpenFile(download.Path, path), download);

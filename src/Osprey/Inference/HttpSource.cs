@@ -86,7 +86,9 @@ internal static class HttpSource
     /// Downloads <paramref name="url"/> to &lt;temp&gt;/osprey-&lt;guid&gt;/&lt;its file name&gt; (Ultralytics' <c>url2file</c>:
     /// the unescaped path's last segment, no query), so the outputs are named as for the local file.
     /// </summary>
-    public static TempDownload Download(string url)
+    /// <returns>The download, or null when the server answers with an MJPEG stream (multipart/x-mixed-replace), which is
+    /// no file to download but a stream to read.</returns>
+    public static TempDownload? Download(string url)
     {
         string name = PredictSource.UrlFileName(url);
         string folder = Path.Combine(Path.GetTempPath(), "osprey-" + Guid.NewGuid().ToString("N"));
@@ -95,6 +97,11 @@ internal static class HttpSource
         try
         {
             using var response = Get(url);
+            if (MjpegFrames.IsMjpeg(response))
+            {
+                download.Dispose();
+                return null;
+            }
             using var body = response.Content.ReadAsStream();
             using var file = File.Create(download.Path);
             var buffer = new byte[1 << 16];

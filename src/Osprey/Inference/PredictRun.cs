@@ -49,7 +49,8 @@ public static class PredictRun
             // an image or video URL is downloaded first and named by its URL (Ultralytics' check_file)
             using var download = item.IsRemoteFile ? HttpSource.Download(item.Path) : null;
             string file = download?.Path ?? item.Path;
-            switch (item.Kind)
+            var kind = item.IsRemoteFile && download is null ? SourceKind.Streams : item.Kind; // the "file" is an MJPEG stream
+            switch (kind)
             {
                 case SourceKind.Image:
                     using (var image = Cv2.ImRead(file, ImreadModes.Color))

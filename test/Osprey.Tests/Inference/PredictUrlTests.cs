@@ -41,6 +41,12 @@ public class PredictUrlTests
             Assert.Equal((6, 192, 108, 30.0), Describe(Path.Combine(report.RunDirectory, "cam.avi")));
             Assert.Contains($"{url}: 6 frames (MJPEG over HTTP, the server closed the stream) → {Path.Combine(report.RunDirectory, "cam.avi")}", report.Lines);
 
+            // a URL with a video suffix that turns out to be an MJPEG stream is read as a stream, not downloaded
+            var suffixed = PredictRun.Run(Args(dir, server.Root + "live.avi", ("save_txt", "True")));
+            Assert.Equal(6, suffixed.Images);
+            Assert.Equal((6, 192, 108, 30.0), Describe(Path.Combine(suffixed.RunDirectory, "live.avi")));
+            AssertSameLabels(Path.Combine(files.RunDirectory, "labels", "frame_4.txt"), Path.Combine(suffixed.RunDirectory, "labels", "live_4.txt"));
+
             // vid_stride=3 on a stream: parts 3 and 6
             var strided = PredictRun.Run(Args(dir, url, ("save_txt", "True"), ("vid_stride", "3")));
             Assert.Equal(2, strided.Images);
