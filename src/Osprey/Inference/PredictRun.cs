@@ -25,7 +25,8 @@ public sealed record PredictionRecord(string image, int class_id, string name, f
 /// (<c>cls cx cy w h [conf]</c>, normalised; only for images with detections; video frames &lt;stem&gt;_&lt;frame&gt;.txt with
 /// the 1-based number of the frame processed, streams &lt;stem&gt;_&lt;batch&gt;.txt); <c>save_json</c> predictions.json
 /// ([{image, class_id, name, conf, xyxy}], original pixels). A <c>.streams</c> file's streams are read in lockstep and
-/// predicted as one batch; the batch ends with the shortest stream.
+/// predicted as one batch; the batch ends with the shortest stream. A stream URL is read by <see cref="FrameSources"/>
+/// (MJPEG over HTTP by Osprey itself); an http(s) URL of an image or video file is downloaded first and named by its URL.
 /// </summary>
 public static class PredictRun
 {
@@ -45,18 +46,22 @@ public static class PredictRun
         var outputs = new Outputs(args, predictor, Training.RunDirectory.Create(args.Project, args.Name, "predict", args.ExistOk), progress);
         foreach (var item in sources)
         {
-            switch (item.Kind)
+            // an image or video URL is downloaded first and named by its URL (Ultralytics' check_file)
+            using var download = item.IsRemoteFile ? HttpSource.Download(item.Path) : null;
+            string file = download?.Path ?? item.Path;
+            var kind = item.IsRemoteFile && download is null ? SourceKind.Streams : item.Kind; // the "file" is an MJPEG stream
+            switch (kind)
             {
                 case SourceKind.Image:
-                    using (var image = Cv2.ImRead(item.Path, ImreadModes.Color))
+                    using (var image = Cv2.ImRead(file, ImreadModes.Color))
                     {
                         if (image.Empty()) throw new InvalidDataException($"{item.Path}: not an image OpenCV can read.");
-                        string stem = Path.GetFileNameWithoutExtension(item.Path);
+                        string stem = Path.GetFileNameWithoutExtension(file);
                         outputs.Handle(new[] { image }, new[] { new Target(item.Path, stem, null, Path.Combine(outputs.RunDirectory, stem + ".jpg")) });
                     }
                     break;
                 case SourceKind.Video:
-                    RunVideo(item.Path, outputs);
+                    RunVideo(file, item.Path, outputs);
                     break;
                 default:
                     RunStreams(item.Paths, outputs);
@@ -92,9 +97,10 @@ public static class PredictRun
     }
 
     // Ultralytics' LoadImagesAndVideos: grab vid_stride frames, decode the last; frames = int(frame count / vid_stride).
-    private static void RunVideo(string path, Outputs outputs)
+    private static void RunVideo(string path, string name, Outputs outputs)
     {
-        using var capture = Open(path);
+        using var frameSource = new CaptureFrames(FrameSources.OpenFile(path, name));
+        var capture = frameSource.Capture;
         int stride = outputs.Args.VidStride;
         int fps = (int)capture.Fps;                           // Ultralytics: int(cap.get(CAP_PROP_FPS))
         int frames = (int)(capture.FrameCount / (double)stride);
@@ -103,25 +109,25 @@ public static class PredictRun
         using var writer = new LazyWriter(videoPath, fps > 0 ? fps : StreamFps, outputs.Args.Save);
         using var frame = new Mat();
         int index = 0;
-        while ((frames <= 0 || index < frames) && Next(capture, stride, frame))
+        while ((frames <= 0 || index < frames) && frameSource.Next(stride, frame))
         {
             index++;
-            outputs.Handle(new[] { frame }, new[] { new Target($"{path} frame {index}", $"{stem}_{index}", writer, null) });
+            outputs.Handle(new[] { frame }, new[] { new Target($"{name} frame {index}", $"{stem}_{index}", writer, null) });
         }
-        outputs.Lines.Add($"{path}: {index} frames" + (outputs.Args.Save ? $" → {videoPath}" : ""));
+        outputs.Lines.Add($"{name}: {index} frames" + (outputs.Args.Save ? $" → {videoPath}" : ""));
     }
 
     // Ultralytics' LoadStreams: one frame of every stream per batch; named by clean_str(source)'s file name.
     private static void RunStreams(IReadOnlyList<string> paths, Outputs outputs)
     {
-        var captures = new List<VideoCapture>();
+        var captures = new List<IFrameSource>();
         var writers = new List<LazyWriter>();
         try
         {
             var names = new List<string>();
             foreach (string path in paths)
             {
-                captures.Add(Open(path));
+                captures.Add(FrameSources.Open(path));
                 string name = Path.GetFileName(PredictSource.CleanName(path));
                 if (name.Length == 0) name = "stream" + captures.Count;
                 names.Add(name);
@@ -131,14 +137,15 @@ public static class PredictRun
             try
             {
                 int count = 0;
-                while (Enumerable.Range(0, captures.Count).All(i => Next(captures[i], outputs.Args.VidStride, frames[i])))
+                while (Enumerable.Range(0, captures.Count).All(i => captures[i].Next(outputs.Args.VidStride, frames[i])))
                 {
                     count++;
                     var targets = paths.Select((p, i) => new Target($"{p} frame {count}", $"{Path.GetFileNameWithoutExtension(names[i])}_{count}", writers[i], null)).ToArray();
                     outputs.Handle(frames, targets);
                 }
                 for (int i = 0; i < paths.Count; i++)
-                    outputs.Lines.Add($"{paths[i]}: {count} frames" + (outputs.Args.Save ? $" → {writers[i].Path}" : ""));
+                    outputs.Lines.Add($"{paths[i]}: {count} frames" + (captures[i].Description is { Length: > 0 } d ? $" ({d})" : "") +
+                        (outputs.Args.Save ? $" → {writers[i].Path}" : ""));
             }
             finally
             {
@@ -150,46 +157,5 @@ public static class PredictRun
             foreach (var writer in writers) writer.Dispose();
             foreach (var capture in captures) capture.Dispose();
         }
-    }
-
-    private static VideoCapture Open(string path)
-    {
-        bool url = PredictSource.IsUrl(path);
-        if (!url && !File.Exists(path)) throw new FileNotFoundException($"{path}: no such video file.", path);
-        var capture = new VideoCapture(path);
-        if (capture.IsOpened()) return capture;
-        capture.Dispose();
-        if (!url) throw new InvalidDataException($"{path}: OpenCV cannot open this video (unsupported container or codec).");
-        var uri = new Uri(path);
-        if (!Answers(uri)) throw new InvalidDataException($"{path}: no server answers at {uri.Host}:{uri.Port}.");
-        throw new InvalidDataException($"{path}: a server answers at {uri.Host}:{uri.Port}, but OpenCV cannot read a video from it. " +
-            "The OpenCV that ships with Osprey (OpenCvSharp4's runtime) has FFmpeg without network protocols (http, rtsp, rtmp, tcp) " +
-            "and reads files only: save the stream to a file and pass that, or run with an OpenCV whose FFmpeg has them.");
-    }
-
-    // A TCP connection within 3 s: tells "no server" from "OpenCV cannot read what the server sends".
-    private static bool Answers(Uri uri)
-    {
-        try
-        {
-            using var client = new System.Net.Sockets.TcpClient();
-            return client.ConnectAsync(uri.Host, uri.Port).Wait(TimeSpan.FromSeconds(3)) && client.Connected;
-        }
-        catch (AggregateException)
-        {
-            return false;
-        }
-        catch (System.Net.Sockets.SocketException)
-        {
-            return false;
-        }
-    }
-
-    // grab() stride times, then retrieve() the last (Ultralytics' vid_stride).
-    private static bool Next(VideoCapture capture, int stride, Mat frame)
-    {
-        for (int i = 0; i < stride; i++)
-            if (!capture.Grab()) return false;
-        return capture.Retrieve(frame) && !frame.Empty();
     }
 }

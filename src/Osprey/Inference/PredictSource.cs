@@ -27,6 +27,9 @@ public sealed record PredictSource(SourceKind Kind, IReadOnlyList<string> Paths)
     /// <summary>The one path of an image or video item.</summary>
     public string Path => Paths[0];
 
+    /// <summary>True for an http(s) URL of an image or video file: downloaded first, then predicted as that file.</summary>
+    public bool IsRemoteFile => Kind != SourceKind.Streams && IsUrl(Path);
+
     /// <summary>True for rtsp://, rtmp://, tcp://, http(s):// sources.</summary>
     public static bool IsUrl(string source) => UrlSchemes.Any(s => source.StartsWith(s, StringComparison.OrdinalIgnoreCase));
 
@@ -36,13 +39,22 @@ public sealed record PredictSource(SourceKind Kind, IReadOnlyList<string> Paths)
     /// </summary>
     public static string CleanName(string source) => Regex.Replace(source, "[|@#!¡·$€%&()=?¿^*;:,¨´><+]", "_");
 
+    /// <summary>Ultralytics' <c>url2file</c>: the last segment of the URL's unescaped path, without the query.</summary>
+    public static string UrlFileName(string url) => System.IO.Path.GetFileName(Uri.UnescapeDataString(new Uri(url).AbsolutePath));
+
     /// <summary>
-    /// Expands a source: a URL (one stream), a <c>.streams</c> file (its lines, one stream each, batched together), a
+    /// Expands a source: an http(s) URL whose path ends in an image or video suffix (downloaded, then predicted as that
+    /// file, as Ultralytics' <c>check_file</c> does), any other URL (one stream), a <c>.streams</c> file (its lines, one stream each, batched together), a
     /// folder (its images and videos, sorted), a glob (<c>dir/*.jpg</c>) or one image or video file.
     /// </summary>
     public static IReadOnlyList<PredictSource> Resolve(string source)
     {
-        if (IsUrl(source)) return new[] { new PredictSource(SourceKind.Streams, new[] { source }) };
+        if (IsUrl(source))
+        {
+            string name = HttpSource.IsHttp(source) ? UrlFileName(source) : "";
+            var kind = ImageFiles.IsImage(name) ? SourceKind.Image : IsVideo(name) ? SourceKind.Video : SourceKind.Streams;
+            return new[] { new PredictSource(kind, new[] { source }) };
+        }
         if (source.EndsWith(".streams", StringComparison.OrdinalIgnoreCase))
         {
             if (!File.Exists(source)) throw new FileNotFoundException($"source={source}: no such .streams file.", source);
@@ -68,5 +80,6 @@ public sealed record PredictSource(SourceKind Kind, IReadOnlyList<string> Paths)
         return items;
     }
 
-    private static bool IsVideo(string path) => VideoExtensions.Contains(System.IO.Path.GetExtension(path));
+    /// <summary>True when the path has a video suffix Ultralytics reads (VID_FORMATS).</summary>
+    public static bool IsVideo(string path) => VideoExtensions.Contains(System.IO.Path.GetExtension(path));
 }

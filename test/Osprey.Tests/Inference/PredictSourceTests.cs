@@ -112,8 +112,9 @@ public class PredictSourceTests
             var (code, _, err) = Osprey.Tests.Cli.CliAppTests.Run("predict", $"model={Model}", $"source={server.Url}", "imgsz=64",
                 $"project={dir}", "device=cpu");
             Assert.Equal(Osprey.Cli.CliApp.Failure, code);
-            Assert.StartsWith($"osprey: error: {server.Url}: a server answers at 127.0.0.1:{uri.Port}, but OpenCV cannot read a video from it. " +
-                "The OpenCV that ships with Osprey (OpenCvSharp4's runtime) has FFmpeg without network protocols", err);
+            Assert.StartsWith($"osprey: error: {server.Url}: the server at 127.0.0.1:{uri.Port} sends video/x-msvideo, which is not an MJPEG " +
+                "stream (multipart/x-mixed-replace), the only kind of HTTP stream Osprey reads itself; and the OpenCV that ships with Osprey " +
+                "(OpenCvSharp4's runtime) has FFmpeg without network protocols (http, rtsp, rtmp, tcp), so it cannot read this one.", err);
             // the same file opened as a file works
             Assert.Equal(4, Describe(video).Frames);
         }

@@ -1,0 +1,133 @@
+namespace Osprey.Inference;
+
+/// <summary>A downloaded file in a folder of its own under the temp folder, deleted on dispose.</summary>
+internal sealed class TempDownload(string path) : IDisposable
+{
+    public string Path => path;
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(System.IO.Path.GetDirectoryName(path)!, recursive: true);
+        }
+        catch (IOException)
+        {
+            // already gone, or held open elsewhere: the temp folder is the system's to clean
+        }
+    }
+}
+
+/// <summary>
+/// HTTP for predict sources: GET with clean errors (no server, HTTP status, silence), reads with a timeout, and downloads
+/// of image and video URLs (Ultralytics' <c>check_file</c> downloads them into the working folder; Osprey into a temp
+/// folder it deletes after the run, so no file of the user's is written or reused).
+/// </summary>
+internal static class HttpSource
+{
+    /// <summary>How long the server may stay silent: for the response headers, and for each read of the body.</summary>
+    public static readonly TimeSpan Silence = TimeSpan.FromSeconds(30);
+
+    private static readonly HttpClient Client = new(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(10) })
+    {
+        Timeout = Timeout.InfiniteTimeSpan, // streams never end; silence is timed per read instead
+    };
+
+    /// <summary>True for http:// and https:// URLs.</summary>
+    public static bool IsHttp(string source) =>
+        source.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || source.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>GETs <paramref name="url"/> up to its headers; a connection failure, a silent server or a non-2xx status is an error naming the URL.</summary>
+    public static HttpResponseMessage Get(string url)
+    {
+        var uri = new Uri(url);
+        using var timeout = new CancellationTokenSource(Silence);
+        HttpResponseMessage response;
+        try
+        {
+            response = Client.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, timeout.Token).GetAwaiter().GetResult();
+        }
+        catch (HttpRequestException e) when (e.HttpRequestError == HttpRequestError.ConnectionError)
+        {
+            throw new InvalidDataException($"{url}: no server answers at {uri.Host}:{uri.Port}.", e);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new InvalidDataException($"{url}: {e.Message}", e);
+        }
+        catch (OperationCanceledException e)
+        {
+            throw new InvalidDataException($"{url}: the server at {uri.Host}:{uri.Port} sent no answer in {Silence.TotalSeconds:0} s.", e);
+        }
+        if (response.IsSuccessStatusCode) return response;
+        int code = (int)response.StatusCode;
+        string reason = response.ReasonPhrase ?? "";
+        response.Dispose();
+        throw new InvalidDataException($"{url}: HTTP {code} {reason}".TrimEnd() + ".");
+    }
+
+    /// <summary>Reads from a response body, waiting at most <see cref="Silence"/>; 0 (the end) when it times out.</summary>
+    public static int Read(Stream body, byte[] buffer, int offset, int count, out bool timedOut)
+    {
+        using var timeout = new CancellationTokenSource(Silence);
+        try
+        {
+            timedOut = false;
+            return body.ReadAsync(buffer.AsMemory(offset, count), timeout.Token).AsTask().GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException)
+        {
+            timedOut = true;
+            return 0;
+        }
+    }
+
+    /// <summary>
+    /// Downloads <paramref name="url"/> to &lt;temp&gt;/osprey-&lt;guid&gt;/&lt;its file name&gt; (Ultralytics' <c>url2file</c>:
+    /// the unescaped path's last segment, no query), so the outputs are named as for the local file.
+    /// </summary>
+    /// <returns>The download, or null when the server answers with an MJPEG stream (multipart/x-mixed-replace), which is
+    /// no file to download but a stream to read.</returns>
+    public static TempDownload? Download(string url)
+    {
+        string name = PredictSource.UrlFileName(url);
+        string folder = Path.Combine(Path.GetTempPath(), "osprey-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        var download = new TempDownload(Path.Combine(folder, name));
+        try
+        {
+            using var response = Get(url);
+            if (MjpegFrames.IsMjpeg(response))
+            {
+                download.Dispose();
+                return null;
+            }
+            using var body = response.Content.ReadAsStream();
+            using var file = File.Create(download.Path);
+            var buffer = new byte[1 << 16];
+            long total = 0;
+            while (true)
+            {
+                int n;
+                try
+                {
+                    n = Read(body, buffer, 0, buffer.Length, out bool timedOut);
+                    if (timedOut) throw new InvalidDataException($"{url}: the download stalled after {total} bytes (no data in {Silence.TotalSeconds:0} s).");
+                }
+                catch (IOException e)
+                {
+                    throw new InvalidDataException($"{url}: the download broke off after {total} bytes ({e.Message}).", e);
+                }
+                if (n == 0) break;
+                file.Write(buffer, 0, n);
+                total += n;
+            }
+            return download;
+        }
+        catch
+        {
+            download.Dispose();
+            throw;
+        }
+    }
+}
