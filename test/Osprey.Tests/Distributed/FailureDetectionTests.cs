@@ -25,7 +25,7 @@ public class FailureDetectionTests(ITestOutputHelper log)
         Assert.Contains("rank 1", run.Text);
         Assert.False(File.Exists(Path.Combine(folder, "rank0.json")), "rank 0 finished although rank 1 died");
         foreach (int rank in new[] { 0, 1 })
-            Assert.False(IsAlive(int.Parse(File.ReadAllText(Path.Combine(folder, $"rank{rank}.pid")))), $"rank {rank} still runs");
+            Assert.True(ExitsWithin(int.Parse(File.ReadAllText(Path.Combine(folder, $"rank{rank}.pid"))), TimeSpan.FromSeconds(10)), $"rank {rank} still runs 10 s after the job ended");
     }
 
     [Theory]
@@ -46,6 +46,7 @@ public class FailureDetectionTests(ITestOutputHelper log)
         Assert.Contains("rank(s) 1 did not answer a liveness probe", run.Text);
         Assert.DoesNotContain("rank(s) 1, 2", run.Text); // rank 2 (np=3) is alive and answers
         for (int rank = 0; rank < world; rank++)
-            Assert.False(IsAlive(int.Parse(File.ReadAllText(Path.Combine(folder, $"rank{rank}.pid")))), $"rank {rank} still runs");
+            Assert.True(ExitsWithin(int.Parse(File.ReadAllText(Path.Combine(folder, $"rank{rank}.pid"))), TimeSpan.FromSeconds(10)), $"rank {rank} still runs 10 s after the job ended");
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(60), $"every rank gone only after {watch.Elapsed.TotalSeconds:0.0} s");
     }
 }

@@ -51,6 +51,21 @@ internal static class WorkerRunner
         results.GetProperty(key).EnumerateArray().Select(e => e.GetInt64()).ToArray();
 
     /// <summary>True while the process exists and is not a zombie.</summary>
+    /// <summary>
+    /// True when <paramref name="pid"/> is gone within <paramref name="grace"/>: after mpirun reports the job over, a rank
+    /// it killed (SIGTERM, then SIGKILL) may take a moment to finish exiting.
+    /// </summary>
+    public static bool ExitsWithin(int pid, TimeSpan grace)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (IsAlive(pid))
+        {
+            if (watch.Elapsed > grace) return false;
+            Thread.Sleep(50);
+        }
+        return true;
+    }
+
     public static bool IsAlive(int pid)
     {
         string stat = $"/proc/{pid}/stat";
