@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,10 +41,10 @@ public static class Anchors
     {
         using var scope = NewDisposeScope();
         var lt_rb = distance.chunk(2, dim);
-        var x1y1 = anchorPoints - lt_rb[0];
-        var x2y2 = anchorPoints + lt_rb[1];
+        var x1y1 = anchorPoints.Minus(lt_rb[0]);                                    // explicit Scalars: see Scalars
+        var x2y2 = anchorPoints.Plus(lt_rb[1]);
         Tensor result = xywh
-            ? cat(new[] { (x1y1 + x2y2) / 2, x2y2 - x1y1 }, dim)
+            ? cat(new[] { x1y1.Plus(x2y2).div(Scalars.Of(2)), x2y2.Minus(x1y1) }, dim)
             : cat(new[] { x1y1, x2y2 }, dim);
         return result.MoveToOuterDisposeScope();
     }
@@ -55,7 +56,7 @@ public static class Anchors
     {
         using var scope = NewDisposeScope();
         var xy = boxes.chunk(2, -1);
-        var d = cat(new[] { anchorPoints - xy[0], xy[1] - anchorPoints }, -1).clamp_(0, regMax - 0.01);
+        var d = cat(new[] { anchorPoints.Minus(xy[0]), xy[1].Minus(anchorPoints) }, -1).clamp_(Scalars.Zero, Scalars.Of(regMax - 0.01));
         return d.MoveToOuterDisposeScope();
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Osprey.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -56,13 +57,13 @@ public static class DynamicQuantization
         using var scope = NewDisposeScope();
         var dims = Enumerable.Range(1, (int)x.dim() - 1).Select(d => (long)d).ToArray();
         var values = x.detach().to_type(ScalarType.Float32);
-        var lo = values.amin(dims, keepdim: true).clamp_max(0);
-        var hi = values.amax(dims, keepdim: true).clamp_min(0);
-        var scale = (hi - lo) / 255f;
-        var safe = where(scale.eq(0), ones_like(scale), scale);
-        var zeroPoint = (-lo / safe).round().clamp(0, 255);
-        var q = ((values / safe).round() + zeroPoint).clamp(0, 255);
-        return ((q - zeroPoint).MoveToOuterDisposeScope(), scale.MoveToOuterDisposeScope());
+        var lo = values.amin(dims, keepdim: true).clamp_max(Scalars.Zero);          // explicit Scalars: see Scalars
+        var hi = values.amax(dims, keepdim: true).clamp_min(Scalars.Zero);
+        var scale = hi.Minus(lo).div(Scalars.Of(255));
+        var safe = where(scale.eq(Scalars.Zero), ones_like(scale), scale);
+        var zeroPoint = (-lo / safe).round().clamp(Scalars.Zero, Scalars.Of(255));
+        var q = (values / safe).round().Plus(zeroPoint).clamp(Scalars.Zero, Scalars.Of(255));
+        return (q.Minus(zeroPoint).MoveToOuterDisposeScope(), scale.MoveToOuterDisposeScope());
     }
 
     private static Tensor Run(State state, Conv2d conv, Tensor input)
@@ -77,7 +78,7 @@ public static class DynamicQuantization
         var wScale = state.WeightScale.to(input.device);
         var scale = wScale.numel() == 1 ? xScale * wScale : xScale * wScale.view(1, -1, 1, 1); // x_scale · w_scale
         var output = y * scale;
-        if (conv.bias is { } bias) output = output + bias.to_type(ScalarType.Float32).view(1, -1, 1, 1);
+        if (conv.bias is { } bias) output = output.Plus(bias.to_type(ScalarType.Float32).view(1, -1, 1, 1));
         return output.to_type(input.dtype).MoveToOuterDisposeScope();
     }
 }

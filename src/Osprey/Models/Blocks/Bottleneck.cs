@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
@@ -31,6 +32,6 @@ public sealed class Bottleneck : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var y = cv2.call(cv1.call(x)); // (b, c_out, h, w)
-        return add ? x + y : y;
+        return add ? x.Plus(y) : y;      // explicit alpha: see Scalars
     }
 }
