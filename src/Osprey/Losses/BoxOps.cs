@@ -1,3 +1,5 @@
+using Osprey.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Osprey.Losses;
@@ -21,13 +23,18 @@ public static class BoxOps
     /// <summary>Ultralytics' default epsilon for IoU denominators.</summary>
     public const double DefaultEps = 1e-7;
 
+    // Explicit, process-lifetime Scalars (see Osprey.Runtime.Scalars): the loss runs these every step.
+    static readonly Scalar Two = Scalars.Of(2);
+
+    static Tensor PlusScalar(Tensor t, double value) => t.add(Scalars.Of(value), Scalars.One);
+
     /// <summary>Centre-xywh → corner xyxy along the last dimension (…, 4).</summary>
     public static Tensor XywhToXyxy(Tensor xywh)
     {
         using var scope = NewDisposeScope();
         var parts = xywh.chunk(2, -1);           // 2 × (…, 2)
-        var halfSize = parts[1] / 2;
-        return cat(new[] { parts[0] - halfSize, parts[0] + halfSize }, -1).MoveToOuterDisposeScope();
+        var halfSize = parts[1].div(Two);
+        return cat(new[] { parts[0].Minus(halfSize), parts[0].Plus(halfSize) }, -1).MoveToOuterDisposeScope();
     }
 
     /// <summary>Corner xyxy → centre-xywh along the last dimension (…, 4).</summary>
@@ -35,7 +42,7 @@ public static class BoxOps
     {
         using var scope = NewDisposeScope();
         var parts = xyxy.chunk(2, -1);           // 2 × (…, 2)
-        return cat(new[] { (parts[0] + parts[1]) / 2, parts[1] - parts[0] }, -1).MoveToOuterDisposeScope();
+        return cat(new[] { parts[0].Plus(parts[1]).div(Two), parts[1].Minus(parts[0]) }, -1).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -50,10 +57,10 @@ public static class BoxOps
         using var scope = NewDisposeScope();
         var a = boxes1.to_type(ScalarType.Float32).unsqueeze(1).chunk(2, 2); // 2 × (N, 1, 2)
         var b = boxes2.to_type(ScalarType.Float32).unsqueeze(0).chunk(2, 2); // 2 × (1, M, 2)
-        var inter = (minimum(a[1], b[1]) - maximum(a[0], b[0])).clamp_min(0).prod(2); // (N, M)
-        var area1 = (a[1] - a[0]).prod(2);                                             // (N, 1)
-        var area2 = (b[1] - b[0]).prod(2);                                             // (1, M)
-        return (inter / (area1 + area2 - inter + eps)).MoveToOuterDisposeScope();
+        var inter = minimum(a[1], b[1]).Minus(maximum(a[0], b[0])).clamp_min(Scalars.Zero).prod(2); // (N, M)
+        var area1 = a[1].Minus(a[0]).prod(2);                                                      // (N, 1)
+        var area2 = b[1].Minus(b[0]).prod(2);                                                      // (1, M)
+        return (inter / PlusScalar(area1.Plus(area2).Minus(inter), eps)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -76,41 +83,42 @@ public static class BoxOps
         if (xywh)
         {
             (w1, h1, w2, h2) = (p1[2], p1[3], p2[2], p2[3]);
-            b1x1 = p1[0] - w1 / 2; b1x2 = p1[0] + w1 / 2; b1y1 = p1[1] - h1 / 2; b1y2 = p1[1] + h1 / 2;
-            b2x1 = p2[0] - w2 / 2; b2x2 = p2[0] + w2 / 2; b2y1 = p2[1] - h2 / 2; b2y2 = p2[1] + h2 / 2;
+            b1x1 = p1[0].Minus(w1.div(Two)); b1x2 = p1[0].Plus(w1.div(Two)); b1y1 = p1[1].Minus(h1.div(Two)); b1y2 = p1[1].Plus(h1.div(Two));
+            b2x1 = p2[0].Minus(w2.div(Two)); b2x2 = p2[0].Plus(w2.div(Two)); b2y1 = p2[1].Minus(h2.div(Two)); b2y2 = p2[1].Plus(h2.div(Two));
         }
         else
         {
             (b1x1, b1y1, b1x2, b1y2) = (p1[0], p1[1], p1[2], p1[3]);
             (b2x1, b2y1, b2x2, b2y2) = (p2[0], p2[1], p2[2], p2[3]);
-            w1 = b1x2 - b1x1; h1 = b1y2 - b1y1 + eps;
-            w2 = b2x2 - b2x1; h2 = b2y2 - b2y1 + eps;
+            w1 = b1x2.Minus(b1x1); h1 = PlusScalar(b1y2.Minus(b1y1), eps);
+            w2 = b2x2.Minus(b2x1); h2 = PlusScalar(b2y2.Minus(b2y1), eps);
         }
 
-        var inter = (minimum(b1x2, b2x2) - maximum(b1x1, b2x1)).clamp_min(0)
-                    * (minimum(b1y2, b2y2) - maximum(b1y1, b2y1)).clamp_min(0); // (…, 1)
-        var union = w1 * h1 + w2 * h2 - inter + eps;
+        var inter = minimum(b1x2, b2x2).Minus(maximum(b1x1, b2x1)).clamp_min(Scalars.Zero)
+                    * minimum(b1y2, b2y2).Minus(maximum(b1y1, b2y1)).clamp_min(Scalars.Zero); // (…, 1)
+        var union = PlusScalar((w1 * h1).Plus(w2 * h2).Minus(inter), eps);
         var iou = inter / union;
         if (kind == IouKind.IoU)
             return iou.MoveToOuterDisposeScope();
 
-        var hullWidth = maximum(b1x2, b2x2) - minimum(b1x1, b2x1);
-        var hullHeight = maximum(b1y2, b2y2) - minimum(b1y1, b2y1);
+        var hullWidth = maximum(b1x2, b2x2).Minus(minimum(b1x1, b2x1));
+        var hullHeight = maximum(b1y2, b2y2).Minus(minimum(b1y1, b2y1));
         if (kind == IouKind.GIoU)
         {
-            var hullArea = hullWidth * hullHeight + eps;
-            return (iou - (hullArea - union) / hullArea).MoveToOuterDisposeScope();
+            var hullArea = PlusScalar(hullWidth * hullHeight, eps);
+            return iou.Minus(hullArea.Minus(union) / hullArea).MoveToOuterDisposeScope();
         }
 
-        var hullDiagonalSq = hullWidth.pow(2) + hullHeight.pow(2) + eps;
-        var centreDistanceSq = ((b2x1 + b2x2 - b1x1 - b1x2).pow(2) + (b2y1 + b2y2 - b1y1 - b1y2).pow(2)) / 4;
+        var hullDiagonalSq = PlusScalar(hullWidth.pow(Two).Plus(hullHeight.pow(Two)), eps);
+        var centreDistanceSq = b2x1.Plus(b2x2).Minus(b1x1).Minus(b1x2).pow(Two)
+            .Plus(b2y1.Plus(b2y2).Minus(b1y1).Minus(b1y2).pow(Two)).div(Scalars.Of(4));
         if (kind == IouKind.DIoU)
-            return (iou - centreDistanceSq / hullDiagonalSq).MoveToOuterDisposeScope();
+            return iou.Minus(centreDistanceSq / hullDiagonalSq).MoveToOuterDisposeScope();
 
-        var aspect = (4 / (Math.PI * Math.PI)) * ((w2 / h2).atan() - (w1 / h1).atan()).pow(2); // v
+        var aspect = (w2 / h2).atan().Minus((w1 / h1).atan()).pow(Two).mul(Scalars.Of(4 / (Math.PI * Math.PI))); // v
         Tensor alpha;
         using (no_grad())
-            alpha = aspect / (aspect - iou + (1 + eps));
-        return (iou - (centreDistanceSq / hullDiagonalSq + aspect * alpha.detach())).MoveToOuterDisposeScope();
+            alpha = aspect / PlusScalar(aspect.Minus(iou), 1 + eps);
+        return iou.Minus((centreDistanceSq / hullDiagonalSq).Plus(aspect * alpha.detach())).MoveToOuterDisposeScope();
     }
 }
