@@ -29,9 +29,9 @@ public sealed class BenchDataCommand : ICliCommand
         int buffer = int.TryParse(Environment.GetEnvironmentVariable("OSPREY_MOSAIC_BUFFER"), out var b) ? b : new LoaderOptions().MosaicBuffer;
         var options = new DataBenchmarkOptions(data, args.Imgsz, args.Workers, Math.Max(1, args.Epochs * count), Math.Max(1, args.WholeBatch("bench")), args.Seed,
             MosaicBuffer: buffer);
-        string script = ReferenceScript();
+        string script = BenchReference.Script("data_reference.py", "OSPREY_DATA_REFERENCE");
         string python = Environment.GetEnvironmentVariable("OSPREY_PYTHON") ?? "/usr/bin/python3";
-        var c = DataBenchmark.Compare(options, script, python, new SyncProgress(output), cache);
+        var c = DataBenchmark.Compare(options, script, python, new BenchProgress(output), cache);
 
         var table = new Table().Border(TableBorder.Simple).AddColumn("pipeline").AddColumn("mode")
             .AddColumn(new TableColumn("samples").RightAligned()).AddColumn(new TableColumn("seconds").RightAligned())
@@ -63,23 +63,4 @@ public sealed class BenchDataCommand : ICliCommand
     static string I(int value) => value.ToString(CultureInfo.InvariantCulture);
 
     static string F(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);
-
-    /// <summary>bench/data_reference.py above the working folder or the executable (OSPREY_DATA_REFERENCE overrides).</summary>
-    static string ReferenceScript()
-    {
-        if (Environment.GetEnvironmentVariable("OSPREY_DATA_REFERENCE") is { Length: > 0 } path) return path;
-        foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "bench", "data_reference.py");
-                if (File.Exists(candidate)) return candidate;
-            }
-        return Path.Combine("bench", "data_reference.py");
-    }
-
-    /// <summary>Progress lines written on the reporting thread (Progress&lt;T&gt; would post them to the thread pool).</summary>
-    sealed class SyncProgress(IAnsiConsole output) : IProgress<string>
-    {
-        public void Report(string value) => output.MarkupLine($"[grey]{Markup.Escape(value)}[/]");
-    }
 }

@@ -41,7 +41,7 @@ public sealed partial class BenchDdpCommand : ICliCommand
         string dll = typeof(BenchDdpCommand).Assembly.Location;
         var rankArguments = new List<string> { dll, Name };
         rankArguments.AddRange(ArgsSchema.All.Where(s => args.IsGiven(s.Key)).Select(s => $"{s.Key}={ArgsSchema.Format(s.Property.GetValue(args))}"));
-        var result = DdpBenchmark.Run(options, LocalLauncher.DotnetHost, rankArguments, new SyncProgress(output));
+        var result = DdpBenchmark.Run(options, LocalLauncher.DotnetHost, rankArguments, new BenchProgress(output));
         Render(result, options, args, output);
         return 0;
     }
@@ -103,26 +103,11 @@ public sealed partial class BenchDdpCommand : ICliCommand
         foreach (string note in r.Assumptions) output.WriteLine("  assumes: " + note);
     }
 
-    [System.Text.RegularExpressions.GeneratedRegex(@"\x1b(\[[0-9;?]*[A-Za-z]|[=>])")]
-    private static partial System.Text.RegularExpressions.Regex TerminalEscape();
-
     static string I(int value) => value.ToString(CultureInfo.InvariantCulture);
 
     static string Ms(double seconds) => (seconds * 1e3).ToString("0.00", CultureInfo.InvariantCulture);
 
     static string F(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
-
-    /// <summary>Progress lines written on the reporting thread (or the launcher's reader threads, one at a time).</summary>
-    sealed class SyncProgress(IAnsiConsole output) : IProgress<string>
-    {
-        readonly Lock gate = new();
-
-        public void Report(string value)
-        {
-            string text = TerminalEscape().Replace(value, ""); // a rank's .NET console may emit keypad-mode sequences
-            lock (gate) output.MarkupLine($"[grey]{Markup.Escape(text)}[/]");
-        }
-    }
 
     /// <summary>A rank's progress: rank 0's lines on stdout (through mpirun to the launcher), the others quiet.</summary>
     sealed class LineProgress(bool master) : IProgress<string>

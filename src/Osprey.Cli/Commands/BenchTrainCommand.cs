@@ -28,7 +28,7 @@ public sealed class BenchTrainCommand : ICliCommand
         if (args.Epochs < 1) throw new ArgumentsException("bench train needs epochs ≥ 1 (passes over the train split to time)");
         var config = DatasetCatalog.Resolve(args.Data);
         int trainImages = DetectionDataset.Load(config, DatasetSplit.Train).Count;
-        var progress = new SyncProgress(output);
+        var progress = new BenchProgress(output);
         var osprey = TrainBenchmark.Run(args, args.Epochs * trainImages, progress);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"osprey    {osprey.ImagesPerSecond,9:0.0} img/s  ({osprey.Images} images in {osprey.Batches} batches, {osprey.Seconds:0.00} s; {osprey.Precision}; {osprey.Device}; {osprey.Parameters:N0} parameters; {Environment.ProcessorCount} cores)"));
@@ -39,7 +39,7 @@ public sealed class BenchTrainCommand : ICliCommand
         string model = args.Model ?? TrainingSetup.DefaultModel;
         string? scale = model.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) ? ModelConfig.Load(model, config.ClassCount).Scale : null;
         TrainReferenceResult reference = scale is "n" or "s" or "m" or "l" or "x"
-            ? TrainBenchmark.RunReference(ReferenceScript(), Environment.GetEnvironmentVariable("OSPREY_PYTHON") ?? "python3", scale,
+            ? TrainBenchmark.RunReference(BenchReference.Script("train_reference.py", "OSPREY_TRAIN_REFERENCE"), Environment.GetEnvironmentVariable("OSPREY_PYTHON") ?? "python3", scale,
                 config.ClassCount, args.Imgsz, args.WholeBatch("bench train"), precision, cuda, args.Deterministic, steps: osprey.Batches)
             : new(0, 0, "", $"model={args.Model} is not a yolov8n/s/m/l/x YAML (the reference builds those only)");
         if (reference.Error is not null)
@@ -54,24 +54,5 @@ public sealed class BenchTrainCommand : ICliCommand
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"ratio osprey end-to-end / reference model step: {osprey.ImagesPerSecond / reference.ImagesPerSecond:0.00}×"));
         return 0;
-    }
-
-    /// <summary>bench/train_reference.py above the working folder or the executable (OSPREY_TRAIN_REFERENCE overrides).</summary>
-    static string ReferenceScript()
-    {
-        if (Environment.GetEnvironmentVariable("OSPREY_TRAIN_REFERENCE") is { Length: > 0 } path) return path;
-        foreach (string start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                string candidate = Path.Combine(dir.FullName, "bench", "train_reference.py");
-                if (File.Exists(candidate)) return candidate;
-            }
-        return Path.Combine("bench", "train_reference.py");
-    }
-
-    /// <summary>Progress lines written on the reporting thread.</summary>
-    sealed class SyncProgress(IAnsiConsole output) : IProgress<string>
-    {
-        public void Report(string value) => output.MarkupLine($"[grey]{Markup.Escape(value)}[/]");
     }
 }
