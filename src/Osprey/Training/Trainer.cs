@@ -365,7 +365,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         ema.Update(model);
     }
 
-    /// <summary>The batch's images as float in [0, 1], channels-last when the policy asks (converted as bytes).</summary>
+    /// <summary>The batch's images as float in [0, 1], channels-last when the policy asks (converted after the float conversion, so the prefetched device copy is used).</summary>
     static Tensor TrainingInput(Batch batch, Device device, CastPolicy policy)
     {
         var images = batch.ImagesAsFloat(device);                       // uses the prefetched device copy when there is one
