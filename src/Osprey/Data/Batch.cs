@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -61,9 +62,9 @@ public sealed class Batch : IDisposable
     /// <summary>The images as float32 in [0, 1] on <paramref name="device"/> (copied as uint8, converted there).</summary>
     public Tensor ImagesAsFloat(Device device)
     {
-        if (Copied(0, device) is { } images) return images.to(ScalarType.Float32).div_(255f);
+        if (Copied(0, device) is { } images) return images.to(ScalarType.Float32).div_(Scalars.Of(255));
         using var moved = Images.to(device);
-        return moved.to(ScalarType.Float32).div_(255f);
+        return moved.to(ScalarType.Float32).div_(Scalars.Of(255));
     }
 
     /// <summary><see cref="BatchIndex"/> on <paramref name="device"/> (the batch's own copy when prefetched: do not dispose).</summary>

@@ -1,4 +1,5 @@
 using Osprey.Models;
+using Osprey.Runtime;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -51,7 +52,7 @@ public sealed class DetectionLoss
         var gt = Preprocess(targets, batchSize, imageWidth, imageHeight, device);                   // (b, n, 5)
         var gtLabels = gt.narrow(2, 0, 1);                                                          // (b, n, 1)
         var gtBboxes = gt.narrow(2, 1, 4);                                                          // (b, n, 4) xyxy px
-        var maskGt = gtBboxes.sum(new long[] { 2 }, keepdim: true).gt(0);                          // (b, n, 1)
+        var maskGt = gtBboxes.sum(new long[] { 2 }, keepdim: true).gt(Scalars.Int(0));                          // (b, n, 1)
 
         var predBboxes = Anchors.DistToBox(DistributionFocalLoss.Expectation(predDist, regMax),
             anchorPoints, xywh: false);                                                             // (b, A, 4) grid
@@ -63,7 +64,7 @@ public sealed class DetectionLoss
 
         var targetScores = assigned.TargetScores.to_type(dtype);                                   // (b, A, nc)
         var localScoreSum = targetScores.sum().detach();
-        var scoreSum = (Options.ReduceTargetScoresSum?.Invoke(localScoreSum) ?? localScoreSum).clamp_min(1); // ()
+        var scoreSum = (Options.ReduceTargetScoresSum?.Invoke(localScoreSum) ?? localScoreSum).clamp_min(Scalars.IntOne); // ()
 
         var lossCls = F.binary_cross_entropy_with_logits(predScores, targetScores, reduction: nn.Reduction.None)
             .sum() / scoreSum;
@@ -81,8 +82,8 @@ public sealed class DetectionLoss
             lossDfl = zeros(Array.Empty<long>(), dtype: dtype, device: device);
         }
 
-        var items = stack(new[] { lossBox * Options.BoxGain, lossCls * Options.ClsGain, lossDfl * Options.DflGain }); // (3)
-        var total = items.sum() * (Options.LossBatchScale ?? batchSize);
+        var items = stack(new[] { lossBox.mul(Scalars.Of(Options.BoxGain)), lossCls.mul(Scalars.Of(Options.ClsGain)), lossDfl.mul(Scalars.Of(Options.DflGain)) }); // (3)
+        var total = items.sum().mul(Scalars.Of(Options.LossBatchScale ?? batchSize));
         return new DetectionLossResult(total.MoveToOuterDisposeScope(), items.detach().MoveToOuterDisposeScope());
     }
 
@@ -93,7 +94,7 @@ public sealed class DetectionLoss
         int regMax = Options.RegMax;
         var weight = targetScores.sum(-1)[fgMask].unsqueeze(-1);                                   // (P, 1)
         var iou = BoxOps.Iou(predBboxes[fgMask], targetBboxes[fgMask], IouKind.CIoU, xywh: false); // (P, 1)
-        var lossBox = ((1.0 - iou) * weight).sum() / scoreSum;
+        var lossBox = (Scalars.One.From(iou) * weight).sum() / scoreSum;
 
         var targetDist = Anchors.BoxToDist(anchorPoints, targetBboxes, regMax - 1);                 // (b, A, 4)
         var lossDfl = (DistributionFocalLoss.Loss(predDist[fgMask].view(-1, regMax), targetDist[fgMask], regMax)
@@ -125,7 +126,7 @@ public sealed class DetectionLoss
         var padded = zeros(new[] { batchSize, maxCount, 5L }, device: device);                      // (b, n, 5)
         for (long image = 0; image < batchSize; image++)
         {
-            var imageRows = rows[imageIndex.eq(image)];                                             // (k, 5)
+            var imageRows = rows[imageIndex.eq(Scalars.Int(image))];                                             // (k, 5)
             long k = imageRows.shape[0];
             if (k > 0) padded[image].narrow(0, 0, k).copy_(imageRows);
         }

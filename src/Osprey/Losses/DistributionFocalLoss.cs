@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -31,14 +32,14 @@ public static class DistributionFocalLoss
     public static Tensor Loss(Tensor predDist, Tensor target, int regMax)
     {
         using var scope = NewDisposeScope();
-        var clamped = target.clamp(0, regMax - 1 - 0.01);                                        // (P, 4)
+        var clamped = target.clamp(Scalars.Int(0), Scalars.Of(regMax - 1 - 0.01));                                        // (P, 4)
         var left = clamped.to_type(ScalarType.Int64);                                            // (P, 4)
-        var right = left + 1;
+        var right = left.Plus(Scalars.IntOne);
         var weightLeft = right.to_type(clamped.dtype) - clamped;                                 // (P, 4)
-        var weightRight = 1 - weightLeft;
+        var weightRight = Scalars.IntOne.From(weightLeft);
         var lossLeft = F.cross_entropy(predDist, left.view(-1), reduction: nn.Reduction.None).view(left.shape);
         var lossRight = F.cross_entropy(predDist, right.view(-1), reduction: nn.Reduction.None).view(left.shape);
-        return (lossLeft * weightLeft + lossRight * weightRight).mean(new long[] { -1 }, keepdim: true)
+        return (lossLeft * weightLeft).Plus(lossRight * weightRight).mean(new long[] { -1 }, keepdim: true)
             .MoveToOuterDisposeScope();
     }
 }

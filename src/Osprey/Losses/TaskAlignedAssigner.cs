@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using static TorchSharp.torch;
 
 namespace Osprey.Losses;
@@ -66,7 +67,7 @@ public sealed class TaskAlignedAssigner
         if (maxBoxes == 0)
         {
             return Survive(new AssignerResult(
-                full(new[] { batch, numAnchors }, NumClasses, dtype: ScalarType.Int64, device: predScores.device),
+                full(new[] { batch, numAnchors }, Scalars.Int(NumClasses), dtype: ScalarType.Int64, device: predScores.device),
                 zeros_like(predBboxes),
                 zeros_like(predScores),
                 zeros(new[] { batch, numAnchors }, dtype: ScalarType.Bool, device: predScores.device),
@@ -86,7 +87,7 @@ public sealed class TaskAlignedAssigner
         alignMetric = alignMetric * resolvedMaskPos;                                     // (b, n, A)
         var posAlignMetrics = alignMetric.amax(new long[] { -1 }, keepdim: true);       // (b, n, 1)
         var posOverlaps = (overlaps * resolvedMaskPos).amax(new long[] { -1 }, keepdim: true); // (b, n, 1)
-        var normAlignMetric = (alignMetric * posOverlaps / (posAlignMetrics + Eps))
+        var normAlignMetric = (alignMetric * posOverlaps / posAlignMetrics.Plus(Scalars.Of(Eps)))
             .amax(new long[] { -2 }).unsqueeze(-1);                                      // (b, A, 1)
         targetScores = targetScores * normAlignMetric;                                  // (b, A, nc)
 
@@ -117,7 +118,7 @@ public sealed class TaskAlignedAssigner
         var corners = gtBboxes.view(-1, 1, 4).chunk(2, 2);                                // 2 × (b·n, 1, 2)
         var deltas = cat(new[] { anchorPoints.unsqueeze(0) - corners[0], corners[1] - anchorPoints.unsqueeze(0) }, 2)
             .view(batch, maxBoxes, numAnchors, -1);                                       // (b, n, A, 4)
-        return deltas.amin(new long[] { 3 }).gt(eps).MoveToOuterDisposeScope();
+        return deltas.amin(new long[] { 3 }).gt(Scalars.Of(eps)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Align metric and CIoU (clamped ≥ 0) of every (gt, anchor) candidate; 0 elsewhere.</summary>
@@ -125,15 +126,15 @@ public sealed class TaskAlignedAssigner
         Tensor gtBboxes, Tensor maskCandidate)
     {
         long numAnchors = predBboxes.shape[1];
-        var classIndex = gtLabels.to_type(ScalarType.Int64).clamp_min(0).expand(-1, -1, numAnchors); // (b, n, A)
+        var classIndex = gtLabels.to_type(ScalarType.Int64).clamp_min(Scalars.Int(0)).expand(-1, -1, numAnchors); // (b, n, A)
         var boxScores = predScores.permute(0, 2, 1).gather(1, classIndex)                  // (b, n, A)
-            .masked_fill(maskCandidate.logical_not(), 0);
+            .masked_fill(maskCandidate.logical_not(), Scalars.Int(0));
         var gtExpanded = gtBboxes.unsqueeze(2);                                             // (b, n, 1, 4)
         var predExpanded = predBboxes.unsqueeze(1);                                         // (b, 1, A, 4)
         var overlaps = BoxOps.Iou(gtExpanded, predExpanded, IouKind.CIoU, xywh: false)
-            .squeeze(-1).clamp_min(0)                                                       // (b, n, A)
-            .masked_fill(maskCandidate.logical_not(), 0);
-        var alignMetric = boxScores.pow(Alpha) * overlaps.pow(Beta);                        // (b, n, A)
+            .squeeze(-1).clamp_min(Scalars.Int(0))                                          // (b, n, A)
+            .masked_fill(maskCandidate.logical_not(), Scalars.Int(0));
+        var alignMetric = boxScores.pow(Scalars.Of(Alpha)) * overlaps.pow(Scalars.Of(Beta));                        // (b, n, A)
         return (alignMetric, overlaps);
     }
 
@@ -144,10 +145,10 @@ public sealed class TaskAlignedAssigner
     {
         long k = topKMask.shape[2];
         var (_, topKIndices) = metrics.topk((int)k, dim: -1, largest: true);              // (b, n, k)
-        topKIndices = topKIndices.masked_fill(topKMask.logical_not(), 0);
+        topKIndices = topKIndices.masked_fill(topKMask.logical_not(), Scalars.Int(0));
         var counts = zeros(metrics.shape, dtype: ScalarType.Int32, device: metrics.device); // (b, n, A)
         counts.scatter_add_(-1, topKIndices, ones_like(topKIndices, dtype: ScalarType.Int32));
-        counts = counts.masked_fill(counts.gt(1), 0);                                       // padded gts → all 0
+        counts = counts.masked_fill(counts.gt(Scalars.IntOne), Scalars.Int(0));                                       // padded gts → all 0
         return counts.to_type(metrics.dtype);
     }
 
@@ -161,7 +162,7 @@ public sealed class TaskAlignedAssigner
         var fgCount = maskPos.sum(-2);                                                      // (b, A)
         if (fgCount.numel() > 0 && fgCount.max().item<float>() > 1)
         {
-            var maskMultiGts = fgCount.unsqueeze(1).gt(1).expand(-1, maxBoxes, -1);         // (b, n, A)
+            var maskMultiGts = fgCount.unsqueeze(1).gt(Scalars.IntOne).expand(-1, maxBoxes, -1);         // (b, n, A)
             var maxOverlapsIndex = overlaps.argmax(1);                                      // (b, A)
             var winnerIndex = maxOverlapsIndex.unsqueeze(1);                               // (b, 1, A)
             var isMaxOverlaps = zeros_like(maskPos)
@@ -178,14 +179,14 @@ public sealed class TaskAlignedAssigner
         Tensor targetGtIndex, Tensor fgCount)
     {
         long batch = gtBboxes.shape[0], maxBoxes = gtBboxes.shape[1];
-        var batchOffset = arange(batch, dtype: ScalarType.Int64, device: gtLabels.device).unsqueeze(-1) * maxBoxes; // (b, 1)
-        var flatIndex = targetGtIndex + batchOffset;                                       // (b, A)
-        var labels = gtLabels.to_type(ScalarType.Int64).flatten()[flatIndex].clamp_min(0); // (b, A)
+        var batchOffset = arange(batch, dtype: ScalarType.Int64, device: gtLabels.device).unsqueeze(-1).mul(Scalars.Int(maxBoxes)); // (b, 1)
+        var flatIndex = targetGtIndex.PlusInt(batchOffset);                                       // (b, A)
+        var labels = gtLabels.to_type(ScalarType.Int64).flatten()[flatIndex].clamp_min(Scalars.Int(0)); // (b, A)
         var bboxes = gtBboxes.view(-1, gtBboxes.shape[^1])[flatIndex];                      // (b, A, 4)
         var scores = zeros(new[] { labels.shape[0], labels.shape[1], NumClasses }, dtype: gtBboxes.dtype,
             device: gtBboxes.device)
             .scatter_(2, labels.unsqueeze(-1), ones_like(labels.unsqueeze(-1), dtype: gtBboxes.dtype)); // (b, A, nc)
-        scores = scores.masked_fill(fgCount.unsqueeze(-1).le(0), 0);
+        scores = scores.masked_fill(fgCount.unsqueeze(-1).le(Scalars.Int(0)), Scalars.Int(0));
         return (labels, bboxes, scores);
     }
 }

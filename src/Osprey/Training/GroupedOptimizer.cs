@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -74,7 +75,7 @@ public sealed class GroupedOptimizer : IDisposable
         {
             if (parameter.grad is not { } grad) continue;
             var direction = group.WeightDecay != 0 ? grad.add(parameter, alpha: decay) : grad;
-            if (_first.TryGetValue(parameter, out var buffer)) buffer.mul_(momentum).add_(direction);
+            if (_first.TryGetValue(parameter, out var buffer)) buffer.mul_(momentum).add_(direction, Scalars.One);
             else _first[parameter] = buffer = direction.clone().detach().DetachFromDisposeScope();
             parameter.add_(direction.add(buffer, alpha: momentum), alpha: step);
         }
@@ -102,7 +103,7 @@ public sealed class GroupedOptimizer : IDisposable
             if (group.WeightDecay != 0) parameter.mul_(shrink);
             average.mul_(b1).add_(grad, alpha: oneMinusB1);
             squares.mul_(b2).addcmul_(grad, grad, value: oneMinusB2);
-            var denominator = squares.sqrt().div_(sqrtCorrection2).add_(eps);
+            var denominator = squares.sqrt().div_(sqrtCorrection2).add_(eps, Scalars.One);
             parameter.addcdiv_(average, denominator, value: step);
         }
     }
