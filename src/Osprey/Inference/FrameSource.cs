@@ -10,6 +10,11 @@ internal interface IFrameSource : IDisposable
 
     /// <summary>Moves <paramref name="stride"/> frames on and puts the last one in <paramref name="frame"/>; false at the end.</summary>
     bool Next(int stride, Mat frame);
+
+    /// <summary>Makes a <see cref="Next"/> blocked in another thread return soon (false); called before Dispose.</summary>
+    void Stop()
+    {
+    }
 }
 
 /// <summary>Frames that OpenCV's VideoCapture reads (a file; a URL only with an OpenCV whose FFmpeg has network protocols).</summary>
