@@ -9,7 +9,7 @@ namespace Osprey.Tests.Inference;
 
 /// <summary>
 /// <c>osprey predict</c> on URLs served from 127.0.0.1: an MJPEG stream (alone, inside a <c>.streams</c> file, cut off
-/// by the server), image and video files downloaded first, and the rtsp error; each checked against the same frames
+/// by the server), image and video files downloaded first, and the rtmp error; each checked against the same frames
 /// predicted from local files.
 /// </summary>
 public class PredictUrlTests
@@ -187,9 +187,9 @@ public class PredictUrlTests
         }
     }
 
-    /// <summary>rtsp://: the bundled OpenCV's FFmpeg has no network protocols; the error says so and what to do instead.</summary>
+    /// <summary>rtmp:// (and tcp://): the bundled OpenCV's FFmpeg has no network protocols; the error says so and what to do instead.</summary>
     [Fact]
-    public void RtspUrlSaysWhyItCannotBeRead()
+    public void RtmpUrlSaysWhyItCannotBeRead()
     {
         string dir = TestModels.TempDir();
         var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -197,14 +197,14 @@ public class PredictUrlTests
         try
         {
             int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            string url = $"rtsp://127.0.0.1:{port}/live";
+            string url = $"rtmp://127.0.0.1:{port}/live";
             var (code, _, err) = Osprey.Tests.Cli.CliAppTests.Run("predict", $"model={Model}", $"source={url}", "imgsz=64",
                 $"project={dir}", "device=cpu");
             Assert.Equal(Osprey.Cli.CliApp.Failure, code);
             Assert.Equal($"osprey: error: {url}: a server answers at 127.0.0.1:{port}, but OpenCV cannot read a video from it. " +
                 "The OpenCV that ships with Osprey (OpenCvSharp4's runtime) has FFmpeg without network protocols (rtsp, rtmp, tcp, http), " +
-                "so rtsp:// streams cannot be read: save the stream to a file and pass that, relay it as MJPEG over HTTP " +
-                "(multipart/x-mixed-replace), which Osprey reads itself, or run with an OpenCV whose FFmpeg has network protocols.", err.TrimEnd());
+                "so rtmp:// streams cannot be read: save the stream to a file and pass that, relay it as MJPEG over HTTP " +
+                "(multipart/x-mixed-replace) or RTSP, which Osprey reads itself, or run with an OpenCV whose FFmpeg has network protocols.", err.TrimEnd());
         }
         finally
         {
