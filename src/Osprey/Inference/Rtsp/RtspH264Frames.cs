@@ -12,7 +12,7 @@ internal sealed partial class RtspH264Frames : IFrameSource
 {
     private readonly RtspSession session;
     private readonly H264Depacketizer depacketizer;
-    private readonly string folder;
+    private readonly string folder, fifo;
     private readonly Thread pump;
     private readonly VideoCapture capture;
     private string pumpEnding = "";
@@ -23,13 +23,13 @@ internal sealed partial class RtspH264Frames : IFrameSource
         depacketizer = new H264Depacketizer(session.Media.Format.TryGetValue("sprop-parameter-sets", out var sets) ? sets : null);
         folder = Path.Combine(Path.GetTempPath(), "osprey-rtsp-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(folder);
-        string fifo = Path.Combine(folder, "stream.h264");
+        fifo = Path.Combine(folder, "stream.h264");
         if (MakeFifo(fifo, Convert.ToUInt32("600", 8)) != 0)
         {
             Directory.Delete(folder, recursive: true);
             throw new InvalidDataException($"{session.Shown}: cannot make a named pipe in {folder} for the H.264 decoder (errno {Marshal.GetLastPInvokeError()}).");
         }
-        pump = new Thread(() => Pump(fifo)) { IsBackground = true, Name = "osprey rtsp h264 pump" };
+        pump = new Thread(Pump) { IsBackground = true, Name = "osprey rtsp h264 pump" };
         pump.Start();
         capture = new VideoCapture(fifo, VideoCaptureAPIs.FFMPEG); // blocks until the pump opens the pipe, then probes the stream
         if (!capture.IsOpened())
@@ -64,7 +64,13 @@ internal sealed partial class RtspH264Frames : IFrameSource
     {
         session.Stop();        // the pump's read ends …
         capture?.Dispose();    // … and so does a write blocked on a full pipe
-        pump.Join();
+        if (!pump.Join(TimeSpan.FromSeconds(2)))
+        {
+            // the pump still waits to open the pipe (the decoder never opened it): open the other end (read-write, which
+            // never blocks on a FIFO) to release it; its writes then fail and it ends
+            using (new FileStream(fifo, FileMode.Open, FileAccess.ReadWrite)) { }
+            pump.Join();
+        }
         session.Dispose();
         try
         {
@@ -77,7 +83,7 @@ internal sealed partial class RtspH264Frames : IFrameSource
     }
 
     // RTP → Annex-B → the pipe, until the stream ends; closing the pipe is the decoder's end of file.
-    private void Pump(string fifo)
+    private void Pump()
     {
         try
         {
