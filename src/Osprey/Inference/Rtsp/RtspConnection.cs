@@ -59,7 +59,12 @@ internal sealed class RtspConnection : IDisposable
     public Uri Url { get; }
 
     /// <summary>The URL without user:password, for messages.</summary>
-    public string Shown => new UriBuilder(Url) { UserName = "", Password = "" }.Uri.ToString();
+    public string Shown => WithoutUser.ToString();
+
+    /// <summary>The URL without user:password, escaped, as requests name it.</summary>
+    public string RequestUrl => WithoutUser.AbsoluteUri;
+
+    private Uri WithoutUser => new UriBuilder(Url) { UserName = "", Password = "" }.Uri;
 
     /// <summary>The session id from SETUP's answer, sent with every later request.</summary>
     public string? Session { get; set; }

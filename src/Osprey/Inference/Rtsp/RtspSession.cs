@@ -25,7 +25,7 @@ internal sealed class RtspSession : IDisposable
         connection = new RtspConnection(new Uri(url));
         try
         {
-            string requestUrl = connection.Shown;
+            string requestUrl = connection.RequestUrl;
             connection.Request("OPTIONS", requestUrl);
             var describe = connection.Request("DESCRIBE", requestUrl, ("Accept", "application/sdp"));
             string baseUrl = describe.Header("Content-Base") ?? describe.Header("Content-Location") ?? requestUrl;

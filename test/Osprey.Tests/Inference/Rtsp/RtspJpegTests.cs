@@ -77,7 +77,7 @@ public class RtspJpegTests
     }
 
     [Fact]
-    public void AStreamWithoutVideoOsprevCanReadSaysWhatItOffers()
+    public void AStreamWithoutVideoOspreyCanReadSaysWhatItOffers()
     {
         const string sdp = "v=0\r\ns=x\r\nm=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n";
         using var server = new RtspTestServer(sdp, new List<IReadOnlyList<byte[]>>(), payloadType: 96);
