@@ -71,6 +71,7 @@ public sealed class OspreyArgs
     [Description("half precision")] public bool Half { get; set; }
     [Description("image, folder, glob, video, stream URL or .streams file")] public string? Source { get; set; }
     [Description("video frame stride")] public int VidStride { get; set; } = 1;
+    [Description("streams: queue up to 30 frames and predict each (False: predict only the newest frame)")] public bool StreamBuffer { get; set; }
     [Description("class-agnostic NMS")] public bool AgnosticNms { get; set; }
     [Description("keep only these class indices, e.g. 0,2")] public string? Classes { get; set; }
     [Description("save YOLO-format labels")] public bool SaveTxt { get; set; }

@@ -10,6 +10,11 @@ internal interface IFrameSource : IDisposable
 
     /// <summary>Moves <paramref name="stride"/> frames on and puts the last one in <paramref name="frame"/>; false at the end.</summary>
     bool Next(int stride, Mat frame);
+
+    /// <summary>Makes a <see cref="Next"/> blocked in another thread return soon (false); called before Dispose.</summary>
+    void Stop()
+    {
+    }
 }
 
 /// <summary>Frames that OpenCV's VideoCapture reads (a file; a URL only with an OpenCV whose FFmpeg has network protocols).</summary>
@@ -40,7 +45,8 @@ internal static class FrameSources
     /// <summary>
     /// A file: VideoCapture. http(s): Osprey's own reader when the server sends MJPEG (multipart/x-mixed-replace); a URL
     /// whose path ends in a video suffix is downloaded and read as a file; anything else is tried with VideoCapture
-    /// and is otherwise an error. rtsp/rtmp/tcp: VideoCapture, which the bundled OpenCV cannot do (error says why).
+    /// and is otherwise an error. rtsp: Osprey's own RTSP client (RTP/JPEG or H.264 over TCP). rtmp/tcp: VideoCapture,
+    /// which the bundled OpenCV cannot do (the error says why).
     /// </summary>
     public static IFrameSource Open(string path)
     {
@@ -83,12 +89,13 @@ internal static class FrameSources
                 "(OpenCvSharp4's runtime) has FFmpeg without network protocols (http, rtsp, rtmp, tcp), so it cannot read this one. " +
                 "Serve the stream as MJPEG, give a URL ending in the video's suffix (.mp4, .avi, …) to download it first, or save it to a file and pass that.");
         }
+        if (uri.Scheme.Equals("rtsp", StringComparison.OrdinalIgnoreCase)) return Rtsp.RtspFrames.Open(path);
         if (TryCapture(path) is { } capture) return new CaptureFrames(capture);
         if (!Answers(uri)) throw new InvalidDataException($"{path}: no server answers at {uri.Host}:{uri.Port}.");
         throw new InvalidDataException($"{path}: a server answers at {uri.Host}:{uri.Port}, but OpenCV cannot read a video from it. " +
             $"The OpenCV that ships with Osprey (OpenCvSharp4's runtime) has FFmpeg without network protocols (rtsp, rtmp, tcp, http), " +
             $"so {uri.Scheme}:// streams cannot be read: save the stream to a file and pass that, relay it as MJPEG over HTTP " +
-            "(multipart/x-mixed-replace), which Osprey reads itself, or run with an OpenCV whose FFmpeg has network protocols.");
+            "(multipart/x-mixed-replace) or RTSP, which Osprey reads itself, or run with an OpenCV whose FFmpeg has network protocols.");
     }
 
     /// <summary>Opens a video file with VideoCapture; <paramref name="name"/> names it in errors.</summary>

@@ -66,10 +66,14 @@ internal static class HttpSource
         throw new InvalidDataException($"{url}: HTTP {code} {reason}".TrimEnd() + ".");
     }
 
-    /// <summary>Reads from a response body, waiting at most <see cref="Silence"/>; 0 (the end) when it times out.</summary>
-    public static int Read(Stream body, byte[] buffer, int offset, int count, out bool timedOut)
+    /// <summary>
+    /// Reads from a response body, waiting at most <see cref="Silence"/>; 0 (the end) when it times out
+    /// (<paramref name="timedOut"/>) or <paramref name="stop"/> is cancelled.
+    /// </summary>
+    public static int Read(Stream body, byte[] buffer, int offset, int count, out bool timedOut, CancellationToken stop = default)
     {
-        using var timeout = new CancellationTokenSource(Silence);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        timeout.CancelAfter(Silence);
         try
         {
             timedOut = false;
@@ -77,7 +81,7 @@ internal static class HttpSource
         }
         catch (OperationCanceledException)
         {
-            timedOut = true;
+            timedOut = !stop.IsCancellationRequested;
             return 0;
         }
     }

@@ -13,6 +13,7 @@ internal sealed class MjpegFrames : IFrameSource
     private readonly HttpResponseMessage response;
     private readonly Stream body;
     private readonly MultipartReader reader;
+    private readonly CancellationTokenSource stop = new();
     private int skipped;
     private string ending = "the server closed the stream";
 
@@ -60,17 +61,20 @@ internal sealed class MjpegFrames : IFrameSource
         }
     }
 
+    public void Stop() => stop.Cancel();
+
     public void Dispose()
     {
         body.Dispose();
         response.Dispose();
+        stop.Dispose();
     }
 
     private int Read(byte[] buffer, int offset, int count)
     {
         try
         {
-            int n = HttpSource.Read(body, buffer, offset, count, out bool timedOut);
+            int n = HttpSource.Read(body, buffer, offset, count, out bool timedOut, stop.Token);
             if (timedOut) ending = $"no data for {HttpSource.Silence.TotalSeconds:0} s";
             return n;
         }

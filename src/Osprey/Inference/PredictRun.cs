@@ -24,8 +24,9 @@ public sealed record PredictionRecord(string image, int class_id, string name, f
 /// writer on Linux) at the video's integer fps, or 30 for streams; <c>save_txt</c> labels/&lt;stem&gt;.txt
 /// (<c>cls cx cy w h [conf]</c>, normalised; only for images with detections; video frames &lt;stem&gt;_&lt;frame&gt;.txt with
 /// the 1-based number of the frame processed, streams &lt;stem&gt;_&lt;batch&gt;.txt); <c>save_json</c> predictions.json
-/// ([{image, class_id, name, conf, xyxy}], original pixels). A <c>.streams</c> file's streams are read in lockstep and
-/// predicted as one batch; the batch ends with the shortest stream. A stream URL is read by <see cref="FrameSources"/>
+/// ([{image, class_id, name, conf, xyxy}], original pixels). A <c>.streams</c> file's streams are read by a thread each
+/// (<see cref="LiveFrames"/>: the newest frame, or every frame with <c>stream_buffer</c>) and predicted as one batch
+/// until a stream has ended and has no frame left. A stream URL is read by <see cref="FrameSources"/>
 /// (MJPEG over HTTP by Osprey itself); an http(s) URL of an image or video file is downloaded first and named by its URL.
 /// </summary>
 public static class PredictRun
@@ -117,45 +118,66 @@ public static class PredictRun
         outputs.Lines.Add($"{name}: {index} frames" + (outputs.Args.Save ? $" → {videoPath}" : ""));
     }
 
-    // Ultralytics' LoadStreams: one frame of every stream per batch; named by clean_str(source)'s file name.
+    // Ultralytics' LoadStreams: a reader thread per stream (LiveFrames), one frame of every stream per batch, until a
+    // stream has ended and has no frame left; named by clean_str(source)'s file name.
     private static void RunStreams(IReadOnlyList<string> paths, Outputs outputs)
     {
-        var captures = new List<IFrameSource>();
+        var streams = new List<LiveFrames>();
         var writers = new List<LazyWriter>();
         try
         {
             var names = new List<string>();
             foreach (string path in paths)
             {
-                captures.Add(FrameSources.Open(path));
+                var source = FrameSources.Open(path);
+                try
+                {
+                    streams.Add(new LiveFrames(source, path, outputs.Args.VidStride, outputs.Args.StreamBuffer));
+                }
+                catch
+                {
+                    source.Dispose();
+                    throw;
+                }
                 string name = Path.GetFileName(PredictSource.CleanName(path));
-                if (name.Length == 0) name = "stream" + captures.Count;
+                if (name.Length == 0) name = "stream" + streams.Count;
                 names.Add(name);
                 writers.Add(new LazyWriter(Path.Combine(outputs.RunDirectory, Path.ChangeExtension(name, ".avi")), StreamFps, outputs.Args.Save));
             }
-            var frames = paths.Select(_ => new Mat()).ToArray();
-            try
+            int count = 0;
+            while (true)
             {
-                int count = 0;
-                while (Enumerable.Range(0, captures.Count).All(i => captures[i].Next(outputs.Args.VidStride, frames[i])))
+                var frames = new List<Mat>();
+                try
                 {
+                    foreach (var stream in streams)
+                    {
+                        if (stream.Take() is not { } frame) break;
+                        frames.Add(frame);
+                    }
+                    if (frames.Count < streams.Count) break;
                     count++;
                     var targets = paths.Select((p, i) => new Target($"{p} frame {count}", $"{Path.GetFileNameWithoutExtension(names[i])}_{count}", writers[i], null)).ToArray();
                     outputs.Handle(frames, targets);
                 }
-                for (int i = 0; i < paths.Count; i++)
-                    outputs.Lines.Add($"{paths[i]}: {count} frames" + (captures[i].Description is { Length: > 0 } d ? $" ({d})" : "") +
-                        (outputs.Args.Save ? $" → {writers[i].Path}" : ""));
+                finally
+                {
+                    foreach (var frame in frames) frame.Dispose();
+                }
             }
-            finally
+            for (int i = 0; i < paths.Count; i++)
             {
-                foreach (var frame in frames) frame.Dispose();
+                var stream = streams[i];
+                var notes = new[] { stream.Description, stream.Dropped > 0 ? $"{stream.Dropped} of {stream.Read} frames dropped: stream_buffer=False predicts the newest" : "" }
+                    .Where(n => n.Length > 0).ToArray();
+                outputs.Lines.Add($"{paths[i]}: {count} frames" + (notes.Length > 0 ? $" ({string.Join("; ", notes)})" : "") +
+                    (outputs.Args.Save ? $" → {writers[i].Path}" : ""));
             }
         }
         finally
         {
             foreach (var writer in writers) writer.Dispose();
-            foreach (var capture in captures) capture.Dispose();
+            foreach (var stream in streams) stream.Dispose();
         }
     }
 }

@@ -12,7 +12,7 @@ public enum SourceKind
     /// <summary>One video file, frame by frame (Ultralytics' LoadImagesAndVideos).</summary>
     Video,
 
-    /// <summary>One or more streams read in lockstep, one frame of each per batch (Ultralytics' LoadStreams).</summary>
+    /// <summary>One or more streams, each read by its own thread, one frame of each per batch (Ultralytics' LoadStreams).</summary>
     Streams,
 }
 

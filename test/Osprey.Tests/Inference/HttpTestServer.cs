@@ -44,9 +44,11 @@ internal sealed class HttpTestServer : IDisposable
     /// An MJPEG stream as IP cameras send it: <c>multipart/x-mixed-replace; boundary=…</c>, each part a JPEG with its
     /// Content-Type (and Content-Length when <paramref name="contentLength"/>), chunked; after the last part the closing
     /// boundary. With <paramref name="cutAt"/> ≥ 0 the server sends that part less its last two bytes (the JPEG's end
-    /// marker, so a decoder could still make a picture of it) and then aborts the connection.
+    /// marker, so a decoder could still make a picture of it) and then aborts the connection. With an
+    /// <paramref name="interval"/> each part after the first comes that long after the one before (a camera's frame rate).
     /// </summary>
-    public static Func<HttpListenerContext, Task> Mjpeg(IReadOnlyList<byte[]> jpegs, string boundary, bool contentLength, int cutAt = -1) =>
+    public static Func<HttpListenerContext, Task> Mjpeg(IReadOnlyList<byte[]> jpegs, string boundary, bool contentLength, int cutAt = -1,
+        TimeSpan interval = default) =>
         async context =>
         {
             var response = context.Response;
@@ -57,6 +59,7 @@ internal sealed class HttpTestServer : IDisposable
             await Write(output, "a preamble that readers ignore\r\n");
             for (int k = 0; k < jpegs.Count; k++)
             {
+                if (k > 0 && interval > TimeSpan.Zero) await Task.Delay(interval);
                 var jpeg = jpegs[k];
                 await Write(output, $"{delimiter}\r\nContent-Type: image/jpeg\r\n" + (contentLength ? $"Content-Length: {jpeg.Length}\r\n" : "") + "\r\n");
                 if (k == cutAt)
@@ -106,6 +109,33 @@ internal sealed class HttpTestServer : IDisposable
             frames.Add(frame.ImEncode(".jpg"));
         }
         return frames;
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> JPEGs of one grey level each, frame k (1-based) of level <see cref="GreyLevel"/>(k), so
+    /// that a frame shows which it is after JPEG and MJPG coding (<see cref="FrameNumber"/>).
+    /// </summary>
+    public static List<byte[]> NumberedFrames(int count, int width, int height)
+    {
+        var frames = new List<byte[]>();
+        for (int k = 1; k <= count; k++)
+        {
+            using var frame = new Mat(height, width, MatType.CV_8UC3, Scalar.All(GreyLevel(k)));
+            frames.Add(frame.ImEncode(".jpg"));
+        }
+        return frames;
+    }
+
+    /// <summary>The grey level of frame k (1 … 48) of <see cref="NumberedFrames"/>: 10 + 5k.</summary>
+    public static int GreyLevel(int k) => 10 + 5 * k;
+
+    /// <summary>The number k of a frame of <see cref="NumberedFrames"/>, from its mean (coding moves it by far less than 2.5).</summary>
+    public static int FrameNumber(Mat frame)
+    {
+        double mean = Cv2.Mean(frame).Val0;
+        int k = (int)Math.Round((mean - 10) / 5);
+        Assert.True(Math.Abs(mean - GreyLevel(k)) < 1.5, $"a frame of mean {mean} is not one of the numbered frames");
+        return k;
     }
 
     private static Task Write(Stream output, string text) => output.WriteAsync(Encoding.ASCII.GetBytes(text)).AsTask();

@@ -68,7 +68,7 @@ public class PredictSourceTests
             Write(b, frames: 5, width: 128, height: 160, fps: 25, step: -3);
             string streams = Path.Combine(dir, "list.streams");
             File.WriteAllLines(streams, new[] { a, b });
-            var args = Args(dir, streams, ("save_txt", "True"));
+            var args = Args(dir, streams, ("save_txt", "True"), ("stream_buffer", "True"));
             var report = PredictRun.Run(args);
 
             // one batch of both streams per step, until the shorter one ends

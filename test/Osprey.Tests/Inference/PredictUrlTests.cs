@@ -9,7 +9,7 @@ namespace Osprey.Tests.Inference;
 
 /// <summary>
 /// <c>osprey predict</c> on URLs served from 127.0.0.1: an MJPEG stream (alone, inside a <c>.streams</c> file, cut off
-/// by the server), image and video files downloaded first, and the rtsp error; each checked against the same frames
+/// by the server), image and video files downloaded first, and the rtmp error; each checked against the same frames
 /// predicted from local files.
 /// </summary>
 public class PredictUrlTests
@@ -23,7 +23,7 @@ public class PredictUrlTests
             var jpegs = HttpTestServer.JpegFrames(6, 192, 108, step: 12);
             using var server = new HttpTestServer(HttpTestServer.Mjpeg(jpegs, "frame", contentLength: true));
             string url = server.Root + "cam";
-            var report = PredictRun.Run(Args(dir, url, ("save_txt", "True")));
+            var report = PredictRun.Run(Args(dir, url, ("save_txt", "True"), ("stream_buffer", "True")));
 
             // the same JPEGs as files, predicted as a folder of images
             string folder = Path.Combine(dir, "jpegs");
@@ -42,16 +42,16 @@ public class PredictUrlTests
             Assert.Contains($"{url}: 6 frames (MJPEG over HTTP, the server closed the stream) → {Path.Combine(report.RunDirectory, "cam.avi")}", report.Lines);
 
             // a URL with a video suffix that turns out to be an MJPEG stream is read as a stream, not downloaded
-            var suffixed = PredictRun.Run(Args(dir, server.Root + "live.avi", ("save_txt", "True")));
+            var suffixed = PredictRun.Run(Args(dir, server.Root + "live.avi", ("save_txt", "True"), ("stream_buffer", "True")));
             Assert.Equal(6, suffixed.Images);
             Assert.Equal((6, 192, 108, 30.0), Describe(Path.Combine(suffixed.RunDirectory, "live.avi")));
             AssertSameLabels(Path.Combine(files.RunDirectory, "labels", "frame_4.txt"), Path.Combine(suffixed.RunDirectory, "labels", "live_4.txt"));
 
-            // vid_stride=3 on a stream: parts 3 and 6
-            var strided = PredictRun.Run(Args(dir, url, ("save_txt", "True"), ("vid_stride", "3")));
+            // vid_stride=3 on a stream: parts 1 and 4 (Ultralytics' LoadStreams: the first frame, then every third after it)
+            var strided = PredictRun.Run(Args(dir, url, ("save_txt", "True"), ("vid_stride", "3"), ("stream_buffer", "True")));
             Assert.Equal(2, strided.Images);
-            AssertSameLabels(Path.Combine(files.RunDirectory, "labels", "frame_3.txt"), Path.Combine(strided.RunDirectory, "labels", "cam_1.txt"));
-            AssertSameLabels(Path.Combine(files.RunDirectory, "labels", "frame_6.txt"), Path.Combine(strided.RunDirectory, "labels", "cam_2.txt"));
+            AssertSameLabels(Path.Combine(files.RunDirectory, "labels", "frame_1.txt"), Path.Combine(strided.RunDirectory, "labels", "cam_1.txt"));
+            AssertSameLabels(Path.Combine(files.RunDirectory, "labels", "frame_4.txt"), Path.Combine(strided.RunDirectory, "labels", "cam_2.txt"));
         }
         finally
         {
@@ -72,7 +72,7 @@ public class PredictUrlTests
             Write(video, frames: 7, width: 192, height: 108, fps: 10, step: 4);
             string streams = Path.Combine(dir, "list.streams");
             File.WriteAllLines(streams, new[] { server.Root + "live/view.mjpg", video });
-            var args = Args(dir, streams, ("save_txt", "True"));
+            var args = Args(dir, streams, ("save_txt", "True"), ("stream_buffer", "True"));
             var report = PredictRun.Run(args);
 
             // five batches of two: the MJPEG stream ends first
@@ -107,7 +107,7 @@ public class PredictUrlTests
             var jpegs = HttpTestServer.JpegFrames(6, 192, 108, step: 12);
             using var server = new HttpTestServer(HttpTestServer.Mjpeg(jpegs, "frame", contentLength, cutAt: 3));
             string url = server.Root + "cam";
-            var args = Args(dir, url, ("save_txt", "True"), ("save_json", "True"));
+            var args = Args(dir, url, ("save_txt", "True"), ("save_json", "True"), ("stream_buffer", "True"));
             var report = PredictRun.Run(args);
 
             Assert.Equal(3, report.Images);
@@ -187,9 +187,9 @@ public class PredictUrlTests
         }
     }
 
-    /// <summary>rtsp://: the bundled OpenCV's FFmpeg has no network protocols; the error says so and what to do instead.</summary>
+    /// <summary>rtmp:// (and tcp://): the bundled OpenCV's FFmpeg has no network protocols; the error says so and what to do instead.</summary>
     [Fact]
-    public void RtspUrlSaysWhyItCannotBeRead()
+    public void RtmpUrlSaysWhyItCannotBeRead()
     {
         string dir = TestModels.TempDir();
         var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -197,14 +197,14 @@ public class PredictUrlTests
         try
         {
             int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-            string url = $"rtsp://127.0.0.1:{port}/live";
+            string url = $"rtmp://127.0.0.1:{port}/live";
             var (code, _, err) = Osprey.Tests.Cli.CliAppTests.Run("predict", $"model={Model}", $"source={url}", "imgsz=64",
                 $"project={dir}", "device=cpu");
             Assert.Equal(Osprey.Cli.CliApp.Failure, code);
             Assert.Equal($"osprey: error: {url}: a server answers at 127.0.0.1:{port}, but OpenCV cannot read a video from it. " +
                 "The OpenCV that ships with Osprey (OpenCvSharp4's runtime) has FFmpeg without network protocols (rtsp, rtmp, tcp, http), " +
-                "so rtsp:// streams cannot be read: save the stream to a file and pass that, relay it as MJPEG over HTTP " +
-                "(multipart/x-mixed-replace), which Osprey reads itself, or run with an OpenCV whose FFmpeg has network protocols.", err.TrimEnd());
+                "so rtmp:// streams cannot be read: save the stream to a file and pass that, relay it as MJPEG over HTTP " +
+                "(multipart/x-mixed-replace) or RTSP, which Osprey reads itself, or run with an OpenCV whose FFmpeg has network protocols.", err.TrimEnd());
         }
         finally
         {
