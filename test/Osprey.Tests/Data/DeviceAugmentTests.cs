@@ -1,0 +1,88 @@
+using Osprey.Data;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Osprey.Tests.Data;
+
+/// <summary>
+/// <c>gpu_augment</c>: the loader collates tiles and plans, the device draws them with tensor ops (here on the CPU). Labels
+/// must equal the pixel pipeline's exactly; images within a small interpolation tolerance of its bytes.
+/// </summary>
+public class DeviceAugmentTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> Recipes => new() { "default", "flips", "rotate", "no-mosaic", "nohsv", "rotate-nohsv", "rot-only" };
+
+    static AugmentOptions Recipe(string recipe) => recipe switch
+    {
+        "flips" => AugmentOptions.Default with { FlipUD = 0.5, CloseMosaic = 1 },
+        "rotate" => AugmentOptions.Default with { Degrees = 10, Shear = 2, Perspective = 0.0003, CloseMosaic = 0 },
+        "no-mosaic" => AugmentOptions.Default with { Mosaic = 0 },
+        "nohsv" => AugmentOptions.Default with { HsvH = 0, HsvS = 0, HsvV = 0, CloseMosaic = 1 },
+        "rotate-nohsv" => AugmentOptions.Default with { HsvH = 0, HsvS = 0, HsvV = 0, Degrees = 10, Shear = 2, Perspective = 0.0003, CloseMosaic = 0 },
+        "rot-only" => AugmentOptions.Default with { HsvH = 0, HsvS = 0, HsvV = 0, Degrees = 10, CloseMosaic = 0 },
+        _ => AugmentOptions.Default with { CloseMosaic = 1 },
+    };
+
+    static DetectionDataset Coco8() => DetectionDataset.Load(Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml"), DatasetSplit.Train,
+        new DatasetLoadOptions(DataTestFiles.NewTempDir()));
+
+    internal sealed record Sample(byte[] Image, long[] Index, float[] Classes, float[] Boxes);
+
+    static List<Sample> Epoch(DetectionDataset data, LoaderOptions options, int epoch)
+    {
+        using var loader = DataLoader.ForTraining(data, options);
+        var result = new List<Sample>();
+        foreach (var batch in loader.Epoch(epoch))
+            using (batch)
+            {
+                Assert.Equal(options.DeviceAugment, batch.Tiles is not null);
+                result.Add(new Sample(batch.Images.bytes.ToArray(), batch.BatchIndex.data<long>().ToArray(),
+                    batch.Classes.data<float>().ToArray(), batch.Boxes.data<float>().ToArray()));
+            }
+        return result;
+    }
+
+    /// <summary>|device − pixel pipeline| over every byte of the epochs compared: mean, 99th percentile, share above 2 levels.</summary>
+    internal static (double Mean, int P99, double Above2) Compare(DetectionDataset data, AugmentOptions augment, long seed, int[] epochs, int size = 160)
+    {
+        var histogram = new long[256];
+        foreach (var epoch in epochs)
+        {
+            var options = new LoaderOptions(ImageSize: size, BatchSize: 3, Workers: 2, Seed: seed, Augment: augment, Epochs: 3,
+                Cache: ImageCacheMode.Ram, MosaicBuffer: 4);
+            var cpu = Epoch(data, options, epoch);
+            var device = Epoch(data, options with { DeviceAugment = true }, epoch);
+            Assert.Equal(cpu.Count, device.Count);
+            for (var i = 0; i < cpu.Count; i++)
+            {
+                // labels: exactly the pixel pipeline's
+                Assert.Equal(cpu[i].Index, device[i].Index);
+                Assert.Equal(cpu[i].Classes, device[i].Classes);
+                Assert.Equal(cpu[i].Boxes, device[i].Boxes);
+                Assert.Equal(cpu[i].Image.Length, device[i].Image.Length);
+                for (var k = 0; k < cpu[i].Image.Length; k++) histogram[Math.Abs(cpu[i].Image[k] - device[i].Image[k])]++;
+            }
+        }
+        var total = histogram.Sum();
+        var mean = histogram.Select((n, d) => (double)n * d).Sum() / total;
+        long seen = 0;
+        var p99 = 0;
+        while ((seen += histogram[p99]) < 0.99 * total) p99++;
+        return (mean, p99, histogram.Skip(3).Sum() / (double)total);
+    }
+
+    [Theory]
+    [MemberData(nameof(Recipes))]
+    public void LabelsEqualThePixelPipelineAndImagesAreWithinInterpolation(string recipe)
+    {
+        var data = Coco8();
+        foreach (var seed in new long[] { 0, 7 })
+        {
+            var (mean, p99, above2) = Compare(data, Recipe(recipe), seed, [0, 2]);
+            output.WriteLine($"{recipe} seed {seed}: mean |diff| {mean:0.000}, p99 {p99}, share > 2 levels {above2:P2}");
+            Assert.True(mean <= 0.5, $"{recipe} seed {seed}: mean |diff| {mean:0.000}");
+            Assert.True(p99 <= 3, $"{recipe} seed {seed}: p99 {p99}");
+        }
+    }
+}
