@@ -24,7 +24,7 @@ public static class DeviceAugment
     private static readonly Scalar Round = 2048.ToScalar(), Shift = 4096.ToScalar(), HueWrap = 180.ToScalar(), Two = 2.ToScalar(),
         Four = 4.ToScalar(), IntZero = 0.ToScalar(), IntOne = 1.ToScalar();
 
-    private static readonly Scalar Gray = Scalars.Of(114), MinusOne = Scalars.Of(-1), Byte = Scalars.Of(255),
+    private static readonly Scalar Tab = Scalars.Of(32), Gray = Scalars.Of(114), MinusOne = Scalars.Of(-1), Byte = Scalars.Of(255),
         HueScale = Scalars.Of(6.0f / 180), InverseOf255 = Scalars.Of(1.0f / 255.0f), Zero = Scalars.Zero, One = Scalars.One;
 
     /// <summary>
@@ -63,8 +63,9 @@ public static class DeviceAugment
             var x = P(0).mul(u).add(P(1).mul(v), One).add_(P(2), One);               // (B, S, S) tile coordinates
             var y = P(3).mul(u).add(P(4).mul(v), One).add_(P(5), One);
             var z = P(6).mul(u).add(P(7).mul(v), One).add_(P(8), One);
-            x = x.div_(z);
-            y = y.div_(z);
+            // OpenCV's warps quantise source positions to 1/32 pixel (INTER_TAB_SIZE)
+            x = x.div_(z).mul_(Tab).round_().div_(Tab);
+            y = y.div_(z).mul_(Tab).round_().div_(Tab);
             var replicate = P(15).gt(Zero);
             // replicate: the tile draws the output pixels that map into its crop; constant: every pixel, its crop on gray
             var owned = (x.ge(P(9)) & x.lt(P(11)) & y.ge(P(10)) & y.lt(P(12)) | replicate.logical_not()) & P(16).gt(Zero);

@@ -11,16 +11,13 @@ namespace Osprey.Tests.Data;
 /// </summary>
 public class DeviceAugmentTests(ITestOutputHelper output)
 {
-    public static TheoryData<string> Recipes => new() { "default", "flips", "rotate", "no-mosaic", "nohsv", "rotate-nohsv", "rot-only" };
+    public static TheoryData<string> Recipes => new() { "default", "flips", "rotate", "no-mosaic" };
 
     static AugmentOptions Recipe(string recipe) => recipe switch
     {
         "flips" => AugmentOptions.Default with { FlipUD = 0.5, CloseMosaic = 1 },
         "rotate" => AugmentOptions.Default with { Degrees = 10, Shear = 2, Perspective = 0.0003, CloseMosaic = 0 },
         "no-mosaic" => AugmentOptions.Default with { Mosaic = 0 },
-        "nohsv" => AugmentOptions.Default with { HsvH = 0, HsvS = 0, HsvV = 0, CloseMosaic = 1 },
-        "rotate-nohsv" => AugmentOptions.Default with { HsvH = 0, HsvS = 0, HsvV = 0, Degrees = 10, Shear = 2, Perspective = 0.0003, CloseMosaic = 0 },
-        "rot-only" => AugmentOptions.Default with { HsvH = 0, HsvS = 0, HsvV = 0, Degrees = 10, CloseMosaic = 0 },
         _ => AugmentOptions.Default with { CloseMosaic = 1 },
     };
 
@@ -72,6 +69,13 @@ public class DeviceAugmentTests(ITestOutputHelper output)
         return (mean, p99, histogram.Skip(3).Sum() / (double)total);
     }
 
+    /// <summary>
+    /// Epochs 0 and 2 of two seeds (epoch 2 without mosaic where close_mosaic=1), 160 px, coco8. Measured (2026-11-27):
+    /// mean |diff| 0.005–0.024 grey levels, 99th percentile 0–1, 0.00–0.18 % of the bytes more than 2 levels off (seams and
+    /// hue flips of near-gray pixels that a one-level difference before HSV turns into a larger one). Bounds: mean ≤ 0.1,
+    /// p99 ≤ 1, share above 2 levels ≤ 0.5 %: about 4× the worst measured, far below any wrong transform (a missing HSV, flip or
+    /// a translation off by a few pixels gives a mean of several levels).
+    /// </summary>
     [Theory]
     [MemberData(nameof(Recipes))]
     public void LabelsEqualThePixelPipelineAndImagesAreWithinInterpolation(string recipe)
@@ -81,8 +85,9 @@ public class DeviceAugmentTests(ITestOutputHelper output)
         {
             var (mean, p99, above2) = Compare(data, Recipe(recipe), seed, [0, 2]);
             output.WriteLine($"{recipe} seed {seed}: mean |diff| {mean:0.000}, p99 {p99}, share > 2 levels {above2:P2}");
-            Assert.True(mean <= 0.5, $"{recipe} seed {seed}: mean |diff| {mean:0.000}");
-            Assert.True(p99 <= 3, $"{recipe} seed {seed}: p99 {p99}");
+            Assert.True(mean <= 0.1, $"{recipe} seed {seed}: mean |diff| {mean:0.000}");
+            Assert.True(p99 <= 1, $"{recipe} seed {seed}: p99 {p99}");
+            Assert.True(above2 <= 0.005, $"{recipe} seed {seed}: {above2:P2} of the bytes differ by more than 2 levels");
         }
     }
 }
