@@ -90,4 +90,38 @@ public class DeviceAugmentTests(ITestOutputHelper output)
             Assert.True(above2 <= 0.005, $"{recipe} seed {seed}: {above2:P2} of the bytes differ by more than 2 levels");
         }
     }
+
+    [Fact]
+    public void EachRankGetsItsShardWithThePixelPipelinesLabelsAndPrefetchedCopiesDrawTheSameImages()
+    {
+        var data = Coco8();
+        var augment = AugmentOptions.Default with { FlipUD = 0.5 };
+        foreach (var rank in new[] { 0, 1 })
+        {
+            var options = new LoaderOptions(ImageSize: 96, BatchSize: 2, Workers: 2, Seed: 4, Rank: rank, WorldSize: 2, Augment: augment,
+                Epochs: 2, MosaicBuffer: 4);
+            var cpu = Epoch(data, options, 1);
+            var device = Epoch(data, options with { DeviceAugment = true }, 1);
+            Assert.Equal(cpu.Count, device.Count);
+            Assert.NotEmpty(cpu);
+            for (var i = 0; i < cpu.Count; i++)
+            {
+                Assert.Equal(cpu[i].Classes, device[i].Classes);
+                Assert.Equal(cpu[i].Boxes, device[i].Boxes);
+            }
+
+            // the trainer's route: one batch ahead (copies made by CopyTo), images drawn from the copies as float in [0, 1]
+            using var loader = DataLoader.ForTraining(data, options with { DeviceAugment = true });
+            var n = 0;
+            foreach (var batch in DevicePrefetch.Ahead(loader.Epoch(1), CPU))
+                using (batch)
+                {
+                    Assert.Equal(CPU.type, batch.CopiedTo!.type);
+                    using var images = batch.ImagesAsFloat(CPU);
+                    using var expected = tensor(device[n++].Image).view(images.shape).to(ScalarType.Float32).div(255f);
+                    Assert.True(images.eq(expected).all().item<bool>(), $"rank {rank}: prefetched batch {n - 1} differs");
+                }
+            Assert.Equal(cpu.Count, n);
+        }
+    }
 }
