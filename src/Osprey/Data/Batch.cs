@@ -125,11 +125,12 @@ public sealed class Batch : IDisposable
 /// <param name="Parameters">float32 (B, <see cref="TilePlan.Floats"/>).</param>
 /// <param name="Tables">uint8 (B, 768): HSV tables.</param>
 /// <param name="Side">Output side S.</param>
-public sealed record TileBatch(Tensor Tiles, Tensor TileIndex, Tensor Parameters, Tensor Tables, int Side) : IDisposable
+/// <param name="SlotsInUse">Per slot: used by some sample of the batch (slot 0 always; the others only with mosaic).</param>
+public sealed record TileBatch(Tensor Tiles, Tensor TileIndex, Tensor Parameters, Tensor Tables, int Side, IReadOnlyList<bool> SlotsInUse) : IDisposable
 {
     /// <summary>Draws the images (uint8 (B, 3, S, S) RGB) from these tensors, or their copies on a device.</summary>
     public Tensor Render(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables) =>
-        DeviceAugment.Render(tiles, tileIndex, parameters, tables, Side);
+        DeviceAugment.Render(tiles, tileIndex, parameters, tables, Side, SlotsInUse);
 
     /// <inheritdoc/>
     public void Dispose()

@@ -209,7 +209,8 @@ public sealed class DataLoader : IDisposable
         if (PinsMemory) Pin(tensors);
         var infos = pending.Samples.Select(x => x!.Info).ToArray();
         return AugmentsOnDevice
-            ? new Batch(new TileBatch(tensors[0], tensors[4], tensors[5], tensors[6], s), tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number)
+            ? new Batch(new TileBatch(tensors[0], tensors[4], tensors[5], tensors[6], s,
+                Enumerable.Range(0, TilePlan.Slots).Select(k => pending.Plans.Any(p => p!.Used[k])).ToArray()), tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number)
             : new Batch(tensors[0], tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number);
     }
 

@@ -30,14 +30,15 @@ public static class DeviceAugment
     /// <summary>
     /// The batch's images, uint8 (B, 3, S, S) RGB, on the tiles' device. <paramref name="tiles"/> uint8 (T, S, S, 3) BGR slots,
     /// <paramref name="tileIndex"/> int64 (B·<see cref="TilePlan.Slots"/>) the tile of each slot (any valid index where unused),
-    /// <paramref name="parameters"/> float32 (B, <see cref="TilePlan.Floats"/>), <paramref name="tables"/> uint8 (B, 768).
+    /// <paramref name="parameters"/> float32 (B, <see cref="TilePlan.Floats"/>), <paramref name="tables"/> uint8 (B, 768);
+    /// <paramref name="slotsInUse"/>: the slots some sample uses (known on the host; null: all), the others are skipped.
     /// </summary>
-    public static Tensor Render(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables, int side)
+    public static Tensor Render(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables, int side, IReadOnlyList<bool>? slotsInUse = null)
     {
         using var scope = NewDisposeScope();
         var b = parameters.shape[0];
         var device = tiles.device;
-        var bgr = Warp(tiles, tileIndex, parameters, side, device);                  // (B, 3, S, S) float, whole levels
+        var bgr = Warp(tiles, tileIndex, parameters, side, device, slotsInUse);                 // (B, 3, S, S) float, whole levels
         var flags = parameters.narrow(1, TilePlan.FlagsAt, 3).gt(Zero);             // (B, 3) bool
         var coloured = Colour(bgr, tables.to(ScalarType.Int64));
         var image = where(flags.narrow(1, 2, 1).view(b, 1, 1, 1), coloured, bgr);
@@ -47,7 +48,7 @@ public static class DeviceAugment
     }
 
     /// <summary>Mosaic and affine/perspective: (B, 3, S, S) BGR float holding whole grey levels.</summary>
-    private static Tensor Warp(Tensor tiles, Tensor tileIndex, Tensor parameters, int s, Device device)
+    private static Tensor Warp(Tensor tiles, Tensor tileIndex, Tensor parameters, int s, Device device, IReadOnlyList<bool>? slotsInUse)
     {
         var b = parameters.shape[0];
         var slots = parameters.narrow(1, 0, TilePlan.FlagsAt).view(b, TilePlan.Slots, TilePlan.SlotFloats);
@@ -58,6 +59,7 @@ public static class DeviceAugment
         Tensor? sum = null;
         for (var k = 0; k < TilePlan.Slots; k++)
         {
+            if (slotsInUse is not null && !slotsInUse[k]) continue;                   // e.g. slots 1–3 once mosaic is closed
             var p = slots.select(1, k);                                               // (B, 17)
             Tensor P(int i) => p.narrow(1, i, 1).view(b, 1, 1);
             var x = P(0).mul(u).add(P(1).mul(v), One).add_(P(2), One);               // (B, S, S) tile coordinates
@@ -75,7 +77,7 @@ public static class DeviceAugment
             y = where(replicate, y.maximum(zeros_like(y)).minimum(P(14).sub(One)), y);
             var grid = stack([x.mul(scale).sub_(One), y.mul(scale).sub_(One)], 3);  // align_corners: −1, 1 = slot pixel 0, S − 1
             // the slot's padding is gray 114 and zero padding of (tile − 114) is gray beyond it: constant border 114
-            var tile = tiles.index_select(0, index.select(1, k)).permute(0, 3, 1, 2).to(ScalarType.Float32).sub_(Gray);
+            var tile = tiles.index_select(0, index.select(1, k)).permute(0, 3, 1, 2).contiguous().to(ScalarType.Float32).sub_(Gray);
             tile = where(crop.unsqueeze(1), tile, zeros_like(tile));
             var sampled = nn.functional.grid_sample(tile, grid, GridSampleMode.Bilinear,
                 GridSamplePaddingMode.Zeros, align_corners: true);
