@@ -37,3 +37,14 @@ run sync1 OSPREY_STEP_SYNC_EVERY=1
 run sync0 OSPREY_STEP_SYNC_EVERY=0
 run nopin OSPREY_STEP_SYNC_EVERY=10 PIN_MEMORY=False
 grep -h "step .* ms = " "$out"/sync10.log | tail -1
+
+# 4. gpu_augment=True (mosaic, affine, HSV, flips as tensor ops on cuda:0): the tests (their prefetch route draws on
+#    cuda:0 and is compared with the CPU's drawing), the device path's samples/s next to the CPU pipeline's
+#    (coco128 if it is beside the repository, else shapes), and the step breakdown of a training run with it.
+dotnet test "$root/Osprey.sln" -c Release --no-build --nologo --filter "FullyQualifiedName~DeviceAugmentTests" 2>&1 | tail -3
+bench_data=shapes
+[ -f "$root/../shared/data/coco128/coco128.yaml" ] && bench_data="$root/../shared/data/coco128/coco128.yaml"
+$cli bench data data=$bench_data imgsz=640 workers=8 batch=64 epochs=2 gpu_augment=True device=0 2>&1 | tee "$out/bench_data_gpu_augment.txt" | tail -12
+env OSPREY_STEP_SYNC_EVERY=10 $cli train $common epochs=2 batch=16 name=gpuaug gpu_augment=True > "$out/gpuaug.log" 2>&1 || echo "gpuaug FAILED (see $out/gpuaug.log)"
+echo "gpuaug (gpu_augment=True): epoch seconds $(cut -d, -f2 "$out/gpuaug/results.csv" | tail -2 | tr '\n' ' ')"
+column -s, -t < "$out/gpuaug/step_times.csv"

@@ -9,7 +9,8 @@ namespace Osprey.Cli;
 /// <c>osprey bench data data=coco128.yaml [imgsz=640] [workers=1] [batch=16] [cache=ram|disk] [epochs=4] [seed=0]</c>: the training
 /// data pipeline's throughput from JPEG and from the cache, Osprey against <c>bench/data_reference.py</c> (the same pipeline in
 /// Python + OpenCV, one process, one thread), in samples/s, per core and per CPU-second. <c>epochs</c> = passes over the train
-/// split that are timed. Registered as <c>bench-data</c>; <c>osprey bench data</c> is folded into that name.
+/// split that are timed. <c>gpu_augment=True</c> adds a row for the device path (the loader only decodes; mosaic, affine, HSV
+/// and flips as tensor ops on <c>device=</c>, timed up to the float batch there). Registered as <c>bench-data</c>; <c>osprey bench data</c> is folded into that name.
 /// </summary>
 public sealed class BenchDataCommand : ICliCommand
 {
@@ -31,20 +32,24 @@ public sealed class BenchDataCommand : ICliCommand
             MosaicBuffer: buffer);
         string script = BenchReference.Script("data_reference.py", "OSPREY_DATA_REFERENCE");
         string python = Environment.GetEnvironmentVariable("OSPREY_PYTHON") ?? "/usr/bin/python3";
-        var c = DataBenchmark.Compare(options, script, python, new BenchProgress(output), cache);
+        var progress = new BenchProgress(output);
+        var c = DataBenchmark.Compare(options, script, python, progress, cache);
+        // gpu_augment=True: the device path too, from the cache, drawn on the selected device (device=…; default cuda:0 when available)
+        var device = args.GpuAugment ? Osprey.Runtime.DeviceRequest.Parse(args.Device).Resolve(0) : null;
+        var onDevice = device is null ? [] : new[] { DataBenchmark.Run(options, cache, progress, device) };
 
         var table = new Table().Border(TableBorder.Simple).AddColumn("pipeline").AddColumn("mode")
             .AddColumn(new TableColumn("samples").RightAligned()).AddColumn(new TableColumn("seconds").RightAligned())
             .AddColumn(new TableColumn("samples/s").RightAligned()).AddColumn(new TableColumn("cores").RightAligned())
             .AddColumn(new TableColumn("per core").RightAligned()).AddColumn(new TableColumn("per CPU-s").RightAligned())
             .AddColumn(new TableColumn("decodes/sample").RightAligned());
-        foreach (var t in c.Osprey.Concat(c.Reference))
+        foreach (var t in c.Osprey.Concat(onDevice).Concat(c.Reference))
             table.AddRow(t.Pipeline, t.Mode, I(t.Samples), F(t.Seconds, "0.00"), F(t.SamplesPerSecond, "0.0"), I(t.Cores),
                 F(t.SamplesPerSecondPerCore, "0.0"), t.SamplesPerCpuSecond is { } x ? F(x, "0.0") : "-",
                 t.Decodes >= 0 ? F((double)t.Decodes / t.Samples, "0.00") : t.Mode == "jpeg" ? "4 per mosaic" : "-");
         output.Write(table);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{data}: imgsz {args.Imgsz}, workers {args.Workers}, batch {options.BatchSize}, {options.Samples} samples per mode, mosaic buffer {options.MosaicBuffer} (both sides), {Environment.ProcessorCount} cores"));
+            $"{data}: imgsz {args.Imgsz}, workers {args.Workers}, batch {options.BatchSize}, {options.Samples} samples per mode, mosaic buffer {options.MosaicBuffer} (both sides), {Environment.ProcessorCount} cores{(device is null ? "" : $"; osprey+device: augmentation on {device}")}"));
         if (c.ReferenceError is not null)
         {
             output.MarkupLine($"[yellow]reference did not run:[/] {Markup.Escape(c.ReferenceError)}");

@@ -42,6 +42,8 @@ public sealed class OspreyArgs
     [Description("rectangular validation batches")] public bool Rect { get; set; }
     [Description("cosine learning-rate schedule")] public bool CosLr { get; set; }
     [Description("turn mosaic off for the last N epochs")] public int CloseMosaic { get; set; } = 10;
+    [Description("augment on the training device (mosaic, affine, HSV, flips as tensor ops; the loader only decodes); Osprey's, not Ultralytics'")]
+    public bool GpuAugment { get; set; }
     [Description("resume: true (last run) or a checkpoint path")] public string Resume { get; set; } = "false";
     [Description("mixed precision on CUDA")] public bool Amp { get; set; } = true;
     [Description("mixed-precision dtype: auto (bf16 where the GPU has it, else fp16), bf16 or fp16; given on the CPU it turns amp on there")]

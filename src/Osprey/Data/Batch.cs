@@ -11,10 +11,15 @@ namespace Osprey.Data;
 /// </summary>
 public sealed class Batch : IDisposable
 {
-    Tensor[]? _onDevice; // Images, BatchIndex, Classes, Boxes on a device (CopyTo)
+    Tensor[]? _onDevice; // Images (or the tile tensors), BatchIndex, Classes, Boxes on a device (CopyTo)
+    Tensor? _images;
 
-    /// <summary>Images, uint8 (B, 3, H, W), RGB.</summary>
-    public Tensor Images { get; }
+    /// <summary>Images, uint8 (B, 3, H, W), RGB. On the device path (<see cref="Tiles"/>) drawn on the CPU at first use
+    /// (plots, tests); the trainer's <see cref="ImagesAsFloat"/> draws them on its device instead.</summary>
+    public Tensor Images => _images ??= Tiles!.Render(Tiles.Tiles, Tiles.TileIndex, Tiles.Parameters, Tiles.Tables);
+
+    /// <summary>The tiles and plans of the device path (<see cref="LoaderOptions.DeviceAugment"/>), or null.</summary>
+    public TileBatch? Tiles { get; }
 
     /// <summary>Image index in the batch of each box, int64 (N).</summary>
     public Tensor BatchIndex { get; }
@@ -39,11 +44,20 @@ public sealed class Batch : IDisposable
 
     internal Batch(Tensor images, Tensor batchIndex, Tensor classes, Tensor boxes, IReadOnlyList<ImageInfo> infos, int epoch, int index)
     {
-        (Images, BatchIndex, Classes, Boxes, Infos, Epoch, Index) = (images, batchIndex, classes, boxes, infos, epoch, index);
+        (_images, BatchIndex, Classes, Boxes, Infos, Epoch, Index) = (images, batchIndex, classes, boxes, infos, epoch, index);
     }
 
+    internal Batch(TileBatch tiles, Tensor batchIndex, Tensor classes, Tensor boxes, IReadOnlyList<ImageInfo> infos, int epoch, int index)
+    {
+        (Tiles, BatchIndex, Classes, Boxes, Infos, Epoch, Index) = (tiles, batchIndex, classes, boxes, infos, epoch, index);
+    }
+
+    Tensor[] HostTensors => Tiles is { } t
+        ? [BatchIndex, Classes, Boxes, t.Tiles, t.TileIndex, t.Parameters, t.Tables]
+        : [BatchIndex, Classes, Boxes, Images];
+
     /// <summary>True when the tensors live in page-locked (pinned) host memory, so device copies can be asynchronous.</summary>
-    public bool IsPinned => Images.is_pinned();
+    public bool IsPinned => (Tiles?.Tiles ?? Images).is_pinned();
 
     /// <summary>
     /// Starts copying the batch to <paramref name="device"/> (non-blocking: asynchronous from pinned memory) and keeps the
@@ -52,29 +66,39 @@ public sealed class Batch : IDisposable
     public void CopyTo(Device device)
     {
         if (_onDevice is not null) return;
-        _onDevice = new[] { Images, BatchIndex, Classes, Boxes }
-            .Select(t => t.to(device, copy: true, non_blocking: true).DetachFromDisposeScope()).ToArray();
+        _onDevice = HostTensors.Select(t => t.to(device, copy: true, non_blocking: true).DetachFromDisposeScope()).ToArray();
     }
 
     /// <summary>The device of the copies made by <see cref="CopyTo"/>, or null.</summary>
     public Device? CopiedTo => _onDevice?[0].device;
 
-    /// <summary>The images as float32 in [0, 1] on <paramref name="device"/> (copied as uint8, converted there).</summary>
+    /// <summary>The images as float32 in [0, 1] on <paramref name="device"/> (copied as uint8, converted there; on the device
+    /// path drawn there from the tiles by <see cref="DeviceAugment"/>).</summary>
     public Tensor ImagesAsFloat(Device device)
     {
-        if (Copied(0, device) is { } images) return images.to(ScalarType.Float32).div_(Scalars.Of(255));
-        using var moved = Images.to(device);
-        return moved.to(ScalarType.Float32).div_(Scalars.Of(255));
+        using var scope = NewDisposeScope();
+        Tensor bytes;
+        if (Tiles is { } t)
+        {
+            bytes = Copied(3, device) is { } tiles
+                ? t.Render(tiles, Copied(4, device)!, Copied(5, device)!, Copied(6, device)!)
+                : t.Render(t.Tiles.to(device), t.TileIndex.to(device), t.Parameters.to(device), t.Tables.to(device));
+        }
+        else
+        {
+            bytes = Copied(3, device) ?? Images.to(device);
+        }
+        return bytes.to(ScalarType.Float32).div_(Scalars.Of(255)).MoveToOuterDisposeScope();
     }
 
     /// <summary><see cref="BatchIndex"/> on <paramref name="device"/> (the batch's own copy when prefetched: do not dispose).</summary>
-    public Tensor BatchIndexOn(Device device) => Copied(1, device) ?? BatchIndex.to(device);
+    public Tensor BatchIndexOn(Device device) => Copied(0, device) ?? BatchIndex.to(device);
 
     /// <summary><see cref="Classes"/> on <paramref name="device"/> (the batch's own copy when prefetched: do not dispose).</summary>
-    public Tensor ClassesOn(Device device) => Copied(2, device) ?? Classes.to(device);
+    public Tensor ClassesOn(Device device) => Copied(1, device) ?? Classes.to(device);
 
     /// <summary><see cref="Boxes"/> on <paramref name="device"/> (the batch's own copy when prefetched: do not dispose).</summary>
-    public Tensor BoxesOn(Device device) => Copied(3, device) ?? Boxes.to(device);
+    public Tensor BoxesOn(Device device) => Copied(2, device) ?? Boxes.to(device);
 
     Tensor? Copied(int index, Device device) =>
         _onDevice is { } copies && copies[index].device_type == device.type
@@ -85,9 +109,36 @@ public sealed class Batch : IDisposable
     {
         if (_onDevice is not null)
             foreach (Tensor t in _onDevice) t.Dispose();
-        Images.Dispose();
+        _images?.Dispose();
+        Tiles?.Dispose();
         BatchIndex.Dispose();
         Classes.Dispose();
         Boxes.Dispose();
+    }
+}
+
+/// <summary>
+/// The device path's share of a batch (<see cref="LoaderOptions.DeviceAugment"/>): the loaded images as tiles and each
+/// sample's <see cref="TilePlan"/>; <see cref="DeviceAugment.Render"/> draws the images from them.
+/// </summary>
+/// <param name="Tiles">uint8 (T, S, S, 3) BGR tile slots.</param>
+/// <param name="TileIndex">int64 (B·4): the tile of each sample's slot.</param>
+/// <param name="Parameters">float32 (B, <see cref="TilePlan.Floats"/>).</param>
+/// <param name="Tables">uint8 (B, 768): HSV tables.</param>
+/// <param name="Side">Output side S.</param>
+/// <param name="SlotsInUse">Per slot: used by some sample of the batch (slot 0 always; the others only with mosaic).</param>
+public sealed record TileBatch(Tensor Tiles, Tensor TileIndex, Tensor Parameters, Tensor Tables, int Side, IReadOnlyList<bool> SlotsInUse) : IDisposable
+{
+    /// <summary>Draws the images (uint8 (B, 3, S, S) RGB) from these tensors, or their copies on a device.</summary>
+    public Tensor Render(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables) =>
+        DeviceAugment.Render(tiles, tileIndex, parameters, tables, Side, SlotsInUse);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Tiles.Dispose();
+        TileIndex.Dispose();
+        Parameters.Dispose();
+        Tables.Dispose();
     }
 }

@@ -56,15 +56,20 @@ public sealed record DataBenchmarkComparison(IReadOnlyList<DataThroughput> Ospre
 /// <summary>Measures the training data pipeline (<c>osprey bench data</c>).</summary>
 public static class DataBenchmark
 {
-    /// <summary>Times Osprey's train loader on the dataset's train split for one cache mode (JPEG = <see cref="ImageCacheMode.None"/>).</summary>
-    public static DataThroughput Run(DataBenchmarkOptions options, ImageCacheMode mode, IProgress<string>? progress = null)
+    /// <summary>Times Osprey's train loader on the dataset's train split for one cache mode (JPEG = <see cref="ImageCacheMode.None"/>).
+    /// With <paramref name="augmentOn"/>: the device path (<c>gpu_augment</c>): the loader collates tiles, and each batch is copied
+    /// to that device (pinned and one ahead on CUDA, as the trainer does) and drawn there as float images; pipeline "osprey+device".</summary>
+    public static DataThroughput Run(DataBenchmarkOptions options, ImageCacheMode mode, IProgress<string>? progress = null, TorchSharp.torch.Device? augmentOn = null)
     {
         var dataset = DetectionDataset.Load(options.Data, DatasetSplit.Train, new DatasetLoadOptions(options.CacheDirectory));
+        var cuda = augmentOn?.type == TorchSharp.DeviceType.CUDA;
         var loaderOptions = new LoaderOptions(ImageSize: options.ImageSize, BatchSize: options.BatchSize, Workers: options.Workers,
-            Seed: options.Seed, Cache: mode, CacheDirectory: options.CacheDirectory, MosaicBuffer: options.MosaicBuffer);
+            Seed: options.Seed, Cache: mode, CacheDirectory: options.CacheDirectory, MosaicBuffer: options.MosaicBuffer,
+            DeviceAugment: augmentOn is not null, PinMemory: cuda);
         using var loader = DataLoader.ForTraining(dataset, loaderOptions);
         var modeName = mode == ImageCacheMode.None ? "jpeg" : mode.ToString().ToLowerInvariant();
-        progress?.Report($"osprey {modeName}: {dataset.Count} images, imgsz {options.ImageSize}, {options.Workers} workers");
+        var pipeline = augmentOn is null ? "osprey" : "osprey+device";
+        progress?.Report($"{pipeline} {modeName}: {dataset.Count} images, imgsz {options.ImageSize}, {options.Workers} workers{(augmentOn is null ? "" : $", augmenting on {augmentOn}")}");
         var timed = 0;
         var warmed = false;
         var clock = new Stopwatch();
@@ -72,10 +77,17 @@ public static class DataBenchmark
         long decoded = 0;
         for (var epoch = 0; timed < options.Samples; epoch++)
         {
-            foreach (var batch in loader.Epoch(epoch))
+            var batches = loader.Epoch(epoch);
+            if (cuda) batches = DevicePrefetch.Ahead(batches, augmentOn!);
+            foreach (var batch in batches)
             {
                 using (batch)
                 {
+                    if (augmentOn is not null)
+                    {
+                        using var images = batch.ImagesAsFloat(augmentOn);
+                        if (cuda) TorchSharp.torch.cuda.synchronize(augmentOn);
+                    }
                     if (!warmed)
                     {
                         warmed = true;
@@ -93,7 +105,7 @@ public static class DataBenchmark
         var cpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds;
         // without the recent-image store every tile is a decode (jpeg) or none (ram, disk); the store counts its own
         long decodes = loader.Decoded is { } d ? d - decoded : mode == ImageCacheMode.None ? -1 : 0;
-        return new DataThroughput("osprey", modeName, timed, clock.Elapsed.TotalSeconds, Math.Max(1, Math.Min(options.Workers, Environment.ProcessorCount)),
+        return new DataThroughput(pipeline, modeName, timed, clock.Elapsed.TotalSeconds, Math.Max(1, Math.Min(options.Workers, Environment.ProcessorCount)),
             cpuSeconds, decodes);
     }
 

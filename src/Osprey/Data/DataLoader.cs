@@ -61,6 +61,12 @@ public sealed class DataLoader : IDisposable
             : new ValidationSampler(dataset.Count, options.Rank, options.WorldSize);
     }
 
+    /// <summary>True when the batches carry tiles and plans for <see cref="Osprey.Data.DeviceAugment"/> (<see cref="LoaderOptions.DeviceAugment"/>, training).</summary>
+    public bool AugmentsOnDevice => Training && Options.DeviceAugment;
+
+    /// <summary>Bytes a worker writes per sample: the RGB planes, or the tile slots on the device path.</summary>
+    private int SampleBytes => AugmentsOnDevice ? TilePlan.Slots * TilePlan.SlotBytes(Options.ImageSize) : Pipeline.ImageBytes;
+
     /// <summary>True while batches are collated into pinned memory (<see cref="LoaderOptions.PinMemory"/> and pinning works here).</summary>
     public bool PinsMemory => Options.PinMemory && _pinError is null;
 
@@ -100,7 +106,7 @@ public sealed class DataLoader : IDisposable
         {
             var start = next * batchSize;
             var count = Math.Min(batchSize, indices.Count - start);
-            var batch = new PendingBatch(next, indices.Skip(start).Take(count).ToArray(), Rent(count * Pipeline.ImageBytes));
+            var batch = new PendingBatch(next, indices.Skip(start).Take(count).ToArray(), Rent(count * SampleBytes));
             pending.Enqueue(batch);
             for (var p = 0; p < count; p++) work.Add((batch, p));
             next++;
@@ -138,8 +144,17 @@ public sealed class DataLoader : IDisposable
                     if (batch.Error is null)
                     {
                         if (Options.SampleDelay > TimeSpan.Zero) Thread.Sleep(Options.SampleDelay);
-                        var destination = Marshal.UnsafeAddrOfPinnedArrayElement(batch.Buffer, position * Pipeline.ImageBytes);
-                        batch.Samples[position] = Pipeline.Process(batch.Indices[position], epoch, mosaic, destination);
+                        var destination = Marshal.UnsafeAddrOfPinnedArrayElement(batch.Buffer, position * SampleBytes);
+                        if (AugmentsOnDevice)
+                        {
+                            var plan = new TilePlan();
+                            batch.Samples[position] = Pipeline.ProcessTiles(batch.Indices[position], epoch, mosaic, destination, plan);
+                            batch.Plans[position] = plan;
+                        }
+                        else
+                        {
+                            batch.Samples[position] = Pipeline.Process(batch.Indices[position], epoch, mosaic, destination);
+                        }
                     }
                 }
                 catch (Exception e)
@@ -162,8 +177,8 @@ public sealed class DataLoader : IDisposable
     {
         var b = pending.Indices.Length;
         var s = Options.ImageSize;
-        var images = empty([b, 3, s, s], ScalarType.Byte);
-        pending.Buffer.AsSpan(0, b * Pipeline.ImageBytes).CopyTo(images.bytes);
+        var images = AugmentsOnDevice ? CollateTiles(pending) : empty([b, 3, s, s], ScalarType.Byte);
+        if (!AugmentsOnDevice) pending.Buffer.AsSpan(0, b * Pipeline.ImageBytes).CopyTo(images.bytes);
         var total = pending.Samples.Sum(x => x!.Classes.Length);
         var batchIndex = new long[total];
         var classes = new float[total];
@@ -180,8 +195,50 @@ public sealed class DataLoader : IDisposable
             sample.Boxes.CopyTo(boxes, (n - sample.Classes.Length) * 4);
         }
         var tensors = new[] { images, tensor(batchIndex), tensor(classes), tensor(boxes, [total, 4]) };
+        if (AugmentsOnDevice)
+        {
+            var parameters = new float[b * TilePlan.Floats];
+            var tables = new byte[b * TilePlan.TableBytes];
+            for (var i = 0; i < b; i++)
+            {
+                pending.Plans[i]!.Parameters.CopyTo(parameters, i * TilePlan.Floats);
+                pending.Plans[i]!.Tables.CopyTo(tables, i * TilePlan.TableBytes);
+            }
+            tensors = [.. tensors, tensor(TileIndex(pending)), tensor(parameters, [b, TilePlan.Floats]), tensor(tables, [b, TilePlan.TableBytes])];
+        }
         if (PinsMemory) Pin(tensors);
-        return new Batch(tensors[0], tensors[1], tensors[2], tensors[3], pending.Samples.Select(x => x!.Info).ToArray(), epoch, pending.Number);
+        var infos = pending.Samples.Select(x => x!.Info).ToArray();
+        return AugmentsOnDevice
+            ? new Batch(new TileBatch(tensors[0], tensors[4], tensors[5], tensors[6], s,
+                Enumerable.Range(0, TilePlan.Slots).Select(k => pending.Plans.Any(p => p!.Used[k])).ToArray()), tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number)
+            : new Batch(tensors[0], tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number);
+    }
+
+    // the used slots of the batch's samples, one after the other: uint8 (T, S, S, 3) BGR
+    private Tensor CollateTiles(PendingBatch pending)
+    {
+        var s = Options.ImageSize;
+        var slotBytes = TilePlan.SlotBytes(s);
+        var count = pending.Plans.Sum(p => p!.Used.Count(u => u));
+        var tiles = empty([count, s, s, 3], ScalarType.Byte);
+        var target = tiles.bytes;
+        var n = 0;
+        for (var i = 0; i < pending.Plans.Length; i++)
+            for (var k = 0; k < TilePlan.Slots; k++)
+                if (pending.Plans[i]!.Used[k])
+                    pending.Buffer.AsSpan((i * TilePlan.Slots + k) * slotBytes, slotBytes).CopyTo(target[(n++ * slotBytes)..]);
+        return tiles;
+    }
+
+    // the tile of each (sample, slot) in CollateTiles' order; an unused slot points at tile 0 (its plan says unused)
+    private static long[] TileIndex(PendingBatch pending)
+    {
+        var index = new long[pending.Plans.Length * TilePlan.Slots];
+        var n = 0L;
+        for (var i = 0; i < pending.Plans.Length; i++)
+            for (var k = 0; k < TilePlan.Slots; k++)
+                index[i * TilePlan.Slots + k] = pending.Plans[i]!.Used[k] ? n++ : 0;
+        return index;
     }
 
     // Replaces the tensors by pinned copies (libtorch's caching host allocator reuses the blocks once their copies are
@@ -227,6 +284,7 @@ public sealed class DataLoader : IDisposable
         public int[] Indices { get; } = indices;
         public byte[] Buffer { get; } = buffer;
         public ProcessedSample?[] Samples { get; } = new ProcessedSample?[indices.Length];
+        public TilePlan?[] Plans { get; } = new TilePlan?[indices.Length];
         public CountdownEvent Done { get; } = new(indices.Length);
         public volatile Exception? Error;
     }

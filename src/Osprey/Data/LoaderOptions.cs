@@ -22,6 +22,9 @@ namespace Osprey.Data;
 /// (Ultralytics' <c>pin_memory</c>); where pinning fails (no CUDA) the loader falls back to ordinary memory and says why in
 /// <see cref="DataLoader.PinMemoryError"/>. The batches' contents are the same either way.</param>
 /// <param name="SampleDelay">Test hook: each worker sleeps this long per sample (emulates slow storage).</param>
+/// <param name="DeviceAugment">Training loader: the workers only load the images and collate them as tiles with each sample's
+/// plan (<see cref="TilePlan"/>; same draws, same labels); mosaic, affine, HSV, flips run as tensor ops on the device the batch
+/// goes to (<see cref="Osprey.Data.DeviceAugment"/>, when the trainer asks for the images). Mixup is not supported there.</param>
 public sealed record LoaderOptions(
     int ImageSize = 640,
     int BatchSize = 16,
@@ -38,4 +41,5 @@ public sealed record LoaderOptions(
     bool SingleThreadedOpenCv = true,
     int MosaicBuffer = 128,
     bool PinMemory = false,
-    TimeSpan SampleDelay = default);
+    TimeSpan SampleDelay = default,
+    bool DeviceAugment = false);

@@ -58,8 +58,21 @@ public sealed class SamplePipeline
         }
         else
         {
-            Augmented(index, epoch, mosaicActive, destination, out classes, out boxes, out info);
+            Augmented(index, epoch, mosaicActive, destination, null, out classes, out boxes, out info);
         }
+        return new ProcessedSample(classes, ToNormalisedXywh(boxes, ImageSize), info);
+    }
+
+    /// <summary>
+    /// The device path's share of a training sample (<see cref="LoaderOptions.DeviceAugment"/>): the same draws and the same
+    /// labels as <see cref="Process(int, int, bool, nint)"/>, but instead of drawing the image it copies the loaded tiles into
+    /// <paramref name="slots"/> (<see cref="TilePlan.Slots"/> × <see cref="TilePlan.SlotBytes"/> writable bytes) and records
+    /// in <paramref name="plan"/> how <see cref="DeviceAugment"/> draws them. Mixup is not supported there.
+    /// </summary>
+    public ProcessedSample ProcessTiles(int index, int epoch, bool mosaicActive, nint slots, TilePlan plan)
+    {
+        if (Augment is null) throw new InvalidOperationException("The device path augments training samples only.");
+        Augmented(index, epoch, mosaicActive, slots, plan, out var classes, out var boxes, out var info);
         return new ProcessedSample(classes, ToNormalisedXywh(boxes, ImageSize), info);
     }
 
@@ -157,16 +170,18 @@ public sealed class SamplePipeline
         return output;
     }
 
-    private void Augmented(int index, int epoch, bool mosaicActive, nint destination, out int[] classes, out float[] boxes, out ImageInfo info)
+    // plan null: draw into destination (RGB planes); else copy the tiles into destination (TilePlan slots) and fill the plan
+    private void Augmented(int index, int epoch, bool mosaicActive, nint destination, TilePlan? plan, out int[] classes, out float[] boxes, out ImageInfo info)
     {
         var a = Augment!;
         var rng = SampleRandom.For(Seed, epoch, index);
-        var output = GrayCanvas();
-        PreTransform(index, epoch, mosaicActive, ref rng, output, out classes, out boxes, out info, out var written);
+        var output = plan is null ? GrayCanvas() : null!;
+        PreTransform(index, epoch, mosaicActive, ref rng, output, out classes, out boxes, out info, out var written, plan is null ? null : (plan, destination));
 
         var mix = rng.NextDouble() < a.Mixup && mosaicActive;
         var mixIndex = rng.NextInt(_images.Count);
         var mixRatio = Math.Clamp(0.5 + 0.062 * Normal(ref rng), 0, 1); // ≈ Beta(32, 32)
+        if (mix && plan is not null) throw new NotSupportedException("mixup is not supported with gpu_augment=True.");
         if (mix)
         {
             var partnerRng = SampleRandom.For(Seed ^ 0x6D69787570L, epoch, mixIndex);
@@ -189,6 +204,11 @@ public sealed class SamplePipeline
         if (flipLR)
             for (var i = 0; i < boxes.Length; i += 4) (boxes[i], boxes[i + 2]) = (s - boxes[i + 2], s - boxes[i]);
 
+        if (plan is not null)
+        {
+            plan.SetColour(hsv ? Hsv.Tables(gains[0], gains[1], gains[2]) : null, flipLR, flipUD);
+            return;
+        }
         var tables = hsv && FusedColour ? new HsvPlanes.Gains(gains[0], gains[1], gains[2]) : null;
         if (tables is { FloatExact: true })
         {
@@ -208,7 +228,7 @@ public sealed class SamplePipeline
     /// <param name="output">s×s gray BGR image to draw into.</param>
     /// <param name="written">Bounding rectangle (x0, y0, x1, y1) of the pixels drawn; the rest of <paramref name="output"/> stays gray.</param>
     private void PreTransform(int index, int epoch, bool mosaicActive, ref SampleRandom rng, Mat output, out int[] classes, out float[] boxes, out ImageInfo info,
-        out (int X0, int Y0, int X1, int Y1) written)
+        out (int X0, int Y0, int X1, int Y1) written, (TilePlan Plan, nint Slots)? device = null)
     {
         var a = Augment!;
         var s = ImageSize;
@@ -233,7 +253,7 @@ public sealed class SamplePipeline
             try
             {
                 for (var t = 1; t < 4; t++) loaded[t] = _store.Load(tiles[t]);
-                (beforeClasses, before) = Mosaic(loaded, tiles, xc, yc, m, output, out written);
+                (beforeClasses, before) = Mosaic(loaded, tiles, xc, yc, m, output, out written, device);
             }
             finally
             {
@@ -249,7 +269,10 @@ public sealed class SamplePipeline
             int top = (int)Math.Round((s - nh) / 2.0 - 0.1), left = (int)Math.Round((s - nw) / 2.0 - 0.1);
             double sx = (double)nw / w, sy = (double)nh / h;
             var letterbox = new[] { sx, 0, left, 0, sy, top, 0, 0, 1 };
-            Warp(image, output, Multiply(m, letterbox), new Rect(0, 0, s, s), BorderTypes.Constant);
+            if (device is ({ } plan, var slots))
+                plan.Record(0, image, Multiply(m, letterbox), (-0.5, -0.5, w - 0.5, h - 0.5), replicate: false, slots, s);
+            else
+                Warp(image, output, Multiply(m, letterbox), new Rect(0, 0, s, s), BorderTypes.Constant);
             beforeClasses = primary.Classes;
             before = BoxTransforms.ToPixelXyxy(primary.Boxes, w, h, sx, sy, left, top);
         }
@@ -263,14 +286,14 @@ public sealed class SamplePipeline
     /// <summary>Ultralytics mosaic of 4 on a 2s×2s canvas centred at (xc, yc), warped by <paramref name="m"/> straight into
     /// <paramref name="output"/> tile by tile (no canvas is built). Returns the canvas-coordinate boxes (clipped, non-empty).</summary>
     private (int[] Classes, float[] Boxes) Mosaic(LoadedImage[] loaded, Span<int> tiles, int xc, int yc, double[] m, Mat output,
-        out (int X0, int Y0, int X1, int Y1) written)
+        out (int X0, int Y0, int X1, int Y1) written, (TilePlan Plan, nint Slots)? device)
     {
         var s = ImageSize;
         written = (s, s, 0, 0);
         var classes = new List<int>();
         var boxes = new List<float>();
         var scaleTranslate = m[1] == 0 && m[3] == 0 && m[6] == 0 && m[7] == 0 && m[0] > 0 && m[4] > 0;
-        Mat? canvas = scaleTranslate ? null : new Mat(2 * s, 2 * s, MatType.CV_8UC3, Gray);
+        Mat? canvas = scaleTranslate || device is not null ? null : new Mat(2 * s, 2 * s, MatType.CV_8UC3, Gray);
         try
         {
             for (var t = 0; t < 4; t++)
@@ -298,7 +321,14 @@ public sealed class SamplePipeline
                         break;
                 }
                 int padw = x1a - x1b, padh = y1a - y1b;
-                if (x2a > x1a && y2a > y1a)
+                if (x2a > x1a && y2a > y1a && device is ({ } plan, var slots))
+                {
+                    // scale and translation: the tile owns the output pixels whose canvas coordinate lies in [x1a − ½, x2a − ½) ×
+                    // [y1a − ½, y2a − ½), border replicate, as below; otherwise its crop is part of a gray canvas, as below
+                    plan.Record(t, image, Multiply(m, [1, 0, padw, 0, 1, padh, 0, 0, 1]), (x1b - 0.5, y1b - 0.5, x2b - 0.5, y2b - 0.5),
+                        replicate: scaleTranslate, slots, s);
+                }
+                else if (x2a > x1a && y2a > y1a)
                 {
                     if (canvas is not null)
                     {

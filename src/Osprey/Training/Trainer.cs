@@ -116,7 +116,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         using var trainLoader = DataLoader.ForTraining(trainSet, new LoaderOptions(
             ImageSize: run.Imgsz, BatchSize: rankBatch, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
             Rank: group.Rank, WorldSize: world, Cache: cache, Augment: TrainingSetup.Augmentation(run), Epochs: run.Epochs,
-            PinMemory: TrainingSetup.PinMemory(device), SampleDelay: FaultInjection.DataDelay()));
+            PinMemory: TrainingSetup.PinMemory(device), SampleDelay: FaultInjection.DataDelay(), DeviceAugment: run.GpuAugment));
         using var valLoader = DataLoader.ForValidation(valSet, new LoaderOptions(
             ImageSize: run.Imgsz, BatchSize: rankBatch * 2, Workers: Math.Max(run.Workers, 1), Seed: run.Seed,
             Rank: group.Rank, WorldSize: world, Cache: cache));

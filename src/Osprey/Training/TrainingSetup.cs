@@ -55,6 +55,8 @@ public static class TrainingSetup
         if (args.Rect) throw new ArgumentsException("rect=True is not supported yet");
         if (args.SingleCls) throw new ArgumentsException("single_cls=True is not supported yet");
         if (args.Fraction != 1.0) throw new ArgumentsException("fraction is not supported yet");
+        if (args.GpuAugment && args.Mixup > 0)
+            throw new ArgumentsException($"mixup={args.Mixup.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not supported with gpu_augment=True: use mixup=0.0 or gpu_augment=False");
     }
 
     /// <summary>cache=false|true|ram|disk → the loader's mode (true means ram, as in Ultralytics).</summary>
