@@ -45,7 +45,8 @@ public static class TorchBackend
             // TorchSharp's message is a load trace; a line naming torch_cuda says why, when there is one.
             string[] lines = root.Message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             CudaLoadError = lines.FirstOrDefault(l => l.Contains("torch_cuda", StringComparison.Ordinal))
-                ?? (lines.FirstOrDefault() ?? root.GetType().Name).TrimEnd(':', '.') + " (no libtorch_cuda.so on LD_LIBRARY_PATH?)";
+                ?? (lines.FirstOrDefault() ?? root.GetType().Name).Split(" Trace from")[0].TrimEnd(':', '.') +
+                " (no libtorch_cuda.so on LD_LIBRARY_PATH?)";
         }
     }
 
