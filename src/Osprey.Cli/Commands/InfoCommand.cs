@@ -19,7 +19,8 @@ public sealed class InfoCommand : ICliCommand
         Row("TorchSharp", TorchRuntime.TorchSharpVersion);
         Row("libtorch", TorchRuntime.LibTorchVersion);
         Row("backend", TorchBackend.BuildBackend + " build");
-        Row("CUDA", TorchBackend.CudaAvailable ? $"available, {torch.cuda.device_count()} GPU(s)" : "not available");
+        Row("CUDA", TorchBackend.CudaAvailable ? $"available, {torch.cuda.device_count()} GPU(s)"
+            : TorchBackend.CudaLoadError is { } why ? $"not available (loading CUDA libtorch failed: {why})" : "not available");
         var devices = new List<string> { "cpu" };
         if (TorchBackend.CudaAvailable)
             devices.AddRange(Enumerable.Range(0, torch.cuda.device_count()).Select(i => $"cuda:{i}"));

@@ -25,6 +25,13 @@ public interface IProcessGroup : IDisposable
     string Backend { get; }
 
     /// <summary>
+    /// True for a real backend (MPI, NCCL), even in a world of one (<see cref="ProcessGroupFactory.BackendVariable"/>):
+    /// data parallel then runs every collective, as PyTorch DDP does at world size 1. False for <see cref="SingleProcessGroup"/>,
+    /// whose collectives the trainer skips.
+    /// </summary>
+    bool Communicates { get; }
+
+    /// <summary>
     /// How long one collective may wait for the other ranks before it throws <see cref="DistributedException"/>.
     /// <see cref="System.Threading.Timeout.InfiniteTimeSpan"/> waits forever (MPI: uses blocking calls).
     /// </summary>

@@ -71,6 +71,9 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
     /// <inheritdoc/>
     public string Backend => "mpi";
 
+    /// <inheritdoc/>
+    public bool Communicates => true;
+
     /// <summary>This process's host name (in error messages).</summary>
     public string Host { get; }
 

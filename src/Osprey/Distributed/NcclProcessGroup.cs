@@ -82,6 +82,9 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
     /// <inheritdoc/>
     public string Backend => "nccl";
 
+    /// <inheritdoc/>
+    public bool Communicates => true;
+
     /// <summary>This process's host name (in error messages).</summary>
     public string Host { get; }
 

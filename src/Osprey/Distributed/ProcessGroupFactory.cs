@@ -7,6 +7,30 @@ namespace Osprey.Distributed;
 public static class ProcessGroupFactory
 {
     /// <summary>
+    /// <c>nccl</c> or <c>mpi</c>: use that backend even in a world of one (as <c>torch.distributed.init_process_group(backend,
+    /// world_size=1)</c>), so that training runs every data-parallel collective on one rank: how the NCCL path is checked on
+    /// a machine with one GPU (two ranks may not share a GPU). Unset, empty or <c>auto</c>: a world of one has no process
+    /// group. MPI at world 1 still needs mpirun (<c>mpirun -np 1</c>).
+    /// </summary>
+    public const string BackendVariable = "OSPREY_PROCESS_GROUP";
+
+    /// <summary>The backend <see cref="BackendVariable"/> forces (<c>nccl</c> or <c>mpi</c>), or null.</summary>
+    /// <exception cref="DistributedException">The variable has another value.</exception>
+    public static string? RequestedBackend() => RequestedBackend(Environment.GetEnvironmentVariable(BackendVariable));
+
+    /// <summary>As <see cref="RequestedBackend()"/> for the variable's value <paramref name="value"/> (a pure function, for tests).</summary>
+    public static string? RequestedBackend(string? value)
+    {
+        string text = (value ?? "").Trim().ToLowerInvariant();
+        return text switch
+        {
+            "" or "auto" => null,
+            "nccl" or "mpi" => text,
+            _ => throw new DistributedException($"environment variable {BackendVariable}={value} is not one of nccl, mpi, auto"),
+        };
+    }
+
+    /// <summary>
     /// A world of one → <see cref="SingleProcessGroup"/>; CPU → <see cref="MpiProcessGroup"/> (needs mpirun);
     /// CUDA → <see cref="NcclProcessGroup"/> on GPU <paramref name="cudaDevice"/> (default: the local rank).
     /// </summary>
@@ -20,13 +44,17 @@ public static class ProcessGroupFactory
     {
         environment ??= DistributedEnvironment.FromProcess();
         options ??= new ProcessGroupOptions();
-        if (!environment.IsDistributed) return new SingleProcessGroup { Timeout = options.Timeout };
+        string? forced = RequestedBackend();
+        if (!environment.IsDistributed && forced is null) return new SingleProcessGroup { Timeout = options.Timeout };
+        string? serving = device switch { DeviceType.CPU => "mpi", DeviceType.CUDA => "nccl", _ => null };
+        if (forced is not null && serving is not null && forced != serving)
+            throw new DistributedException($"{BackendVariable}={forced}, but {device} tensors are reduced by {serving}: set {BackendVariable}={serving} or unset it");
         switch (device)
         {
             case DeviceType.CPU:
                 if (environment.Launcher != LauncherKind.OpenMpi)
                     throw new DistributedException(
-                        $"CPU training across {environment.WorldSize} processes uses MPI, but this process was started by " +
+                        $"CPU training across {environment.WorldSize} process(es) uses MPI, but this process was started by " +
                         $"{environment.Launcher}, not mpirun: launch with nproc=N (Osprey runs mpirun) or mpirun -np N");
                 return new MpiProcessGroup(options);
             case DeviceType.CUDA:

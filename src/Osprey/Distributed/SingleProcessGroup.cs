@@ -15,6 +15,9 @@ public sealed class SingleProcessGroup : IProcessGroup
     public string Backend => "single";
 
     /// <inheritdoc/>
+    public bool Communicates => false;
+
+    /// <inheritdoc/>
     public TimeSpan Timeout { get; set; } = ProcessGroupOptions.DefaultTimeout;
 
     /// <inheritdoc/>

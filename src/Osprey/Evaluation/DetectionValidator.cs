@@ -44,7 +44,7 @@ public static class DetectionValidator
         DetectionLoss? loss = null, bool collectPredictions = false, Action<ValidationProgress>? progress = null,
         Action<Batch, IReadOnlyList<Tensor>>? inspectBatch = null, IProcessGroup? group = null)
     {
-        if (group is { WorldSize: > 1 })
+        if (group is { Communicates: true })
             return RunSharded(model, loader, device, nms, loss, collectPredictions, progress, inspectBatch, group);
         nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
         bool wasTraining = model.training;

@@ -16,14 +16,20 @@ public static class TorchBackend
     /// <summary>True when the loaded libtorch has CUDA and sees at least one GPU.</summary>
     public static bool CudaAvailable => Cuda.Value;
 
-    /// <summary>One line: build backend, libtorch version and whether CUDA is usable.</summary>
+    /// <summary>Why a CUDA build could not load CUDA (the first line of the loader's error), or null.</summary>
+    public static string? CudaLoadError { get; private set; }
+
+    /// <summary>One line: build backend, libtorch version and whether CUDA is usable (and, when a CUDA build has none, why).</summary>
     public static string Description =>
         $"a {BuildBackend} build with libtorch {torch.__version__} " +
-        (CudaAvailable ? $"(CUDA, {torch.cuda.device_count()} GPU(s))" : "(CPU only)");
+        (CudaAvailable ? $"(CUDA, {torch.cuda.device_count()} GPU(s))"
+            : CudaLoadError is null ? "(CPU only)" : $"(CPU only: loading CUDA libtorch failed: {CudaLoadError})");
 
     /// <summary>
-    /// Loads the Torch backend before first use. A CUDA build loads libtorch's CUDA libraries from
-    /// <c>LD_LIBRARY_PATH</c> here and fails with one clear message when they are not there; a CPU build needs nothing.
+    /// Loads the Torch backend before first use. A CUDA build loads libtorch's CUDA libraries from <c>LD_LIBRARY_PATH</c>
+    /// here, before any other Torch call; when they are not there (a CPU-only libtorch, e.g. the CPU dry run of the GPU
+    /// kit) it runs on the CPU and keeps the reason in <see cref="CudaLoadError"/>, which a CUDA device request reports.
+    /// A CPU build needs nothing.
     /// </summary>
     public static void Initialize()
     {
@@ -36,9 +42,11 @@ public static class TorchBackend
         {
             Exception root = e;
             while (root.InnerException is not null) root = root.InnerException;
-            throw new DeviceException(
-                "this Osprey is a CUDA build (-p:TorchBackend=cuda) and needs a CUDA libtorch on LD_LIBRARY_PATH, e.g. " +
-                "PyTorch's torch/lib (see README, 'Backends'); loading it failed: " + root.Message.Split('\n')[0]);
+            // TorchSharp's message is a load trace; a line naming torch_cuda says why, when there is one.
+            string[] lines = root.Message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            CudaLoadError = lines.FirstOrDefault(l => l.Contains("torch_cuda", StringComparison.Ordinal))
+                ?? (lines.FirstOrDefault() ?? root.GetType().Name).Split(" Trace from")[0].TrimEnd(':', '.') +
+                " (no libtorch_cuda.so on LD_LIBRARY_PATH?)";
         }
     }
 

@@ -73,7 +73,7 @@ public static class AutoBatch
     /// <summary>The smallest of the ranks' <paramref name="batch"/> (all-reduce MIN, as MAX of the negation), on every rank.</summary>
     public static int Agree(IProcessGroup group, int batch, Device device)
     {
-        if (group.WorldSize == 1) return batch;
+        if (!group.Communicates) return batch;
         using var t = tensor(new long[] { -batch }, device: device);
         group.AllReduce(t, ReduceOp.Max);
         using var host = t.cpu();

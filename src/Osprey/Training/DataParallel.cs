@@ -57,7 +57,7 @@ public sealed class DataParallel : IDisposable
             bytes += size;
         }
         if (current.Count > 0) _buckets.Add(new Bucket(current.ToArray()));
-        if (sync == GradientSync.Overlapped && group.WorldSize > 1)
+        if (sync == GradientSync.Overlapped && group.Communicates)
         {
             var position = new Dictionary<Parameter, int>(ReferenceEqualityComparer.Instance);
             for (int i = 0; i < _parameters.Count; i++) position[_parameters[i]] = i;
@@ -108,7 +108,7 @@ public sealed class DataParallel : IDisposable
     /// <summary>Copies rank 0's floating-point buffers (BatchNorm statistics) to every rank.</summary>
     public void BroadcastBuffers()
     {
-        if (WorldSize == 1 || _buffers.Length == 0) return;
+        if (!Group.Communicates || _buffers.Length == 0) return;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var flat = cat(_buffers.Select(b => b.reshape(-1)).ToArray());
@@ -139,7 +139,7 @@ public sealed class DataParallel : IDisposable
     /// </summary>
     public void AverageGradients()
     {
-        if (WorldSize == 1) return;
+        if (!Group.Communicates) return;
         var watch = System.Diagnostics.Stopwatch.StartNew();
         if (_overlap is { Armed: true })
         {
@@ -168,7 +168,7 @@ public sealed class DataParallel : IDisposable
     /// <summary>Σ over ranks of <paramref name="values"/> (float64, in place on a copy); the values on one rank.</summary>
     public double[] SumOverRanks(double[] values)
     {
-        if (WorldSize == 1) return values.ToArray();
+        if (!Group.Communicates) return values.ToArray();
         using var t = tensor(values, dtype: ScalarType.Float64);
         Group.AllReduce(t, ReduceOp.Sum);
         return t.data<double>().ToArray();
@@ -180,7 +180,7 @@ public sealed class DataParallel : IDisposable
     /// <summary>Rank 0's value of <paramref name="value"/> on every rank of <paramref name="group"/>.</summary>
     public static bool BroadcastFlag(IProcessGroup group, bool value)
     {
-        if (group.WorldSize == 1) return value;
+        if (!group.Communicates) return value;
         using var t = tensor(new long[] { value ? 1 : 0 });
         group.Broadcast(t, root: 0);
         return t.data<long>()[0] != 0;
@@ -189,7 +189,7 @@ public sealed class DataParallel : IDisposable
     /// <summary>Rank 0's <paramref name="text"/> on every rank of <paramref name="group"/> (e.g. the run folder rank 0 created).</summary>
     public static string BroadcastString(IProcessGroup group, string? text)
     {
-        if (group.WorldSize == 1) return text ?? "";
+        if (!group.Communicates) return text ?? "";
         byte[] bytes = group.Rank == 0 ? Encoding.UTF8.GetBytes(text ?? "") : Array.Empty<byte>();
         using var length = tensor(new long[] { bytes.Length });
         group.Broadcast(length, root: 0);
@@ -203,7 +203,7 @@ public sealed class DataParallel : IDisposable
     /// <summary>Copies rank 0's whole state (parameters and buffers) of <paramref name="module"/> to every rank.</summary>
     public static void BroadcastModule(nn.Module module, IProcessGroup group)
     {
-        if (group.WorldSize == 1) return;
+        if (!group.Communicates) return;
         using var noGrad = no_grad();
         foreach (var (_, tensor) in module.state_dict()) group.Broadcast(tensor, root: 0);
     }

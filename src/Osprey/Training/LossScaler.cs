@@ -105,7 +105,7 @@ public sealed class LossScaler
         }
         found ??= zeros(1, dtype: ScalarType.Float32, device: device);
         var flag = found.reshape(1).contiguous();
-        if (group is { WorldSize: > 1 }) group.AllReduce(flag, ReduceOp.Max);  // agree across ranks
+        if (group is { Communicates: true }) group.AllReduce(flag, ReduceOp.Max);  // agree across ranks
         return flag.cpu().item<float>() != 0;                                   // note: a device → host sync point
     }
 

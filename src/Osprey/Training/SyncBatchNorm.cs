@@ -26,7 +26,7 @@ public sealed class SyncBatchNorm : IDisposable
     public SyncBatchNorm(nn.Module model, IProcessGroup group)
     {
         Group = group;
-        if (group.WorldSize == 1) return;
+        if (!group.Communicates) return;
         foreach (var (_, module) in model.named_modules())
         {
             if (module is not BatchNorm2d bn) continue;

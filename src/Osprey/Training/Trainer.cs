@@ -49,7 +49,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     public TrainingFinished Train(CancellationToken cancellationToken = default)
     {
         DistributedEnvironment job = environment ?? DistributedEnvironment.FromProcess();
-        if (!job.IsDistributed) return Train(job, null, cancellationToken);
+        if (!job.IsDistributed && ProcessGroupFactory.RequestedBackend() is null) return Train(job, null, cancellationToken);
         string? resumeFrom = ResumePath(args);
         OspreyArgs requested = resumeFrom is null ? args : ResumedArgs(args, resumeFrom);
         Device device = DeviceRequest.Parse(requested.Device).Resolve(job.LocalRank);
@@ -75,6 +75,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         // ── resolve the run: fresh, or resumed from a checkpoint ──────────────────────────────────
         IProcessGroup group = distributed ?? new SingleProcessGroup();
         int world = group.WorldSize;
+        bool collective = group.Communicates;                            // data parallel, even at world 1 (forced backend)
         bool master = group.Rank == 0;
         Action<TrainingEvent>? emit = master ? events : null;
         string? resumeFrom = ResumePath(args);
@@ -139,7 +140,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         using var ddp = new DataParallel(model, group, BucketBytes(), GradientSyncChoice());
         ddp.BroadcastState();                                            // every rank starts from rank 0's weights
         using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
-        bool broadcastBuffers = world > 1 && syncBn is null;             // DDP's broadcast_buffers=True
+        bool broadcastBuffers = collective && syncBn is null;             // DDP's broadcast_buffers=True
         var emaModel = new DetectionModel(model.Config);
         emaModel.load_state_dict(model.state_dict());
         emaModel.to(device);
@@ -149,7 +150,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             NumClasses = nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
             BoxGain = run.Box, ClsGain = run.Cls, DflGain = run.Dfl,
             // DDP: Σ target scores of the global batch (all-reduce SUM), so every rank divides by the same number.
-            ReduceTargetScoresSum = world == 1 ? null : local =>
+            ReduceTargetScoresSum = !collective ? null : local =>
             {
                 var global = local.clone();
                 group.AllReduce(global, ReduceOp.Sum);
@@ -176,6 +177,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         emit?.Invoke(new TrainingStarted(runDirectory, device.ToString(), run.Model ?? TrainingSetup.DefaultModel,
             model.ParameterCount, trainSet.Summary, valSet.Summary, optimizer.Summary, batch, accumulate, run.Imgsz,
             run.Workers, state.Epoch, run.Epochs, saved is not null) { Precision = precision.ToString() });
+        if (collective)
+            emit?.Invoke(new TrainingMessage($"data parallel: {world} rank(s), {group.Backend} process group, rank batch {rankBatch}"));
 
         string csv = Path.Combine(runDirectory, "results.csv");
         string last = Path.Combine(weightsDirectory, "last.safetensors");
@@ -223,7 +226,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 using var result = loss.Compute(maps, targets);
                 var (box, cls, dfl) = result.ItemValues();                      // note: a device → host sync point
                 timer.Lap(StepPhase.Loss);
-                if (world > 1)                                                  // Σ over ranks = the global batch's items
+                if (collective)                                                 // Σ over ranks = the global batch's items
                 {
                     double[] sums = ddp.SumOverRanks(new double[] { box, cls, dfl });
                     (box, cls, dfl) = ((float)sums[0], (float)sums[1], (float)sums[2]);
@@ -232,13 +235,13 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                 if (!float.IsFinite(box + cls + dfl))
                     throw new InvalidOperationException(
                         $"loss is not finite at epoch {epoch + 1}, batch {trainBatch.Index + 1} (box {box}, cls {cls}, dfl {dfl}); lower lr0 or check the labels");
-                var total = world == 1 ? result.Total : result.Total * lossScale;
+                var total = !collective ? result.Total : result.Total * lossScale;
                 (scaler is null ? total : scaler.ScaleLoss(total)).backward();  // fp16: scaled loss
                 timer.Lap(StepPhase.Backward);
                 if (stepped)
                 {
                     ddp.AverageGradients();                                     // the only gradient sync
-                    if (world > 1) timer.Lap(StepPhase.AllReduce);
+                    if (collective) timer.Lap(StepPhase.AllReduce);
                     OptimizerStep(model, optimizer.Optimizer, ema, scaler, group);
                     timer.Lap(StepPhase.Optimizer);
                     lastStep = iteration;

@@ -44,6 +44,37 @@ public class ProcessGroupFactoryTests
     }
 
     [Fact]
+    public void BackendVariableForcesOnlyNcclOrMpi()
+    {
+        Assert.Null(ProcessGroupFactory.RequestedBackend((string?)null));
+        Assert.Null(ProcessGroupFactory.RequestedBackend(" Auto "));
+        Assert.Equal("nccl", ProcessGroupFactory.RequestedBackend("NCCL"));
+        Assert.Equal("mpi", ProcessGroupFactory.RequestedBackend("mpi"));
+        var error = Assert.Throws<DistributedException>(() => ProcessGroupFactory.RequestedBackend("gloo"));
+        Assert.Contains("OSPREY_PROCESS_GROUP=gloo", error.Message);
+    }
+
+    [Fact]
+    public void ForcedBackendMustServeTheDevice()
+    {
+        string? saved = Environment.GetEnvironmentVariable(ProcessGroupFactory.BackendVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(ProcessGroupFactory.BackendVariable, "nccl");
+            var wrong = Assert.Throws<DistributedException>(() => ProcessGroupFactory.Create(DeviceType.CPU, DistributedEnvironment.Single));
+            Assert.Contains("CPU tensors are reduced by mpi", wrong.Message);
+            // mpi at world 1 without mpirun: the launcher error, not a silent no-op group
+            Environment.SetEnvironmentVariable(ProcessGroupFactory.BackendVariable, "mpi");
+            var noMpirun = Assert.Throws<DistributedException>(() => ProcessGroupFactory.Create(DeviceType.CPU, DistributedEnvironment.Single));
+            Assert.Contains("mpirun", noMpirun.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(ProcessGroupFactory.BackendVariable, saved);
+        }
+    }
+
+    [Fact]
     public void MpiLibraryIsInstalled() =>
         Assert.True(MpiProcessGroup.IsAvailable(out string error), error + " (run build/install-deps.sh)");
 

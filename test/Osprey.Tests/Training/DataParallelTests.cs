@@ -100,6 +100,47 @@ public class DataParallelTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void ForcedBackendAtWorldOneRunsEveryCollectiveAndChangesNoBit()
+    {
+        // OSPREY_PROCESS_GROUP=mpi under mpirun -np 1: the data-parallel path (broadcasts, loss normaliser and gradient
+        // all-reduces, sharded validation) on one rank, as OSPREY_PROCESS_GROUP=nccl checks NCCL on one GPU. Reducing
+        // over one rank is exact (Σ of one value, ÷ 1), so the weights must equal the plain run's bit for bit, and the
+        // step times must show the all-reduces that the plain run does not make.
+        WorkerRunner.RequireMpirun();
+        var (dir, data, model) = Setup();
+        string[] common = { "train", $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
+            "device=cpu", $"project={dir}", "plots=False" };
+        (string Run, string Text) Run(string name, string backend)
+        {
+            var options = LaunchOptions.ForDotnetDll(1, CliDll, common.Append($"name={name}")) with
+            {
+                Environment = new Dictionary<string, string> { ["OMP_NUM_THREADS"] = "1", [ProcessGroupFactory.BackendVariable] = backend },
+                Timeout = TimeSpan.FromMinutes(3),
+            };
+            LaunchResult result = LocalLauncher.RunAsync(options).GetAwaiter().GetResult();
+            log.WriteLine($"{name} ({ProcessGroupFactory.BackendVariable}={backend}): exit {result.ExitCode}\n{string.Join('\n', result.Output.TakeLast(12).Select(l => l.Text))}");
+            Assert.Equal(0, result.ExitCode);
+            return (Path.Combine(dir, name), result.Text);
+        }
+        var plain = Run("plain", "auto");
+        var forced = Run("forced", "mpi");
+        Assert.Contains("data parallel: 1 rank(s), mpi process group", forced.Text);
+        Assert.DoesNotContain("data parallel:", plain.Text);
+
+        var a = Weights(Path.Combine(plain.Run, "weights", "last.safetensors"));
+        var b = Weights(Path.Combine(forced.Run, "weights", "last.safetensors"));
+        Assert.Equal(0, MaxDifference(a, b, out string worst));
+        var rowPlain = ResultsCsv.Read(Path.Combine(plain.Run, "results.csv")).Single();
+        var rowForced = ResultsCsv.Read(Path.Combine(forced.Run, "results.csv")).Single();
+        foreach (string column in rowPlain.Keys.Where(k => k != "time"))
+            Assert.True(rowPlain[column] == rowForced[column], $"{column}: {rowPlain[column]} vs {rowForced[column]} ({worst})");
+        var timesPlain = StepTimesCsv.Read(Path.Combine(plain.Run, StepTimesCsv.FileName)).Single();
+        var timesForced = StepTimesCsv.Read(Path.Combine(forced.Run, StepTimesCsv.FileName)).Single();
+        Assert.Equal(0, timesPlain["allreduce_ms"]);
+        Assert.True(timesForced["allreduce_ms"] > 0, "the forced group reported no all-reduce time");
+    }
+
+    [Fact]
     public void WithoutSyncBnTheRanksStillAgreeAndDiffersFromSyncBn()
     {
         // Local BN statistics (DDP's default) are a different computation: the equivalence above is not vacuous.
