@@ -111,7 +111,7 @@ public class DeviceAugmentTests(ITestOutputHelper output)
             }
 
             // the trainer's route: one batch ahead (copies made by CopyTo), images drawn from the copies as float in [0, 1], on
-            // cuda:0 where there is one (bench/gpu_speed.sh), else on the CPU, where they must be the CPU drawing's bytes
+            // cuda:0 where there is one (a CUDA build of the tests; the device kit runs the CLI only), else on the CPU, where they must be the CPU drawing's bytes
             var target = cuda.is_available() ? CUDA : CPU;
             using var loader = DataLoader.ForTraining(data, options with { DeviceAugment = true, PinMemory = target.type == DeviceType.CUDA });
             var n = 0;
