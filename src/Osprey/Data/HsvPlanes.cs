@@ -82,7 +82,7 @@ public static class HsvPlanes
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // hot from the first sample: no tier-0 vector code
     public static void Apply(ReadOnlySpan<byte> bgr, int stride, int width, int height, Span<byte> planes, Gains gains,
-        bool flipLR, bool flipUD, (int X0, int Y0, int X1, int Y1)? active = null, bool allowVector = true)
+        bool flipLR, bool flipUD, (int X0, int Y0, int X1, int Y1)? active = null, bool allowVector = true, bool allowWide = true)
     {
         var plane = width * height;
         if (planes.Length < 3 * plane) throw new ArgumentException("Planes too small.", nameof(planes));
@@ -94,6 +94,7 @@ public static class HsvPlanes
         if (x1 <= x0 || y1 <= y0) (x0, x1, y0, y1) = (0, 0, 0, 0);
         Pixel(114, 114, 114, gains, true, out var grayR, out var grayG, out var grayB);
         var vector = allowVector && gains.FloatExact && Supported;
+        var wide = vector && allowWide && WideSupported;
         ref var dst = ref MemoryMarshal.GetReference(planes);
         for (var y = 0; y < height; y++)
         {
@@ -125,6 +126,9 @@ public static class HsvPlanes
             if (vector)
             {
                 ref var src = ref MemoryMarshal.GetReference(source);
+                if (wide)
+                    for (; x + 16 <= Math.Min(x1, truncated); x += 16)
+                        Vector16(ref src, x, ref dst, row, plane, flipLR ? width - 16 - x : x, flipLR, gains);
                 for (; x + 8 <= Math.Min(x1, truncated); x += 8)
                     Vector8(ref src, x, ref dst, row, plane, flipLR ? width - 8 - x : x, flipLR, gains);
             }
@@ -197,6 +201,88 @@ public static class HsvPlanes
     private static readonly Vector256<int> Interleave = Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7);
     private static readonly Vector256<byte> Reverse8 = Vector256.Create(
         (byte)7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+
+    /// <summary>True where the 16-pixel body (<see cref="Vector16"/>, AVX-512) runs: the same operations as the 8-pixel body
+    /// lane by lane (the same IEEE single-precision divisions, products, floors, fused multiply-adds and conversions), so the
+    /// same bytes, in half the instructions.</summary>
+    internal static bool WideSupported => Supported && Avx512F.IsSupported && Avx512BW.IsSupported;
+
+    private static readonly Vector128<byte> Reverse16 = Vector128.Create((byte)15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+
+    /// <summary>Sixteen pixels from <paramref name="x"/> of a source row into the planes at <paramref name="row"/> + <paramref name="o"/>:
+    /// <see cref="Vector8"/> on 16 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Vector16(ref byte src, int x, ref byte dst, int row, int plane, int o, bool flip, Gains gains)
+    {
+        var lo0 = Vector128.LoadUnsafe(ref src, (nuint)(3 * x));
+        var hi0 = Vector128.LoadUnsafe(ref src, (nuint)(3 * x + 8));
+        var lo1 = Vector128.LoadUnsafe(ref src, (nuint)(3 * x + 24));
+        var hi1 = Vector128.LoadUnsafe(ref src, (nuint)(3 * x + 32));
+        var b = Avx512F.ConvertToVector512Int32(Vector128.Create(
+            (Ssse3.Shuffle(lo0, B0) | Ssse3.Shuffle(hi0, B1)).AsUInt64().ToScalar(), (Ssse3.Shuffle(lo1, B0) | Ssse3.Shuffle(hi1, B1)).AsUInt64().ToScalar()).AsByte());
+        var g = Avx512F.ConvertToVector512Int32(Vector128.Create(
+            (Ssse3.Shuffle(lo0, G0) | Ssse3.Shuffle(hi0, G1)).AsUInt64().ToScalar(), (Ssse3.Shuffle(lo1, G0) | Ssse3.Shuffle(hi1, G1)).AsUInt64().ToScalar()).AsByte());
+        var r = Avx512F.ConvertToVector512Int32(Vector128.Create(
+            (Ssse3.Shuffle(lo0, R0) | Ssse3.Shuffle(hi0, R1)).AsUInt64().ToScalar(), (Ssse3.Shuffle(lo1, R0) | Ssse3.Shuffle(hi1, R1)).AsUInt64().ToScalar()).AsByte());
+
+        // BGR → HSV, OpenCV's fixed point
+        var v = Avx512F.Max(b, Avx512F.Max(g, r));
+        var diff = v - Avx512F.Min(b, Avx512F.Min(g, r));
+        var vf = Avx512F.ConvertToVector512Single(v);
+        var difff = Avx512F.ConvertToVector512Single(diff);
+        var zero = Vector512<int>.Zero;
+        var round = Vector512.Create(1 << 11);
+        var sdiv = Avx512F.ConvertToVector512Int32(Avx512F.Divide(Vector512.Create(1044480f), vf)) & ~Vector512.Equals(v, zero);
+        var hdiv = Avx512F.ConvertToVector512Int32(Avx512F.Divide(Vector512.Create(122880f), difff)) & ~Vector512.Equals(diff, zero);
+        var s = Avx512F.ShiftRightArithmetic(Avx512F.MultiplyLow(diff, sdiv) + round, 12);
+        var hRed = g - b;
+        var hGreen = b - r + diff + diff;
+        var hBlue = r - g + Avx512F.ShiftLeftLogical(diff, 2);
+        var hraw = Vector512.ConditionalSelect(Vector512.Equals(v, r), hRed, Vector512.ConditionalSelect(Vector512.Equals(v, g), hGreen, hBlue));
+        var h = Avx512F.ShiftRightArithmetic(Avx512F.MultiplyLow(hraw, hdiv) + round, 12);
+        h += Vector512.GreaterThan(zero, h) & Vector512.Create(180);
+
+        // the tables, in float (equal to the double tables for this sample: Gains.FloatExact)
+        var c255 = Vector512.Create(255f);
+        var hy = Avx512F.ConvertToVector512Single(h) * Vector512.Create(gains.HueF);
+        hy -= Vector512.GreaterThanOrEqual(hy, Vector512.Create(180f)) & Vector512.Create(180f);
+        var h2 = Vector512.Floor(hy);
+        var s2 = Vector512.Floor(Avx512F.Min(Avx512F.Max(Avx512F.ConvertToVector512Single(s) * Vector512.Create(gains.SaturationF), Vector512<float>.Zero), c255));
+        var v2 = Vector512.Floor(Avx512F.Min(Avx512F.Max(vf * Vector512.Create(gains.ValueF), Vector512<float>.Zero), c255));
+
+        // HSV → BGR, OpenCV's float arithmetic
+        var one = Vector512.Create(1f);
+        var hh = h2 * Vector512.Create(HueScale);
+        var ss = s2 * Vector512.Create(InverseOf255);
+        var vv = v2 * Vector512.Create(InverseOf255);
+        var sector = Vector512.Floor(hh);
+        var f = hh - sector;
+        var p = vv * (one - ss);
+        var q = vv * Avx512F.FusedMultiplyAddNegated(ss, f, one);
+        var t = vv * Avx512F.FusedMultiplyAddNegated(ss, one - f, one);
+        var e0 = Vector512.Equals(sector, Vector512<float>.Zero);
+        var e1 = Vector512.Equals(sector, one);
+        var e2 = Vector512.Equals(sector, Vector512.Create(2f));
+        var e3 = Vector512.Equals(sector, Vector512.Create(3f));
+        var e4 = Vector512.Equals(sector, Vector512.Create(4f));
+        var e5 = Vector512.Equals(sector, Vector512.Create(5f));
+        var fr = Vector512.ConditionalSelect(e1, q, Vector512.ConditionalSelect(e2 | e3, p, Vector512.ConditionalSelect(e4, t, vv)));
+        var fg = Vector512.ConditionalSelect(e0, t, Vector512.ConditionalSelect(e1 | e2, vv, Vector512.ConditionalSelect(e3, q, p)));
+        var fb = Vector512.ConditionalSelect(e0 | e1, p, Vector512.ConditionalSelect(e2, t, Vector512.ConditionalSelect(e5, q, vv)));
+        // truncate to int, then to bytes with the unsigned saturation of the 8-pixel body's packs (no lane is negative)
+        var ir = Avx512F.ConvertToVector128ByteWithSaturation(Avx512F.Max(Avx512F.ConvertToVector512Int32WithTruncation(fr * c255), zero).AsUInt32());
+        var ig = Avx512F.ConvertToVector128ByteWithSaturation(Avx512F.Max(Avx512F.ConvertToVector512Int32WithTruncation(fg * c255), zero).AsUInt32());
+        var ib = Avx512F.ConvertToVector128ByteWithSaturation(Avx512F.Max(Avx512F.ConvertToVector512Int32WithTruncation(fb * c255), zero).AsUInt32());
+        if (flip)
+        {
+            ir = Ssse3.Shuffle(ir, Reverse16);
+            ig = Ssse3.Shuffle(ig, Reverse16);
+            ib = Ssse3.Shuffle(ib, Reverse16);
+        }
+        ir.StoreUnsafe(ref dst, (nuint)(row + o));
+        ig.StoreUnsafe(ref dst, (nuint)(plane + row + o));
+        ib.StoreUnsafe(ref dst, (nuint)(2 * plane + row + o));
+    }
 
     /// <summary>Eight pixels from <paramref name="x"/> of a source row into the planes at <paramref name="row"/> + <paramref name="o"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

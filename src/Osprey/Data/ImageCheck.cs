@@ -1,3 +1,4 @@
+using System.Buffers;
 using OpenCvSharp;
 
 namespace Osprey.Data;
@@ -67,7 +68,10 @@ public static class ImageCheck
 public static class ImageDecoder
 {
     /// <summary>Decodes bytes to a BGR image, or null when OpenCV cannot.</summary>
-    public static Mat? TryDecode(byte[] bytes)
+    public static Mat? TryDecode(byte[] bytes) => TryDecode(bytes.AsSpan());
+
+    /// <summary>Decodes bytes to a BGR image, or null when OpenCV cannot.</summary>
+    public static Mat? TryDecode(ReadOnlySpan<byte> bytes)
     {
         try
         {
@@ -81,7 +85,28 @@ public static class ImageDecoder
         }
     }
 
-    /// <summary>Reads and decodes a file; throws <see cref="InvalidDataException"/> naming it when that fails.</summary>
-    public static Mat Decode(string path) =>
-        TryDecode(File.ReadAllBytes(path)) ?? throw new InvalidDataException($"Image {path} cannot be decoded.");
+    /// <summary>Reads and decodes a file; throws <see cref="InvalidDataException"/> naming it when that fails. The file's bytes
+    /// go through a pooled buffer (no large-object allocation per image in the training loop).</summary>
+    public static Mat Decode(string path)
+    {
+        using var handle = File.OpenHandle(path);
+        var length = RandomAccess.GetLength(handle);
+        if (length > Array.MaxLength) throw new InvalidDataException($"Image {path} is too large ({length} bytes).");
+        var buffer = ArrayPool<byte>.Shared.Rent((int)length);
+        try
+        {
+            var read = 0;
+            while (read < length)
+            {
+                var n = RandomAccess.Read(handle, buffer.AsSpan(read, (int)length - read), read);
+                if (n == 0) break; // shrank meanwhile: decode what is there
+                read += n;
+            }
+            return (read > 0 ? TryDecode(buffer.AsSpan(0, read)) : null) ?? throw new InvalidDataException($"Image {path} cannot be decoded.");
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 }

@@ -88,7 +88,9 @@ public sealed class FileImageStore(IReadOnlyList<LabeledImage> images, int image
 /// keeps: the partner window plus the samples in flight), least recently used out first, so the mosaic partners drawn from
 /// recent positions (<see cref="SamplePipeline.PartnerWindow"/>) are rarely decoded twice: about one decode per sample, the
 /// sample's own image, as in Ultralytics. A dataset no larger than that stays decoded. What comes out never depends on what
-/// is cached: a hit returns the same pixels a decode would.
+/// is cached: a hit returns the same pixels a decode would. An entry is the decoder's own <see cref="Mat"/> (no copy); a
+/// load returns a header sharing its pixels through OpenCV's reference count, so an evicted image stays valid until the
+/// last sample using it disposes its view.
 /// </summary>
 public sealed class RecentImageStore : IImageStore
 {
@@ -98,7 +100,7 @@ public sealed class RecentImageStore : IImageStore
     private readonly LinkedList<Entry> _order = new();
     private readonly object _lock = new();
 
-    private sealed record Entry(int Index, byte[] Pixels, int H, int W, int H0, int W0);
+    private sealed record Entry(int Index, Mat Image, int H0, int W0, object? Owner);
 
     /// <summary>Decodes with <paramref name="inner"/> and keeps up to <paramref name="capacity"/> images.</summary>
     public RecentImageStore(IImageStore inner, int capacity)
@@ -129,34 +131,41 @@ public sealed class RecentImageStore : IImageStore
                 return View(node.Value);
             }
         }
-        Entry entry;
-        using (var loaded = _inner.Load(index))
-        {
-            var mat = loaded.Image;
-            var pixels = GC.AllocateUninitializedArray<byte>(mat.Height * mat.Width * 3, pinned: true);
-            RamImageStore.CopyPixels(mat, pixels);
-            entry = new Entry(index, pixels, mat.Height, mat.Width, loaded.OriginalHeight, loaded.OriginalWidth);
-        }
+        var loaded = _inner.Load(index); // its Mat becomes the entry's (disposed on eviction), so `loaded` is not disposed
+        var entry = new Entry(index, loaded.Image, loaded.OriginalHeight, loaded.OriginalWidth, loaded.Owner);
         lock (_lock)
         {
             Decoded++;
-            if (!_map.ContainsKey(index)) // another worker may have decoded it meanwhile: keep the first, same pixels
+            if (_map.TryGetValue(index, out var known)) // another worker decoded it meanwhile: keep the first, same pixels
             {
-                _map[index] = _order.AddFirst(entry);
-                while (_map.Count > _capacity)
-                {
-                    var last = _order.Last!;
-                    _order.RemoveLast();
-                    _map.Remove(last.Value.Index);
-                }
+                var view = View(known.Value);
+                entry.Image.Dispose();
+                return view;
             }
+            _map[index] = _order.AddFirst(entry);
+            while (_map.Count > _capacity)
+            {
+                var last = _order.Last!;
+                _order.RemoveLast();
+                _map.Remove(last.Value.Index);
+                last.Value.Image.Dispose(); // views still in use keep the pixels (reference count)
+            }
+            return View(entry);
         }
-        return View(entry);
     }
 
-    private static LoadedImage View(Entry e) =>
-        new(Mat.FromPixelData(e.H, e.W, MatType.CV_8UC3, System.Runtime.InteropServices.Marshal.UnsafeAddrOfPinnedArrayElement(e.Pixels, 0)), e.H0, e.W0, e.Pixels);
+    // under _lock: the entry's Mat is not disposed while its header is copied
+    private static LoadedImage View(Entry e) => new(new Mat(e.Image, new Rect(0, 0, e.Image.Width, e.Image.Height)), e.H0, e.W0, e.Owner);
 
     /// <inheritdoc/>
-    public void Dispose() => _inner.Dispose();
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var entry in _order) entry.Image.Dispose();
+            _order.Clear();
+            _map.Clear();
+        }
+        _inner.Dispose();
+    }
 }

@@ -105,6 +105,50 @@ public class MosaicBufferTests
     }
 
     [Fact]
+    public void AnImageEvictedFromTheRecentCacheStaysIntactWhileItsViewIsInUse()
+    {
+        // six same-sized noise images (no resize at imgsz 64): a freed image's memory is what the next decode gets
+        var root = DataTestFiles.NewTempDir();
+        foreach (var split in new[] { "train", "val" })
+        {
+            Directory.CreateDirectory(Path.Combine(root, "images", split));
+            Directory.CreateDirectory(Path.Combine(root, "labels", split));
+            for (var i = 0; i < 6; i++)
+            {
+                using var noise = new OpenCvSharp.Mat(48, 64, OpenCvSharp.MatType.CV_8UC3);
+                OpenCvSharp.Cv2.Randu(noise, new OpenCvSharp.Scalar(0, 0, 0), new OpenCvSharp.Scalar(256, 256, 256));
+                OpenCvSharp.Cv2.ImWrite(Path.Combine(root, "images", split, $"n{i}.png"), noise);
+                File.WriteAllText(Path.Combine(root, "labels", split, $"n{i}.txt"), "0 0.5 0.5 0.2 0.2\n");
+            }
+        }
+        File.WriteAllText(Path.Combine(root, "noise.yaml"), "path: .\ntrain: images/train\nval: images/val\nnames: [a]\n");
+        var data = DetectionDataset.Load(Path.Combine(root, "noise.yaml"), DatasetSplit.Train);
+        var files = new FileImageStore(data.Images, 64, augment: true);
+        using var store = new RecentImageStore(files, capacity: 1);
+        using var first = store.Load(0);
+        var expected = Pixels(first.Image);
+        // evict image 0, then decode more (same-sized) images: freed pixels would be reused and overwritten
+        for (var i = 1; i < 6; i++)
+            using (store.Load(i)) { }
+        Assert.Equal(6, store.Decoded);
+        Assert.Equal(0, store.Hits);
+        using var fresh = files.Load(0);
+        Assert.Equal(Pixels(fresh.Image), expected);
+        Assert.Equal(expected, Pixels(first.Image));
+        using (var again = store.Load(0)) Assert.Equal(expected, Pixels(again.Image)); // decoded again after eviction
+        Assert.Equal(7, store.Decoded);
+    }
+
+    private static byte[] Pixels(OpenCvSharp.Mat image)
+    {
+        int width = image.Width, height = image.Height;
+        var bytes = new byte[width * height * 3];
+        for (var y = 0; y < height; y++)
+            System.Runtime.InteropServices.Marshal.Copy(image.Ptr(y), bytes, y * width * 3, width * 3);
+        return bytes;
+    }
+
+    [Fact]
     public void TheRecentImageCacheDecodesAboutOneImagePerSample()
     {
         var root = DataTestFiles.NewTempDir();
