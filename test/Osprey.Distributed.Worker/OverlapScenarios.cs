@@ -21,16 +21,18 @@ static class OverlapScenarios
         torch.manual_seed(11);
         var reference = ModelFactory.Create(yaml, nc: 3);
         reference.train();
-        foreach (var sync in new[] { GradientSync.PostBackward, GradientSync.Overlapped })
+        // post: gradients as bucket views (the default); post_copy: copied into and out of the buckets; overlapped.
+        foreach (var (key, sync, view) in new[] { ("post", GradientSync.PostBackward, true), ("post_copy", GradientSync.PostBackward, false),
+                     ("overlapped", GradientSync.Overlapped, true) })
         {
             var model = new DetectionModel(reference.Config);
             model.load_state_dict(reference.state_dict());
             model.train();
-            using var ddp = new DataParallel(model, group, bucketBytes, sync);
+            using var ddp = new DataParallel(model, group, bucketBytes, sync, gradientAsBucketView: view);
             using var syncBatchNorm = syncBn ? new SyncBatchNorm(model, group) : null;
             ddp.BroadcastState();
-            string key = sync == GradientSync.Overlapped ? "overlapped" : "post";
             results[$"{key}_sync"] = ddp.Sync.ToString();
+            results[$"{key}_bucket_view"] = ddp.GradientAsBucketView;
             results[$"{key}_buckets"] = ddp.BucketBytes.Count;
             results[$"{key}_markers"] = ddp.ReadinessMarkers;
             using var lr = 0.05.ToScalar();
