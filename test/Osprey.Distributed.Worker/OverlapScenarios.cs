@@ -97,7 +97,8 @@ static class OverlapScenarios
             .data<float>().ToArray();
     }
 
-    // Args: model, image size, batch per rank, steps per block, rounds, then configs "post:MB" / "overlap:MB".
+    // Args: model, image size, batch per rank, steps per block, rounds, then configs "post:MB" (gradients as bucket views),
+    // "copy:MB" (post-backward, gradients copied into and out of the buckets) / "overlap:MB".
     // Every round runs each config for a block of steps (forward, backward, gradient sync; no optimiser step, so
     // the work is the same throughout); prints and returns per-config median step and sync times.
     public static Dictionary<string, object> Bench(IProcessGroup group, string model, int imageSize, int batch, int steps,
@@ -113,7 +114,7 @@ static class OverlapScenarios
             string[] parts = c.Split(':');
             var sync = parts[0] == "overlap" ? GradientSync.Overlapped : GradientSync.PostBackward;
             long bytes = (long)(double.Parse(parts[1], CultureInfo.InvariantCulture) * 1024 * 1024);
-            return new DataParallel(detector, group, bytes, sync);
+            return new DataParallel(detector, group, bytes, sync, gradientAsBucketView: parts[0] != "copy");
         }).ToArray();
         var stepTimes = configs.Select(_ => new List<double>()).ToArray();
         var syncTimes = configs.Select(_ => new List<double>()).ToArray();
@@ -147,7 +148,7 @@ static class OverlapScenarios
             results[$"{configs[c]}_after_backward_ms"] = sync;
             results[$"{configs[c]}_forward_backward_ms"] = backward;
             if (group.Rank == 0)
-                Console.WriteLine($"overlap-bench {configs[c],-12} {parallel[c].Sync,-12} buckets {parallel[c].BucketBytes.Count,2}: " +
+                Console.WriteLine($"overlap-bench {configs[c],-12} {parallel[c].Sync,-12} {(parallel[c].GradientAsBucketView ? "views" : "copies"),-6} buckets {parallel[c].BucketBytes.Count,2}: " +
                                   $"step median {step:0.0} ms (mean {stepTimes[c].Average():0.0}), forward+backward {backward:0.0} ms, sync after backward {sync:0.00} ms, n={stepTimes[c].Count}");
         }
         foreach (var p in parallel) p.Dispose();
