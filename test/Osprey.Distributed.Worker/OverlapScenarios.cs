@@ -7,8 +7,21 @@ using Osprey.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-static class OverlapScenarios
+static partial class OverlapScenarios
 {
+    // CPU time of the calling thread (torch with one thread computes on it): robust to other processes taking the core.
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "clock_gettime")]
+    private static partial int ClockGetTime(int clock, out TimeSpec time);
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct TimeSpec { public long Seconds, Nanoseconds; }
+
+    static double ThreadCpuMs()
+    {
+        ClockGetTime(3, out TimeSpec t); // CLOCK_THREAD_CPUTIME_ID
+        return t.Seconds * 1e3 + t.Nanoseconds / 1e6;
+    }
+
     // Args: model yaml, bucket bytes, accumulate, steps, sync_bn (0/1). Trains two replicas from the same start, one per
     // gradient sync, on the same per-rank data (rank-dependent), and reports both final states and the overlapped
     // run's event timeline of its last synchronised micro-step.
@@ -119,6 +132,8 @@ static class OverlapScenarios
         var stepTimes = configs.Select(_ => new List<double>()).ToArray();
         var syncTimes = configs.Select(_ => new List<double>()).ToArray();
         var backwardTimes = configs.Select(_ => new List<double>()).ToArray();
+        var cpuTimes = configs.Select(_ => new List<double>()).ToArray();
+        var copyTimes = configs.Select(_ => new List<double>()).ToArray();
         var images = rand(new long[] { batch, 3, imageSize, imageSize }, generator: new Generator((ulong)(group.Rank + 1)));
         for (int round = -1; round < rounds; round++)                  // round -1: warm-up, not recorded
             for (int c = 0; c < configs.Length; c++)
@@ -127,11 +142,13 @@ static class OverlapScenarios
                     using var scope = NewDisposeScope();
                     group.Barrier();
                     var watch = Stopwatch.StartNew();
+                    double cpu = ThreadCpuMs();
                     parallel[c].BeginMicroStep(synchronize: true);
                     var maps = detector.ForwardFeatures(images);
                     var loss = maps.Select(m => m.square().mean()).Aggregate((a, b) => a + b);
                     loss.backward();
                     double before = watch.Elapsed.TotalMilliseconds;
+                    cpu = ThreadCpuMs() - cpu;
                     parallel[c].AverageGradients();
                     double total = watch.Elapsed.TotalMilliseconds;
                     foreach (var p in detector.parameters()) p.grad = null;
@@ -139,6 +156,8 @@ static class OverlapScenarios
                     stepTimes[c].Add(total);
                     syncTimes[c].Add(total - before);
                     backwardTimes[c].Add(before);
+                    cpuTimes[c].Add(cpu);
+                    copyTimes[c].Add((parallel[c].LastSync.CopyInSeconds + parallel[c].LastSync.CopyOutSeconds) * 1e3);
                 }
         var results = new Dictionary<string, object>();
         for (int c = 0; c < configs.Length; c++)
@@ -147,9 +166,13 @@ static class OverlapScenarios
             results[$"{configs[c]}_step_ms"] = step;
             results[$"{configs[c]}_after_backward_ms"] = sync;
             results[$"{configs[c]}_forward_backward_ms"] = backward;
+            double cpu = Median(cpuTimes[c]), copies = Median(copyTimes[c]);
+            results[$"{configs[c]}_forward_backward_cpu_ms"] = cpu;
+            results[$"{configs[c]}_copies_ms"] = copies;
             if (group.Rank == 0)
                 Console.WriteLine($"overlap-bench {configs[c],-12} {parallel[c].Sync,-12} {(parallel[c].GradientAsBucketView ? "views" : "copies"),-6} buckets {parallel[c].BucketBytes.Count,2}: " +
-                                  $"step median {step:0.0} ms (mean {stepTimes[c].Average():0.0}), forward+backward {backward:0.0} ms, sync after backward {sync:0.00} ms, n={stepTimes[c].Count}");
+                                  $"step median {step:0.0} ms (mean {stepTimes[c].Average():0.0}), forward+backward {backward:0.0} ms, sync after backward {sync:0.00} ms " +
+                                  $"(copies {copies:0.00} ms), thread CPU of forward+backward {cpu:0.0} ms, n={stepTimes[c].Count}");
         }
         foreach (var p in parallel) p.Dispose();
         return results;
