@@ -178,6 +178,56 @@ static partial class OverlapScenarios
         return results;
     }
 
+    // Args: model, rounds. The gradient handling of post-backward sync alone, copies vs bucket views, alternating every
+    // round: what backward's AccumulateGrad does (copies: takes the new gradient as .grad; views: adds it into the zeroed
+    // view in place, as libtorch does when .grad is defined) plus DataParallel's own work before and after the all-reduce
+    // (views: zeroing and attaching; copies: cat into a fresh flat buffer and copy back). The all-reduce is not counted.
+    public static Dictionary<string, object> BucketViewBench(IProcessGroup group, string model, int rounds)
+    {
+        torch.set_num_threads(1);
+        torch.manual_seed(3);
+        var detector = ModelFactory.Create(model, nc: 80);
+        var parameters = detector.parameters().Where(p => p.requires_grad).ToArray();
+        var configs = new[] { ("copies", false), ("views", true) };
+        var parallel = configs.Select(c => new DataParallel(detector, group, gradientAsBucketView: c.Item2)).ToArray();
+        var times = configs.Select(_ => new List<double>()).ToArray();
+        for (int round = -2; round < rounds; round++)
+            for (int c = 0; c < configs.Length; c++)
+            {
+                using var scope = NewDisposeScope();
+                // backward's fresh gradients (allocated by the backward kernels either way; not timed)
+                var fresh = parameters.Select(p => randn_like(p)).ToArray();
+                group.Barrier();
+                long start = Stopwatch.GetTimestamp();
+                parallel[c].BeginMicroStep(synchronize: true);
+                using (no_grad())
+                    for (int i = 0; i < parameters.Length; i++)
+                    {
+                        if (parallel[c].GradientAsBucketView)
+                        {
+                            using var grad = parameters[i].grad!;
+                            grad.add_(fresh[i]);                     // AccumulateGrad: variable_grad += new_grad
+                        }
+                        else parameters[i].grad = fresh[i];          // AccumulateGrad: steals new_grad
+                    }
+                double accumulate = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                parallel[c].AverageGradients();
+                double copies = (parallel[c].LastSync.CopyInSeconds + parallel[c].LastSync.CopyOutSeconds) * 1e3;
+                foreach (var p in parameters) p.grad = null;            // the optimiser's zero_grad(set_to_none)
+                if (round >= 0) times[c].Add(accumulate + copies);
+            }
+        var results = new Dictionary<string, object>();
+        for (int c = 0; c < configs.Length; c++)
+        {
+            results[$"{configs[c].Item1}_ms"] = Median(times[c]);
+            if (group.Rank == 0)
+                Console.WriteLine($"bucket-view-bench {configs[c].Item1,-7}: gradient handling median {Median(times[c]):0.00} ms " +
+                                  $"(mean {times[c].Average():0.00}, min {times[c].Min():0.00}), n={times[c].Count}");
+        }
+        foreach (var p in parallel) p.Dispose();
+        return results;
+    }
+
     static double Median(List<double> values)
     {
         var sorted = values.Order().ToArray();
