@@ -135,6 +135,7 @@ public sealed class DataParallel : IDisposable
         using var noGrad = no_grad();
         var flat = cat(_buffers.Select(b => b.reshape(-1)).ToArray());
         Group.Broadcast(flat, root: 0);
+        if (Rank == 0) return;                                           // the root's buffers are what it sent
         long offset = 0;
         foreach (Tensor b in _buffers)
         {
