@@ -217,7 +217,7 @@ public sealed class DataParallel : IDisposable
         {
             Parameter p = bucket.Parameters[i];
             using Tensor? grad = p.grad;
-            if (grad is not null && grad.numel() > 0 && TensorMemory.DataPointer(grad) == bucket.ViewAddress(i)) continue;
+            if (grad is not null && grad.numel() > 0 && grad.is_contiguous() && TensorMemory.DataPointer(grad) == bucket.ViewAddress(i)) continue;
             using var view = bucket.View(i);
             if (grad is null) view.zero_();
             else view.copy_(grad);
