@@ -8,8 +8,10 @@ namespace Osprey.Cli;
 
 /// <summary>
 /// <c>osprey bench ddp [model=yolov8n.yaml] [imgsz=320] [batch=16] [steps=10] [nproc=2] [device=cpu|0|0,1] [step_ms=…] [busbw=…]</c>:
-/// training step time at one process and at <c>nproc</c> ranks (same global batch, same cores), the overhead ratio, all-reduce
-/// time and bus bandwidth per buffer size, and a scaling model of 8 GPUs. <c>OSPREY_BENCH_DDP_BUFFERS=bytes,bytes,…</c>
+/// training step time at one process and at <c>nproc</c> ranks: strong scaling (same global batch, same cores), weak scaling
+/// (same batch and threads per rank: one rank alone), the cost of sharing the machine (ranks side by side without
+/// communication) and a per-rank breakdown (compute, copies, wait, transfer); all-reduce time and bus bandwidth per buffer
+/// size, and a scaling model of 8 GPUs. <c>OSPREY_BENCH_DDP_BUFFERS=bytes,bytes,…</c>
 /// replaces the all-reduce sizes (default: 1 MiB, YOLOv8n's and YOLOv8x's gradients, a 25 MiB bucket). Registered as <c>bench-ddp</c>; started by mpirun or
 /// spawned (the rank run this command launches), it is one rank and rank 0 prints its report as one line.
 /// </summary>
