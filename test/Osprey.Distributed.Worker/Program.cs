@@ -33,6 +33,7 @@ try
         "overlap" => OverlapScenarios.Compare(group, args[2], long.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), args[6] == "1"),
         "overlap-bench" => OverlapScenarios.Bench(group, args[2], int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]),
             int.Parse(args[6]), args.Skip(7).ToArray()),
+        "bucket-view-bench" => OverlapScenarios.BucketViewBench(group, args[2], int.Parse(args[3])),
         "validate" => Scenarios.Validate(group, args[2], args[3], int.Parse(args[4]), int.Parse(args[5]), float.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture)),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };

@@ -8,8 +8,10 @@ namespace Osprey.Cli;
 
 /// <summary>
 /// <c>osprey bench ddp [model=yolov8n.yaml] [imgsz=320] [batch=16] [steps=10] [nproc=2] [device=cpu|0|0,1] [step_ms=…] [busbw=…]</c>:
-/// training step time at one process and at <c>nproc</c> ranks (same global batch, same cores), the overhead ratio, all-reduce
-/// time and bus bandwidth per buffer size, and a scaling model of 8 GPUs. <c>OSPREY_BENCH_DDP_BUFFERS=bytes,bytes,…</c>
+/// training step time at one process and at <c>nproc</c> ranks: strong scaling (same global batch, same cores), weak scaling
+/// (same batch and threads per rank: one rank alone), the cost of sharing the machine (ranks side by side without
+/// communication) and a per-rank breakdown (compute, copies, wait, transfer); all-reduce time and bus bandwidth per buffer
+/// size, and a scaling model of 8 GPUs. <c>OSPREY_BENCH_DDP_BUFFERS=bytes,bytes,…</c>
 /// replaces the all-reduce sizes (default: 1 MiB, YOLOv8n's and YOLOv8x's gradients, a 25 MiB bucket). Registered as <c>bench-ddp</c>; started by mpirun or
 /// spawned (the rank run this command launches), it is one rank and rank 0 prints its report as one line.
 /// </summary>
@@ -65,19 +67,34 @@ public sealed partial class BenchDdpCommand : ICliCommand
 
     static void Render(DdpBenchmarkResult r, DdpBenchmarkOptions options, OspreyArgs args, IAnsiConsole output)
     {
-        var steps = new Table().Border(TableBorder.Simple).AddColumn("world").AddColumn(new TableColumn("threads/rank").RightAligned())
-            .AddColumn(new TableColumn("batch").RightAligned()).AddColumn(new TableColumn("step ms").RightAligned())
-            .AddColumn(new TableColumn("forward").RightAligned()).AddColumn(new TableColumn("backward").RightAligned())
-            .AddColumn(new TableColumn("all-reduce").RightAligned()).AddColumn(new TableColumn("optimiser").RightAligned());
-        foreach (StepTiming t in new[] { r.Single, r.Parallel }.OfType<StepTiming>())
-            steps.AddRow(I(t.World), I(t.ThreadsPerRank), I(t.GlobalBatch), Ms(t.MedianStep), Ms(StepTiming.MedianOf(t.ForwardSeconds)),
+        var runs = new List<(string Name, StepTiming Timing)> { ("one process", r.Single) };
+        if (r.Alone is { } alone) runs.Add(("one rank alone", alone));
+        if (r.SideBySide is { } side) runs.Add(("side by side", side));
+        if (r.Parallel is { } parallel) runs.Add(("data parallel", parallel));
+        var steps = new Table().Border(TableBorder.Simple).AddColumn("run").AddColumn(new TableColumn("ranks").RightAligned())
+            .AddColumn(new TableColumn("threads/rank").RightAligned()).AddColumn(new TableColumn("batch/rank").RightAligned())
+            .AddColumn(new TableColumn("step ms").RightAligned()).AddColumn(new TableColumn("forward").RightAligned())
+            .AddColumn(new TableColumn("backward").RightAligned()).AddColumn(new TableColumn("all-reduce").RightAligned())
+            .AddColumn(new TableColumn("optimiser").RightAligned());
+        foreach (var (name, t) in runs)
+            steps.AddRow(name, I(t.Concurrent), I(t.ThreadsPerRank), I(t.RankBatch), Ms(t.MedianStep), Ms(StepTiming.MedianOf(t.ForwardSeconds)),
                 Ms(StepTiming.MedianOf(t.BackwardSeconds)), Ms(t.MedianAllReduce), Ms(StepTiming.MedianOf(t.OptimizerSeconds)));
         output.Write(steps);
-        output.WriteLine(F($"{options.Steps.Model}: imgsz {options.Steps.ImageSize}, global batch {options.Steps.GlobalBatch}, {options.Steps.Steps} timed steps after {options.Steps.WarmupSteps} warm-up, medians; {Environment.ProcessorCount} cores"));
-        foreach (StepTiming t in new[] { r.Single, r.Parallel }.OfType<StepTiming>())
-            output.WriteLine(F($"world {t.World} step ms: {string.Join(" ", t.StepSeconds.Select(Ms))}"));
+        output.WriteLine(F($"{options.Steps.Model}: imgsz {options.Steps.ImageSize}, global batch {options.Steps.GlobalBatch}, {options.Steps.Steps} timed steps after {options.Steps.WarmupSteps} warm-up; medians of the slowest process per step; {Environment.ProcessorCount} cores"));
+        output.WriteLine("side by side: each rank's share as an independent process at the same time, no communication (what sharing the machine costs)");
+        foreach (var (name, t) in runs)
+            output.WriteLine(F($"{name} step ms: {string.Join(" ", t.StepSeconds.Select(Ms))}"));
         if (r.OverheadRatio is double overhead)
-            output.WriteLine(F($"overhead world {r.Parallel!.World} vs 1: {overhead * 100:+0.0;-0.0} % (target ≤ {OverheadTarget * 100:0} %: {(overhead <= OverheadTarget ? "met" : "not met")})"));
+        {
+            output.WriteLine(F($"strong scaling (global batch {r.Single.GlobalBatch}, {r.Single.ThreadsPerRank} threads in all): {r.Parallel!.World} ranks vs one process {Pct(overhead)} % (target ≤ {OverheadTarget * 100:0} %: {Met(overhead)})"));
+            if (r.WeakOverheadRatio is double weak)
+            {
+                output.WriteLine(F($"weak scaling (DDP's definition: batch {r.Alone!.RankBatch} and {r.Alone.ThreadsPerRank} thread(s) per rank): {r.Parallel.World} ranks vs one rank alone {Pct(weak)} % (target ≤ {OverheadTarget * 100:0} %: {Met(weak)})"));
+                output.WriteLine(F($"  sharing the machine (side by side vs alone, no communication): {Pct(r.ContentionRatio!.Value)} %"));
+                output.WriteLine(F($"  data parallelism (data parallel vs side by side): {Pct(r.CommunicationRatio!.Value)} %"));
+            }
+            RenderBreakdown(r, output);
+        }
         else
             output.WriteLine("overhead: not measured (one rank: two ranks on CUDA need two GPUs, device=0,1)");
 
@@ -102,6 +119,33 @@ public sealed partial class BenchDdpCommand : ICliCommand
         }
         foreach (string note in r.Assumptions) output.WriteLine("  assumes: " + note);
     }
+
+    // Where each process's step goes (means, so the parts add up to the mean step).
+    static void RenderBreakdown(DdpBenchmarkResult r, IAnsiConsole output)
+    {
+        var table = new Table().Border(TableBorder.Simple).AddColumn("run").AddColumn(new TableColumn("rank").RightAligned())
+            .AddColumn(new TableColumn("step ms").RightAligned()).AddColumn(new TableColumn("compute").RightAligned())
+            .AddColumn(new TableColumn("copies").RightAligned()).AddColumn(new TableColumn("wait").RightAligned())
+            .AddColumn(new TableColumn("transfer").RightAligned());
+        foreach (var (name, t) in new[] { ("alone", r.Alone), ("side by side", r.SideBySide), ("data parallel", r.Parallel) })
+            foreach (RankBreakdown b in t?.Ranks ?? Array.Empty<RankBreakdown>())
+                table.AddRow(name, I(b.Rank), Ms(b.StepSeconds), Ms(b.ComputeSeconds), Ms(b.CopySeconds), Ms(b.WaitSeconds), Ms(b.TransferSeconds));
+        output.WriteLine("breakdown (means over the timed steps; step = compute + copies + wait + transfer):");
+        output.Write(table);
+        var parallel = r.Parallel!;
+        if (parallel.Ranks.Count == 0 || parallel.Ranks[0].Collectives.Count == 0) return;
+        foreach (int c in Enumerable.Range(0, parallel.Ranks[0].Collectives.Count))
+        {
+            string name = parallel.Ranks[0].Collectives[c].Name;
+            output.WriteLine(F($"  {name}: wait {string.Join(" / ", parallel.Ranks.Select(b => Ms(b.Collectives[c].WaitSeconds)))} ms, transfer {string.Join(" / ", parallel.Ranks.Select(b => Ms(b.Collectives[c].TransferSeconds)))} ms (rank 0 / 1 …)"));
+        }
+        output.WriteLine($"  gradients {(parallel.GradientAsBucketView ? "are views of the flat buckets (no copies)" : "are copied into and out of the flat buckets")}; " +
+                           "compute = forward, loss, backward, clipping, SGD, EMA; wait = until the last rank arrives (skew); transfer = the rest of the collective");
+    }
+
+    static string Pct(double ratio) => (ratio * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture);
+
+    static string Met(double overhead) => overhead <= OverheadTarget ? "met" : "not met";
 
     static string I(int value) => value.ToString(CultureInfo.InvariantCulture);
 

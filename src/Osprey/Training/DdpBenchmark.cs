@@ -24,10 +24,14 @@ public sealed record DdpBenchmarkOptions(StepBenchmarkOptions Steps, string? Dev
     double? BusBytesPerSecond = null, int? Cores = null);
 
 /// <summary>What one rank of the data-parallel run reports (rank 0 prints it as one line for the launcher).</summary>
-public sealed record DdpRankReport(StepTiming Steps, IReadOnlyList<AllReduceTiming> AllReduce);
+/// <param name="Steps">The data-parallel step at W ranks.</param>
+/// <param name="SideBySide">The same ranks each running the rank's share as an independent world-1 step at the same time
+/// (no communication): what sharing the machine costs.</param>
+/// <param name="AllReduce">All-reduce times per buffer size.</param>
+public sealed record DdpRankReport(StepTiming Steps, StepTiming? SideBySide, IReadOnlyList<AllReduceTiming> AllReduce);
 
 /// <summary>Everything <c>osprey bench ddp</c> prints.</summary>
-/// <param name="Single">One process, all cores.</param>
+/// <param name="Single">One process, all cores, the global batch (strong scaling's reference).</param>
 /// <param name="Parallel">W ranks, the same global batch and cores (null when not run: one GPU).</param>
 /// <param name="AllReduce">All-reduce times at W ranks (MPI on CPU, NCCL on CUDA; empty when not run).</param>
 /// <param name="SingleRankAllReduce">NCCL with one rank (CUDA only).</param>
@@ -38,8 +42,23 @@ public sealed record DdpBenchmarkResult(StepTiming Single, StepTiming? Parallel,
     IReadOnlyList<AllReduceTiming> SingleRankAllReduce, AllReduceCostModel? Cost, ScalingPrediction? Prediction,
     IReadOnlyList<string> Assumptions)
 {
-    /// <summary>W-rank median step / one-process median step − 1 (null without a W-rank run).</summary>
+    /// <summary>One process with one rank's threads and batch, alone (weak scaling's reference; null at W = 1).</summary>
+    public StepTiming? Alone { get; init; }
+
+    /// <summary>W independent world-1 processes, each with one rank's threads and batch, side by side (null at W = 1).</summary>
+    public StepTiming? SideBySide { get; init; }
+
+    /// <summary>Strong scaling (same global batch, same cores): W-rank median step / one-process median step − 1 (null without a W-rank run).</summary>
     public double? OverheadRatio => Parallel is null ? null : Parallel.MedianStep / Single.MedianStep - 1;
+
+    /// <summary>Weak scaling, DDP's usual definition (same batch and threads per rank): (T_W − T_1) / T_1 with T_1 one rank alone.</summary>
+    public double? WeakOverheadRatio => Parallel is null || Alone is null ? null : Parallel.MedianStep / Alone.MedianStep - 1;
+
+    /// <summary>Of the weak overhead, what W processes sharing the machine cost without communicating: side by side / alone − 1.</summary>
+    public double? ContentionRatio => SideBySide is null || Alone is null ? null : SideBySide.MedianStep / Alone.MedianStep - 1;
+
+    /// <summary>What data parallelism itself adds to processes that share the machine anyway: W ranks / side by side − 1.</summary>
+    public double? CommunicationRatio => Parallel is null || SideBySide is null ? null : Parallel.MedianStep / SideBySide.MedianStep - 1;
 }
 
 /// <summary>
@@ -103,11 +122,17 @@ public static class DdpBenchmark
         torch.set_num_threads(ThreadsPerRank(options, environment.WorldSize));
         IReadOnlyList<long> sizes = BufferBytes(options);
         using IProcessGroup group = ProcessGroupFactory.Create(device, environment);
+        // First each rank's share as an independent process beside the others (contention only), then data parallel.
+        StepTiming sideBySide = StepBenchmark.Run(RankShare(options.Steps, environment.WorldSize), new SingleProcessGroup(), device,
+            progress, reportGroup: group);
         StepTiming steps = StepBenchmark.Run(options.Steps, group, device, progress);
         var allReduce = AllReduceBenchmark.Run(group, sizes, device, options.Repetitions, progress);
         group.Barrier();
-        return new DdpRankReport(steps, allReduce);
+        return new DdpRankReport(steps, sideBySide, allReduce);
     }
+
+    /// <summary>One rank's share of the step: the global batch / W (weak scaling's per-rank step).</summary>
+    public static StepBenchmarkOptions RankShare(StepBenchmarkOptions steps, int world) => steps with { GlobalBatch = steps.GlobalBatch / world };
 
     /// <summary>Threads per rank: the cores split evenly (at least one).</summary>
     public static int ThreadsPerRank(DdpBenchmarkOptions options, int world) => Math.Max(1, (options.Cores ?? Environment.ProcessorCount) / world);
@@ -140,10 +165,17 @@ public static class DdpBenchmark
 
         int previousThreads = torch.get_num_threads();
         StepTiming single;
+        StepTiming? alone = null;
         try
         {
             torch.set_num_threads(ThreadsPerRank(options, 1));
             single = StepBenchmark.Run(options.Steps, new SingleProcessGroup(), device, progress);
+            if (world > 1)
+            {
+                // weak scaling's reference: one rank's threads and batch, alone on the machine
+                torch.set_num_threads(ThreadsPerRank(options, world));
+                alone = StepBenchmark.Run(RankShare(options.Steps, world), new SingleProcessGroup(), device, progress);
+            }
         }
         finally
         {
@@ -157,7 +189,7 @@ public static class DdpBenchmark
             oneRank = AllReduceBenchmark.Run(nccl, sizes, device, options.Repetitions, progress);
         }
 
-        StepTiming? parallel = null;
+        StepTiming? parallel = null, sideBySide = null;
         IReadOnlyList<AllReduceTiming> allReduce = Array.Empty<AllReduceTiming>();
         if (world > 1)
         {
@@ -177,10 +209,13 @@ public static class DdpBenchmark
             if (result.ExitCode != 0)
                 throw new DistributedException($"bench ddp: the {world}-rank run failed (exit {result.ExitCode}, rank {result.FailedRank?.ToString() ?? "?"})");
             DdpRankReport report = ParseReport(result.Output.Select(l => l.Text));
-            (parallel, allReduce) = (report.Steps, report.AllReduce);
+            (parallel, sideBySide, allReduce) = (report.Steps, report.SideBySide, report.AllReduce);
         }
         var (cost, prediction, assumptions) = Model(options, single, allReduce, oneRank);
-        return new DdpBenchmarkResult(single, parallel, allReduce, oneRank, cost, prediction, assumptions);
+        return new DdpBenchmarkResult(single, parallel, allReduce, oneRank, cost, prediction, assumptions)
+        {
+            Alone = world > 1 ? alone : null, SideBySide = sideBySide,
+        };
     }
 
     /// <summary>The scaling model's inputs and prediction, with the assumptions behind each input.</summary>

@@ -31,3 +31,10 @@ public enum GradientSyncEventKind
     /// <summary>Backward returned and the gradient sync was asked to finish.</summary>
     BackwardFinished,
 }
+
+/// <summary>Where one <see cref="DataParallel.AverageGradients"/> spent its time (for the DDP benchmark's breakdown).</summary>
+/// <param name="CopyInSeconds">Gradients into the flat buckets (bucket views: only checking that they are views).</param>
+/// <param name="CopyOutSeconds">Averages back into the gradients (zero with bucket views).</param>
+/// <param name="ReduceStart"><see cref="System.Diagnostics.Stopwatch"/> timestamp at which the first bucket's all-reduce started.</param>
+/// <param name="ReduceEnd">Timestamp at which the last bucket's all-reduce (with its division) returned.</param>
+public readonly record struct GradientSyncTimes(double CopyInSeconds, double CopyOutSeconds, long ReduceStart, long ReduceEnd);

@@ -29,10 +29,18 @@ public sealed record StepBenchmarkOptions(string Model, int GlobalBatch, int Ima
 /// <param name="AllReduceSeconds">Each timed step's gradient all-reduce (<see cref="DataParallel.AverageGradients"/>).</param>
 /// <param name="OptimizerSeconds">Each timed step's clipping, SGD step and EMA update.</param>
 /// <param name="GradientBucketBytes">The model's gradient buckets in all-reduce order.</param>
+/// <param name="Ranks">Each rank's breakdown (compute, copies, collectives split into wait and transfer).</param>
+/// <param name="Concurrent">Processes that ran the step side by side: <paramref name="World"/>, or W independent world-1
+/// processes (no communication: what sharing the machine alone costs).</param>
+/// <param name="GradientAsBucketView">Whether the gradients lived in the flat buckets (<see cref="DataParallel.GradientAsBucketView"/>).</param>
 public sealed record StepTiming(int World, int ThreadsPerRank, int GlobalBatch, int ImageSize, IReadOnlyList<double> StepSeconds,
     IReadOnlyList<double> ForwardSeconds, IReadOnlyList<double> BackwardSeconds, IReadOnlyList<double> AllReduceSeconds,
-    IReadOnlyList<double> OptimizerSeconds, IReadOnlyList<long> GradientBucketBytes)
+    IReadOnlyList<double> OptimizerSeconds, IReadOnlyList<long> GradientBucketBytes, IReadOnlyList<RankBreakdown> Ranks,
+    int Concurrent, bool GradientAsBucketView)
 {
+    /// <summary>Images per step on each rank.</summary>
+    public int RankBatch => GlobalBatch / World;
+
     /// <summary>Median of <see cref="StepSeconds"/>.</summary>
     public double MedianStep => MedianOf(StepSeconds);
 
@@ -55,9 +63,18 @@ public sealed record StepTiming(int World, int ThreadsPerRank, int GlobalBatch, 
 public static class StepBenchmark
 {
     /// <summary>Runs on every rank of <paramref name="group"/> (a <see cref="SingleProcessGroup"/> for one process).</summary>
+    /// <param name="options">What to train.</param>
+    /// <param name="group">The data-parallel ranks.</param>
+    /// <param name="device">Where.</param>
+    /// <param name="progress">One line per step.</param>
+    /// <param name="reportGroup">The processes whose times are combined (null: <paramref name="group"/>); a wider group than
+    /// <paramref name="group"/> runs independent world-1 steps side by side (started together by a barrier).</param>
+    /// <param name="gradientAsBucketView">Gradients in the buckets or copied (null: <see cref="Trainer.GradientViewVariable"/>, else the default).</param>
     /// <exception cref="ArgumentsException">The batch does not split evenly over the ranks.</exception>
-    public static StepTiming Run(StepBenchmarkOptions options, IProcessGroup group, Device device, IProgress<string>? progress = null)
+    public static StepTiming Run(StepBenchmarkOptions options, IProcessGroup group, Device device, IProgress<string>? progress = null,
+        IProcessGroup? reportGroup = null, bool? gradientAsBucketView = null)
     {
+        reportGroup ??= group;
         int world = group.WorldSize;
         if (options.GlobalBatch < world || options.GlobalBatch % world != 0)
             throw new ArgumentsException($"batch={options.GlobalBatch} does not split evenly over {world} ranks: use a multiple of {world}");
@@ -67,10 +84,11 @@ public static class StepBenchmark
         void Sync() { if (cuda) torch.cuda.synchronize(device); }
 
         torch.manual_seed(options.Seed);
+        long normaliserEnter = 0, normaliserTicks = 0;
         using DetectionModel model = ModelFactory.Create(options.Model, options.Nc);
         model.to(device);
         model.train();
-        var ddp = new DataParallel(model, group);
+        using var ddp = new DataParallel(model, group, gradientAsBucketView: gradientAsBucketView ?? Trainer.GradientAsBucketViewChoice());
         ddp.BroadcastState();
         using var emaModel = new DetectionModel(model.Config);
         emaModel.load_state_dict(model.state_dict());
@@ -82,8 +100,11 @@ public static class StepBenchmark
             NumClasses = nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
             ReduceTargetScoresSum = world == 1 ? null : local =>
             {
+                long enter = Stopwatch.GetTimestamp();
                 var global = local.clone();
                 group.AllReduce(global, ReduceOp.Sum);
+                normaliserEnter = enter;
+                normaliserTicks += Stopwatch.GetTimestamp() - enter;
                 return global;
             },
         });
@@ -106,16 +127,23 @@ public static class StepBenchmark
                 rand(new long[] { objects, 2 }, generator: generator) * 0.25 + 0.05,   // sizes in [0.05, 0.3]
             }, 1).to(device));
 
-        var phases = new double[options.Steps, 5];
+        var records = new double[options.Steps, StepBreakdown.Columns];
+        if (reportGroup.WorldSize > 1) reportGroup.Barrier();          // processes side by side start together
         for (int step = 0; step < options.WarmupSteps + options.Steps; step++)
         {
             using var scope = NewDisposeScope();
             Sync();
             long start = Stopwatch.GetTimestamp();
+            normaliserEnter = 0;
+            normaliserTicks = 0;
             if (world > 1) ddp.BroadcastBuffers();
+            long buffers = Stopwatch.GetTimestamp();
+            ddp.BeginMicroStep(synchronize: true);
+            long prepared = Stopwatch.GetTimestamp();
             var maps = model.ForwardFeatures(images);
             using var result = loss.Compute(maps, targets);
             var (box, cls, dfl) = result.ItemValues();
+            long lossEnd = Stopwatch.GetTimestamp();
             if (world > 1) ddp.SumOverRanks(new double[] { box, cls, dfl });
             Sync();
             long forward = Stopwatch.GetTimestamp();
@@ -134,23 +162,53 @@ public static class StepBenchmark
             int timed = step - options.WarmupSteps;
             if (timed >= 0)
             {
-                phases[timed, 0] = Seconds(start, end);
-                phases[timed, 1] = Seconds(start, forward);
-                phases[timed, 2] = Seconds(forward, backward);
-                phases[timed, 3] = Seconds(backward, allReduce);
-                phases[timed, 4] = Seconds(allReduce, end);
+                GradientSyncTimes sync = world > 1 ? ddp.LastSync : new GradientSyncTimes(0, 0, backward, backward);
+                double[] row =
+                {
+                    start, buffers, prepared, normaliserTicks > 0 ? normaliserEnter : prepared, (double)normaliserTicks / Stopwatch.Frequency,
+                    lossEnd, forward, backward, sync.ReduceStart, sync.ReduceEnd, allReduce, end,
+                };
+                for (int c = 0; c < row.Length; c++) records[timed, c] = row[c];
             }
-            progress?.Report($"world {world}: step {step + 1}/{options.WarmupSteps + options.Steps}{(timed < 0 ? " (warm-up)" : "")} " +
-                             $"{Seconds(start, end) * 1e3:0.0} ms");
+            progress?.Report($"world {world}{(reportGroup.WorldSize > world ? $" (×{reportGroup.WorldSize} side by side)" : "")}: " +
+                             $"step {step + 1}/{options.WarmupSteps + options.Steps}{(timed < 0 ? " (warm-up)" : "")} {Seconds(start, end) * 1e3:0.0} ms");
         }
 
-        // The slowest rank's time of each phase of each step.
-        using var slowest = torch.tensor(phases.Cast<double>().ToArray(), dtype: ScalarType.Float64);
-        group.AllReduce(slowest, ReduceOp.Max);
-        double[] all = slowest.data<double>().ToArray();
-        double[] Column(int c) => Enumerable.Range(0, options.Steps).Select(s => all[s * 5 + c]).ToArray();
+        // Every process's records (one machine: the timestamps share a clock), then the slowest one per phase and step.
+        double[][,] all = GatherRecords(reportGroup, records, device);
+        var phases = new double[options.Steps, 5];
+        foreach (double[,] r in all)
+            for (int s = 0; s < options.Steps; s++)
+            {
+                double Span(int from, int to) => (r[s, to] - r[s, from]) / Stopwatch.Frequency;
+                double[] values =
+                {
+                    Span(StepBreakdown.Start, StepBreakdown.End), Span(StepBreakdown.Start, StepBreakdown.ItemsEnd),
+                    Span(StepBreakdown.ItemsEnd, StepBreakdown.BackwardEnd), Span(StepBreakdown.BackwardEnd, StepBreakdown.SyncEnd),
+                    Span(StepBreakdown.SyncEnd, StepBreakdown.End),
+                };
+                for (int c = 0; c < 5; c++) phases[s, c] = Math.Max(phases[s, c], values[c]);
+            }
+        double[] Column(int c) => Enumerable.Range(0, options.Steps).Select(s => phases[s, c]).ToArray();
         return new StepTiming(world, torch.get_num_threads(), options.GlobalBatch, options.ImageSize,
-            Column(0), Column(1), Column(2), Column(3), Column(4), ddp.BucketBytes);
+            Column(0), Column(1), Column(2), Column(3), Column(4), ddp.BucketBytes, StepBreakdown.Compute(all, collectives: world > 1),
+            reportGroup.WorldSize, ddp.GradientAsBucketView);
+    }
+
+    // All processes' records, in rank order (all-gather of float64: the tick counts are exact below 2^53).
+    static double[][,] GatherRecords(IProcessGroup group, double[,] records, Device device)
+    {
+        int steps = records.GetLength(0), columns = records.GetLength(1);
+        using var scope = NewDisposeScope();
+        var local = torch.tensor(records.Cast<double>().ToArray(), dtype: ScalarType.Float64).to(device); // NCCL takes CUDA tensors
+        double[] flat = group.AllGather(local).cpu().data<double>().ToArray();
+        return Enumerable.Range(0, group.WorldSize).Select(r =>
+        {
+            var one = new double[steps, columns];
+            for (int s = 0; s < steps; s++)
+                for (int c = 0; c < columns; c++) one[s, c] = flat[(r * steps + s) * columns + c];
+            return one;
+        }).ToArray();
     }
 
     static double Seconds(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalSeconds;

@@ -40,6 +40,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     public const string FaultVariable = "OSPREY_FAULT_KILL";
     /// <summary>Data parallel: <c>overlap</c> or <c>post</c> (<see cref="GradientSync"/>); unset: <see cref="DataParallel.DefaultSync"/>.</summary>
     public const string GradientSyncVariable = "OSPREY_GRAD_SYNC";
+    /// <summary>Data parallel, post-backward sync: <c>1</c> gradients as views of the flat buckets, <c>0</c> copied into and out
+    /// of them; unset: <see cref="DataParallel.DefaultGradientAsBucketView"/>.</summary>
+    public const string GradientViewVariable = "OSPREY_GRAD_BUCKET_VIEW";
     /// <summary>Data parallel: gradient bucket capacity in MB (DDP's <c>bucket_cap_mb</c>); unset: 25.</summary>
     public const string BucketVariable = "OSPREY_BUCKET_MB";
     /// <summary>Gradient-norm clip, as Ultralytics (max_norm 10).</summary>
@@ -137,7 +140,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         if (device.type == DeviceType.CUDA) CudnnSettings.ConfigureForTraining(run.Deterministic);
         model.UseCastPolicy(precision.Policy);
         var scaler = precision.UsesLossScaler ? new LossScaler() : null;
-        using var ddp = new DataParallel(model, group, BucketBytes(), GradientSyncChoice());
+        using var ddp = new DataParallel(model, group, BucketBytes(), GradientSyncChoice(), GradientAsBucketViewChoice());
         ddp.BroadcastState();                                            // every rank starts from rank 0's weights
         using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
         bool broadcastBuffers = collective && syncBn is null;             // DDP's broadcast_buffers=True
@@ -393,6 +396,16 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         "overlap" or "overlapped" => GradientSync.Overlapped,
         "post" or "post-backward" => GradientSync.PostBackward,
         string other => throw new ArgumentsException($"{GradientSyncVariable}={other}: use overlap or post"),
+    };
+
+    /// <summary><see cref="GradientViewVariable"/>'s choice.</summary>
+    /// <exception cref="ArgumentsException">Neither 0 nor 1.</exception>
+    internal static bool GradientAsBucketViewChoice() => Environment.GetEnvironmentVariable(GradientViewVariable)?.Trim().ToLowerInvariant() switch
+    {
+        null or "" => DataParallel.DefaultGradientAsBucketView,
+        "1" or "true" => true,
+        "0" or "false" => false,
+        string other => throw new ArgumentsException($"{GradientViewVariable}={other}: use 1 (gradients in the buckets) or 0 (copied)"),
     };
 
     static long BucketBytes()

@@ -7,7 +7,8 @@ using Xunit.Abstractions;
 
 namespace Osprey.Tests.Training;
 
-/// <summary><c>osprey bench ddp</c> end to end: a tiny model at 64 px, one process and two MPI ranks, two small buffers.</summary>
+/// <summary><c>osprey bench ddp</c> end to end: a tiny model at 64 px; one process, one rank alone, two independent
+/// processes side by side and two MPI ranks; two small buffers.</summary>
 [Collection("multi-process")]
 public class BenchDdpCliTests(ITestOutputHelper log)
 {
@@ -42,29 +43,61 @@ public class BenchDdpCliTests(ITestOutputHelper log)
         Assert.Equal("", err);
         Assert.Equal(0, code);
 
-        // step table: world, threads/rank, batch, step, forward, backward, all-reduce, optimiser (ms)
-        var rows = Regex.Matches(output, @"^\s*([12])\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", RegexOptions.Multiline)
-            .ToDictionary(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), m => m.Groups);
-        Assert.Equal(new[] { 1, 2 }, rows.Keys.Order());
-        Assert.Equal(Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture), rows[1][2].Value);
-        Assert.Equal(Math.Max(1, Environment.ProcessorCount / 2).ToString(CultureInfo.InvariantCulture), rows[2][2].Value);
-        Assert.All(rows.Values, r => Assert.Equal("4", r[3].Value));
-        Assert.Equal(0, D(rows[1][7].Value), 0.05);           // one process: no gradient all-reduce
-        Assert.True(D(rows[2][7].Value) > 0, "two ranks all-reduce their gradients");
+        // step table: run, ranks, threads/rank, batch/rank, step, forward, backward, all-reduce, optimiser (ms)
+        var rows = Regex.Matches(output, @"^\s*(one process|one rank alone|side by side|data parallel)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s*$", RegexOptions.Multiline)
+            .ToDictionary(m => m.Groups[1].Value, m => m.Groups);
+        string[] runs = { "one process", "one rank alone", "side by side", "data parallel" };
+        Assert.Equal(runs.Order(), rows.Keys.Order());
+        string cores = Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture);
+        string perRank = Math.Max(1, Environment.ProcessorCount / 2).ToString(CultureInfo.InvariantCulture);
+        // strong scaling keeps the global batch (4) and the cores; weak scaling keeps one rank's batch (2) and threads
+        Assert.Equal(new[] { "1", cores, "4" }, new[] { rows["one process"][2].Value, rows["one process"][3].Value, rows["one process"][4].Value });
+        Assert.Equal(new[] { "1", perRank, "2" }, new[] { rows["one rank alone"][2].Value, rows["one rank alone"][3].Value, rows["one rank alone"][4].Value });
+        foreach (string run in new[] { "side by side", "data parallel" })
+            Assert.Equal(new[] { "2", perRank, "2" }, new[] { rows[run][2].Value, rows[run][3].Value, rows[run][4].Value });
+        foreach (string run in runs.Take(3)) Assert.Equal(0, D(rows[run][8].Value), 0.05);   // no gradient all-reduce
+        Assert.True(D(rows["data parallel"][8].Value) > 0, "two ranks all-reduce their gradients");
 
-        // each world's median step is the median of its printed timed steps (3, warm-up excluded)
-        var medians = new Dictionary<int, double>();
-        foreach (int world in new[] { 1, 2 })
+        // each run's median step is the median of its printed timed steps (3, warm-up excluded)
+        var medians = new Dictionary<string, double>();
+        foreach (string run in runs)
         {
-            double[] steps = Regex.Match(output, $@"world {world} step ms: ([\d. ]+)").Groups[1].Value.Trim()
+            double[] steps = Regex.Match(output, $@"^{run} step ms: ([\d. ]+)$", RegexOptions.Multiline).Groups[1].Value.Trim()
                 .Split(' ').Select(D).ToArray();
             Assert.Equal(3, steps.Length);
-            medians[world] = Median(steps);
-            Assert.Equal(medians[world], D(rows[world][4].Value), 1e-9);
+            medians[run] = Median(steps);
+            Assert.Equal(medians[run], D(rows[run][5].Value), 1e-9);
         }
-        // overhead = world-2 median / world-1 median − 1
-        double overhead = D(Regex.Match(output, @"overhead world 2 vs 1: ([+-][\d.]+) %").Groups[1].Value);
-        Assert.Equal((medians[2] / medians[1] - 1) * 100, overhead, 0.1);    // printed to 0.1 %, from ms printed to 0.01
+        // each overhead is a ratio of two medians − 1: printed to 0.1 %, from medians printed to 0.01 ms
+        void Ratio(string pattern, string over, string under)
+        {
+            double printed = D(Regex.Match(output, pattern).Groups[1].Value);
+            double a = medians[over], b = medians[under];
+            double tolerance = 0.05 + 100 * 0.005 / b * (1 + a / b) * 1.01 + 1e-9;
+            Assert.True(Math.Abs((a / b - 1) * 100 - printed) <= tolerance,
+                $"{pattern}: printed {printed} %, from the medians {(a / b - 1) * 100:0.000} % (± {tolerance:0.000})");
+        }
+        Ratio(@"strong scaling \(global batch 4, \d+ threads in all\): 2 ranks vs one process ([+-][\d.]+) % \(target ≤ 5 %: (met|not met)\)",
+            "data parallel", "one process");
+        Ratio(@"weak scaling \(DDP's definition: batch 2 and \d+ thread\(s\) per rank\): 2 ranks vs one rank alone ([+-][\d.]+) % \(target ≤ 5 %: (met|not met)\)",
+            "data parallel", "one rank alone");
+        Ratio(@"sharing the machine \(side by side vs alone, no communication\): ([+-][\d.]+) %", "side by side", "one rank alone");
+        Ratio(@"data parallelism \(data parallel vs side by side\): ([+-][\d.]+) %", "data parallel", "side by side");
+
+        // breakdown: one row per process of each multi-process run and the lone rank; the parts add up to the step
+        var parts = Regex.Matches(output, @"^\s*(alone|side by side|data parallel)\s+(\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s*$", RegexOptions.Multiline)
+            .Select(m => (Run: m.Groups[1].Value, Rank: m.Groups[2].Value, Step: D(m.Groups[3].Value), Compute: D(m.Groups[4].Value),
+                Copies: D(m.Groups[5].Value), Wait: D(m.Groups[6].Value), Transfer: D(m.Groups[7].Value))).ToArray();
+        Assert.Equal(new[] { "alone 0", "side by side 0", "side by side 1", "data parallel 0", "data parallel 1" }, parts.Select(p => $"{p.Run} {p.Rank}"));
+        foreach (var p in parts)
+        {
+            Assert.Equal(p.Step, p.Compute + p.Copies + p.Wait + p.Transfer, 0.025);      // five values printed to 0.01
+            if (p.Run != "data parallel") Assert.Equal((0.0, 0.0), (p.Wait, p.Transfer)); // nothing communicated
+        }
+        Assert.True(parts.Where(p => p.Run == "data parallel").Any(p => p.Transfer > 0), "data-parallel ranks transfer gradients");
+        foreach (string name in new[] { "BN buffer broadcast", "loss normaliser", "loss items", "gradients" })
+            Assert.Matches($@"  {name}: wait \d+\.\d\d / \d+\.\d\d ms, transfer \d+\.\d\d / \d+\.\d\d ms", output);
+        Assert.Contains("gradients are views of the flat buckets (no copies)", output);
 
         // all-reduce table: the two sizes at 2 MPI ranks; busbw = algbw (2(W − 1)/W = 1) = MB / ms
         var reduce = Regex.Matches(output, @"^\s*mpi\s+2\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", RegexOptions.Multiline)
@@ -78,9 +111,9 @@ public class BenchDdpCliTests(ITestOutputHelper log)
 
         // scaling model: compute = the one-process medians; all-reduce = the ring through the two measurements, 8 ranks
         var compute = Regex.Match(output, @"compute per step ([\d.]+) ms \(forward ([\d.]+), backward ([\d.]+), optimiser ([\d.]+)\)").Groups;
-        Assert.Equal(rows[1][5].Value, compute[2].Value);
-        Assert.Equal(rows[1][6].Value, compute[3].Value);
-        Assert.Equal(rows[1][8].Value, compute[4].Value);
+        Assert.Equal(rows["one process"][6].Value, compute[2].Value);
+        Assert.Equal(rows["one process"][7].Value, compute[3].Value);
+        Assert.Equal(rows["one process"][9].Value, compute[4].Value);
         double computeMs = D(compute[1].Value);
         Assert.Equal(D(compute[2].Value) + D(compute[3].Value) + D(compute[4].Value), computeMs, 0.02);
         double slope = (reduce[1].Ms - reduce[0].Ms) / (16_777_216 - 1_048_576);     // ms per byte at 2 ranks: 1 / B

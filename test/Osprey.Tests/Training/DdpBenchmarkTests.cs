@@ -96,7 +96,7 @@ public class DdpBenchmarkTests
 
     static StepTiming Timing(int world, double forward, double backward, double optimizer, params long[] buckets) =>
         new(world, 1, 16, 320, new[] { forward + backward + optimizer }, new[] { forward }, new[] { backward }, new[] { 0.0 },
-            new[] { optimizer }, buckets);
+            new[] { optimizer }, buckets, Array.Empty<RankBreakdown>(), world, false);
 
     [Fact]
     public void ModelUsesTheMeasuredTwoRankFitAndTheGivenStepTime()

@@ -12,8 +12,9 @@ using Xunit.Abstractions;
 namespace Osprey.Tests.Training;
 
 /// <summary>
-/// Overlapped gradient sync (all-reduce started during backward) against the post-backward one on 2 MPI ranks: the
-/// same parameters to the bit, and the all-reduces really start before backward ends.
+/// Overlapped gradient sync (all-reduce started during backward) and post-backward sync with gradients as bucket views
+/// against post-backward sync with copied gradients on 2 MPI ranks: the same parameters to the bit, and the overlapped
+/// all-reduces really start before backward ends.
 /// </summary>
 [Collection("multi-process")]
 public class GradientOverlapTests(ITestOutputHelper log)
@@ -41,13 +42,20 @@ public class GradientOverlapTests(ITestOutputHelper log)
         {
             Assert.Equal("Overlapped", rank.GetProperty("overlapped_sync").GetString());
             Assert.True(rank.GetProperty("overlapped_markers").GetInt32() > 50, "readiness markers on the Conv2d/BatchNorm2d modules");
-            float[] post = WorkerRunner.Floats(rank, "post_state"), overlapped = WorkerRunner.Floats(rank, "overlapped_state");
-            Assert.Equal(post.Length, overlapped.Length);
-            int different = Enumerable.Range(0, post.Length).Count(i => BitConverter.SingleToInt32Bits(post[i]) != BitConverter.SingleToInt32Bits(overlapped[i]));
-            Assert.True(different == 0, $"{different} of {post.Length} values differ between post-backward and overlapped sync");
+            Assert.True(rank.GetProperty("post_bucket_view").GetBoolean(), "post-backward keeps the gradients in the buckets by default");
+            Assert.False(rank.GetProperty("post_copy_bucket_view").GetBoolean());
+            Assert.False(rank.GetProperty("overlapped_bucket_view").GetBoolean()); // overlap copies into its own buffers
+            float[] copied = WorkerRunner.Floats(rank, "post_copy_state");
+            foreach (string key in new[] { "post", "overlapped" })
+            {
+                float[] state = WorkerRunner.Floats(rank, $"{key}_state");
+                Assert.Equal(copied.Length, state.Length);
+                int different = Enumerable.Range(0, copied.Length).Count(i => BitConverter.SingleToInt32Bits(copied[i]) != BitConverter.SingleToInt32Bits(state[i]));
+                Assert.True(different == 0, $"{different} of {copied.Length} values differ between post-backward with copied gradients and {key}");
+            }
         }
-        // The synchronised gradient is the mean of the ranks' own ones (not their sum, not one rank's), for both syncs.
-        foreach (string key in new[] { "post", "overlapped" })
+        // The synchronised gradient is the mean of the ranks' own ones (not their sum, not one rank's), for every sync.
+        foreach (string key in new[] { "post", "post_copy", "overlapped" })
         {
             float[] local0 = WorkerRunner.Floats(ranks[0], $"{key}_local_grads"), local1 = WorkerRunner.Floats(ranks[1], $"{key}_local_grads");
             float[] synced = WorkerRunner.Floats(ranks[0], $"{key}_synced_grads");
@@ -90,7 +98,7 @@ public class GradientOverlapTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public async Task TrainerWithOverlappedSyncEndsWithThePostBackwardWeights()
+    public async Task TrainerWithOverlappedSyncOrBucketViewsEndsWithThePostBackwardCopyWeights()
     {
         string dir = TestModels.TempDir();
         string data = ShapesDataset.EnsureGenerated(new ShapesOptions(ImageSize: 64, TrainImages: 16, ValImages: 4, Seed: 5), dir);
@@ -101,11 +109,13 @@ public class GradientOverlapTests(ITestOutputHelper log)
         string[] common = { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=4", "nbs=8", "workers=1",
             "device=cpu", $"project={dir}", "nproc=2", "plots=False", "val=False", "warmup_epochs=0" };
         var weights = new Dictionary<string, Dictionary<string, float[]>>();
-        foreach (string sync in new[] { "post", "overlap" })
+        // post: gradients as bucket views (default); post_copy: copied into and out of the buckets; overlap.
+        foreach (string sync in new[] { "post", "post_copy", "overlap" })
         {
             var environment = new Dictionary<string, string>
             {
-                ["OMP_NUM_THREADS"] = "1", [Trainer.GradientSyncVariable] = sync, [Trainer.BucketVariable] = "0.01",
+                ["OMP_NUM_THREADS"] = "1", [Trainer.GradientSyncVariable] = sync == "overlap" ? "overlap" : "post",
+                [Trainer.BucketVariable] = "0.01", [Trainer.GradientViewVariable] = sync == "post_copy" ? "0" : "1",
             };
             var output = new List<string>();
             var result = await DistributedLaunch.RunAsync(ArgsParser.Parse(common.Append($"name={sync}").ToArray()), LocalLauncher.DotnetHost,
@@ -116,8 +126,9 @@ public class GradientOverlapTests(ITestOutputHelper log)
             weights[sync] = ModelFactory.Create(Path.Combine(result.RunDirectory, "weights", "last.safetensors")).state_dict()
                 .ToDictionary(kv => kv.Key, kv => Osprey.Runtime.HostCopy.Floats(kv.Value));
         }
-        foreach (string key in weights["post"].Keys)
-            Assert.True(weights["post"][key].AsSpan().SequenceEqual(weights["overlap"][key]), $"{key} differs between post-backward and overlapped sync");
+        foreach (string key in weights["post_copy"].Keys)
+            foreach (string other in new[] { "post", "overlap" })
+                Assert.True(weights["post_copy"][key].AsSpan().SequenceEqual(weights[other][key]), $"{key} differs between post-backward with copied gradients and {other}");
     }
 
     static LaunchResult RunOneThreadPerRank(string folder, params string[] extra)
