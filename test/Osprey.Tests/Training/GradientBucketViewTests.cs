@@ -17,6 +17,7 @@ public class GradientBucketViewTests
         public int AllReduces;
         public int Rank => 0;
         public int WorldSize => 2;
+        public bool Communicates => true;
         public string Backend => "fake";
         public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(1);
 
