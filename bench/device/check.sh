@@ -170,7 +170,11 @@ gpu_augment() {
   $OSPREY bench data data=$data imgsz=$big workers=$workers batch=$batch epochs=2 gpu_augment=True device=$DEVICE || exit 1
   $OSPREY train data=$data model=yolov8n.yaml $pin val=False gpu_augment=True name=gpuaug $common || exit 1
   local step; step=$(csvcol $WORK/runs/gpuaug/step_times.csv step_ms)
-  echo "RESULT INFO $(grep -hiE 'device path|gpu_augment' "$WORK/gpu_augment.log" | grep -i 'samples/s' | tail -1 | cut -c1-110); train step $step ms"
+  local dev cpuj cpur
+  dev=$(awk '$1 == "osprey+device" && $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {print $5}' "$WORK/gpu_augment.log" | head -1)
+  cpuj=$(awk '$1 == "osprey" && $2 == "jpeg" && $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {print $5}' "$WORK/gpu_augment.log" | head -1)
+  cpur=$(awk '$1 == "osprey" && $2 == "ram" && $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {print $5}' "$WORK/gpu_augment.log" | head -1)
+  echo "RESULT INFO samples/s: device path $dev, CPU pipeline jpeg $cpuj / ram $cpur ($workers workers); train step $step ms"
 }
 export -f info nccl_train export_fp16 bench_train bench_bf16 bench_fp32 bench_ddp precision_run prec_fp32 prec_bf16 prec_fp16 autobatch pinned gpu_augment
 
