@@ -84,7 +84,7 @@ public static class DeviceAugment
             var part = where(owned.unsqueeze(1), sampled, zeros_like(sampled));
             sum = sum is null ? part : sum.add_(part, One);
         }
-        return sum!.add_(Gray).round_().clamp_(Zero, Byte);
+        return sum!.add_(Gray, One).round_().clamp_(Zero, Byte);
     }
 
     /// <summary>Ultralytics' RandomHSV on whole-level BGR (B, 3, S, S) float, as OpenCV's 8-bit conversions compute it.</summary>
@@ -98,11 +98,11 @@ public static class DeviceAugment
         var value = blue.maximum(green).maximum(red);
         var diff = value.sub(blue.minimum(green).minimum(red));
         var (saturationDivision, hueDivision) = Divisions(device);
-        var saturation = diff.mul(saturationDivision.take(value.to(ScalarType.Int64))).add_(Round).div_(Shift, RoundingMode.floor);
+        var saturation = diff.mul(saturationDivision.take(value.to(ScalarType.Int64))).add_(Round, IntOne).div_(Shift, RoundingMode.floor);
         var hue = where(value.eq(red), green.sub(blue),
             where(value.eq(green), blue.sub(red).add_(diff.mul(Two), IntOne), red.sub(green).add_(diff.mul(Four), IntOne)));
-        hue = hue.mul_(hueDivision.take(diff.to(ScalarType.Int64))).add_(Round).div_(Shift, RoundingMode.floor);
-        hue = where(hue.lt(IntZero), hue.add(HueWrap), hue);
+        hue = hue.mul_(hueDivision.take(diff.to(ScalarType.Int64))).add_(Round, IntOne).div_(Shift, RoundingMode.floor);
+        hue = where(hue.lt(IntZero), hue.add(HueWrap, IntOne), hue);
 
         Tensor Lookup(Tensor channel, int table) =>
             tables.narrow(1, 256 * table, 256).gather(1, channel.to(ScalarType.Int64).view(b, -1)).view(b, h, w).to(ScalarType.Float32);
@@ -111,9 +111,9 @@ public static class DeviceAugment
         var vv = Lookup(value, 2).mul_(InverseOf255);
         var sector = hh.floor();
         var f = hh.sub(sector);
-        var p = vv.mul(ss.mul(MinusOne).add_(One));
-        var q = vv.mul(ss.mul(f).mul_(MinusOne).add_(One));
-        var t = vv.mul(ss.mul(f.mul(MinusOne).add_(One)).mul_(MinusOne).add_(One));
+        var p = vv.mul(ss.mul(MinusOne).add_(One, One));
+        var q = vv.mul(ss.mul(f).mul_(MinusOne).add_(One, One));
+        var t = vv.mul(ss.mul(f.mul(MinusOne).add_(One, One)).mul_(MinusOne).add_(One, One));
         Tensor Sector(double k) => sector.eq(Scalars.Of(k));
         var (e0, e1, e2, e3, e4, e5) = (Sector(0), Sector(1), Sector(2), Sector(3), Sector(4), Sector(5));
         var fr = where(e1, q, where(e2 | e3, p, where(e4, t, vv)));
