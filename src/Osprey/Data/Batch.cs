@@ -16,7 +16,8 @@ public sealed class Batch : IDisposable
 
     /// <summary>Images, uint8 (B, 3, H, W), RGB. On the device path (<see cref="Tiles"/>) drawn on the CPU at first use
     /// (plots, tests); the trainer's <see cref="ImagesAsFloat"/> draws them on its device instead.</summary>
-    public Tensor Images => _images ??= Tiles!.Render(Tiles.Tiles, Tiles.TileIndex, Tiles.Parameters, Tiles.Tables);
+    public Tensor Images => _images ??= Tiles!.Render(Tiles.Tiles, Tiles.TileIndex, Tiles.Parameters, Tiles.Tables)
+        .DetachFromDisposeScope(); // owned by the batch (disposed with it), not by a scope around the first use
 
     /// <summary>The tiles and plans of the device path (<see cref="LoaderOptions.DeviceAugment"/>), or null.</summary>
     public TileBatch? Tiles { get; }

@@ -48,7 +48,8 @@ internal sealed class H264Depacketizer
     public byte[]? Push(RtpPacket packet)
     {
         byte[]? done = null;
-        if (unit.Length > 0 && packet.Timestamp != timestamp && !inFragment) done = Flush();
+        if (packet.Timestamp != timestamp && inFragment) Lost(); // a fragment's end never came (a sender bug): drop it, do not merge units
+        if (unit.Length > 0 && packet.Timestamp != timestamp) done = Flush();
         timestamp = packet.Timestamp;
         var p = packet.Payload.AsSpan();
         if (p.Length < 1) return done;

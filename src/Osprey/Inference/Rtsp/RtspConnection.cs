@@ -46,10 +46,12 @@ internal sealed class RtspConnection : IDisposable
             if (!client.ConnectAsync(url.Host, port).Wait(TimeSpan.FromSeconds(10)))
                 throw new InvalidDataException($"{Shown}: no server answers at {url.Host}:{port}.");
         }
-        catch (AggregateException e) when (e.InnerException is SocketException)
+        catch (Exception e)
         {
-            client.Dispose();
-            throw new InvalidDataException($"{Shown}: no server answers at {url.Host}:{port}.", e.InnerException);
+            client.Dispose(); // every failure, the timeout included: a connect still pending must not keep a socket
+            if (e is InvalidDataException) throw;
+            throw new InvalidDataException($"{Shown}: no server answers at {url.Host}:{port}.",
+                e is AggregateException { InnerException: { } inner } ? inner : e);
         }
         network = client.GetStream();
         stream = new BufferedStream(network, 1 << 16);
@@ -90,7 +92,8 @@ internal sealed class RtspConnection : IDisposable
     public void Send(string method, string url, params (string Name, string Value)[] headers)
     {
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"{method} {url} RTSP/1.0\r\nCSeq: {++sequence}\r\nUser-Agent: Osprey\r\n");
+        int cseq = Interlocked.Increment(ref sequence); // the keep-alive and TEARDOWN may be sent from two threads
+        text.Append(CultureInfo.InvariantCulture, $"{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\nUser-Agent: Osprey\r\n");
         if (Session is not null) text.Append(CultureInfo.InvariantCulture, $"Session: {Session}\r\n");
         if (Authorization(method, url) is { } auth) text.Append(CultureInfo.InvariantCulture, $"Authorization: {auth}\r\n");
         foreach (var (name, value) in headers) text.Append(CultureInfo.InvariantCulture, $"{name}: {value}\r\n");

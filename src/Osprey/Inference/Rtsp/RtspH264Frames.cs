@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using OpenCvSharp;
 
@@ -15,7 +16,8 @@ internal sealed partial class RtspH264Frames : IFrameSource
     private readonly string folder, fifo;
     private readonly Thread pump;
     private readonly VideoCapture capture;
-    private string pumpEnding = "";
+    private volatile string pumpEnding = "";
+    private volatile ExceptionDispatchInfo? pumpFailure; // a stream that broke its protocol: thrown from Next
 
     public RtspH264Frames(RtspSession session)
     {
@@ -54,7 +56,11 @@ internal sealed partial class RtspH264Frames : IFrameSource
     public bool Next(int stride, Mat frame)
     {
         for (int i = 0; i < stride; i++)
-            if (!capture.Grab()) return false;
+            if (!capture.Grab())
+            {
+                pumpFailure?.Throw(); // the pipe closed because the RTSP stream failed: say so instead of ending quietly
+                return false;
+            }
         return capture.Retrieve(frame) && !frame.Empty();
     }
 
@@ -97,6 +103,11 @@ internal sealed partial class RtspH264Frames : IFrameSource
         catch (IOException e)
         {
             pumpEnding = $"the decoder stopped reading ({e.Message})";
+        }
+        catch (Exception e) // e.g. a malformed RTSP message between the RTP packets: a background thread must not end the process
+        {
+            pumpEnding = $"the stream failed ({e.Message})";
+            pumpFailure = ExceptionDispatchInfo.Capture(e);
         }
     }
 
