@@ -26,8 +26,6 @@ public static class BoxOps
     // Explicit, process-lifetime Scalars (see Osprey.Runtime.Scalars): the loss runs these every step.
     static readonly Scalar Two = Scalars.Of(2);
 
-    static Tensor PlusScalar(Tensor t, double value) => t.add(Scalars.Of(value), Scalars.One);
-
     /// <summary>Centre-xywh → corner xyxy along the last dimension (…, 4).</summary>
     public static Tensor XywhToXyxy(Tensor xywh)
     {
@@ -60,7 +58,7 @@ public static class BoxOps
         var inter = minimum(a[1], b[1]).Minus(maximum(a[0], b[0])).clamp_min(Scalars.Zero).prod(2); // (N, M)
         var area1 = a[1].Minus(a[0]).prod(2);                                                      // (N, 1)
         var area2 = b[1].Minus(b[0]).prod(2);                                                      // (1, M)
-        return (inter / PlusScalar(area1.Plus(area2).Minus(inter), eps)).MoveToOuterDisposeScope();
+        return (inter / area1.Plus(area2).Minus(inter).Plus(Scalars.Of(eps))).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -90,13 +88,13 @@ public static class BoxOps
         {
             (b1x1, b1y1, b1x2, b1y2) = (p1[0], p1[1], p1[2], p1[3]);
             (b2x1, b2y1, b2x2, b2y2) = (p2[0], p2[1], p2[2], p2[3]);
-            w1 = b1x2.Minus(b1x1); h1 = PlusScalar(b1y2.Minus(b1y1), eps);
-            w2 = b2x2.Minus(b2x1); h2 = PlusScalar(b2y2.Minus(b2y1), eps);
+            w1 = b1x2.Minus(b1x1); h1 = b1y2.Minus(b1y1).Plus(Scalars.Of(eps));
+            w2 = b2x2.Minus(b2x1); h2 = b2y2.Minus(b2y1).Plus(Scalars.Of(eps));
         }
 
         var inter = minimum(b1x2, b2x2).Minus(maximum(b1x1, b2x1)).clamp_min(Scalars.Zero)
                     * minimum(b1y2, b2y2).Minus(maximum(b1y1, b2y1)).clamp_min(Scalars.Zero); // (…, 1)
-        var union = PlusScalar((w1 * h1).Plus(w2 * h2).Minus(inter), eps);
+        var union = (w1 * h1).Plus(w2 * h2).Minus(inter).Plus(Scalars.Of(eps));
         var iou = inter / union;
         if (kind == IouKind.IoU)
             return iou.MoveToOuterDisposeScope();
@@ -105,11 +103,11 @@ public static class BoxOps
         var hullHeight = maximum(b1y2, b2y2).Minus(minimum(b1y1, b2y1));
         if (kind == IouKind.GIoU)
         {
-            var hullArea = PlusScalar(hullWidth * hullHeight, eps);
+            var hullArea = (hullWidth * hullHeight).Plus(Scalars.Of(eps));
             return iou.Minus(hullArea.Minus(union) / hullArea).MoveToOuterDisposeScope();
         }
 
-        var hullDiagonalSq = PlusScalar(hullWidth.pow(Two).Plus(hullHeight.pow(Two)), eps);
+        var hullDiagonalSq = hullWidth.pow(Two).Plus(hullHeight.pow(Two)).Plus(Scalars.Of(eps));
         var centreDistanceSq = b2x1.Plus(b2x2).Minus(b1x1).Minus(b1x2).pow(Two)
             .Plus(b2y1.Plus(b2y2).Minus(b1y1).Minus(b1y2).pow(Two)).div(Scalars.Of(4));
         if (kind == IouKind.DIoU)
@@ -118,7 +116,7 @@ public static class BoxOps
         var aspect = (w2 / h2).atan().Minus((w1 / h1).atan()).pow(Two).mul(Scalars.Of(4 / (Math.PI * Math.PI))); // v
         Tensor alpha;
         using (no_grad())
-            alpha = aspect / PlusScalar(aspect.Minus(iou), 1 + eps);
+            alpha = aspect / aspect.Minus(iou).Plus(Scalars.Of(1 + eps));
         return iou.Minus((centreDistanceSq / hullDiagonalSq).Plus(aspect * alpha.detach())).MoveToOuterDisposeScope();
     }
 }

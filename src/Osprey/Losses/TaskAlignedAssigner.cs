@@ -180,7 +180,7 @@ public sealed class TaskAlignedAssigner
     {
         long batch = gtBboxes.shape[0], maxBoxes = gtBboxes.shape[1];
         var batchOffset = arange(batch, dtype: ScalarType.Int64, device: gtLabels.device).unsqueeze(-1).mul(Scalars.Int(maxBoxes)); // (b, 1)
-        var flatIndex = targetGtIndex.PlusInt(batchOffset);                                       // (b, A)
+        var flatIndex = targetGtIndex.Plus(batchOffset);                                       // (b, A)
         var labels = gtLabels.to_type(ScalarType.Int64).flatten()[flatIndex].clamp_min(Scalars.Int(0)); // (b, A)
         var bboxes = gtBboxes.view(-1, gtBboxes.shape[^1])[flatIndex];                      // (b, A, 4)
         var scores = zeros(new[] { labels.shape[0], labels.shape[1], NumClasses }, dtype: gtBboxes.dtype,

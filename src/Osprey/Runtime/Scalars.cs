@@ -33,14 +33,14 @@ public static class Scalars
     /// <summary>Integer 1, the alpha of integer-tensor additions.</summary>
     public static readonly Scalar IntOne = Int(1);
 
-    /// <summary><paramref name="a"/> + <paramref name="b"/> with a process-lifetime alpha.</summary>
-    public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
-
-    /// <summary><paramref name="a"/> + <paramref name="b"/> for integer tensors (integer alpha).</summary>
-    public static Tensor PlusInt(this Tensor a, Tensor b) => a.add(b, IntOne);
+    /// <summary><paramref name="a"/> + <paramref name="b"/> with a process-lifetime alpha (integer for integer tensors).</summary>
+    public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, Alpha(a));
 
     /// <summary><paramref name="a"/> + <paramref name="s"/> with a process-lifetime alpha (TorchSharp's <c>add(Scalar)</c> makes one per call).</summary>
-    public static Tensor Plus(this Tensor a, Scalar s) => a.add(s, a.is_floating_point() ? One : IntOne);
+    public static Tensor Plus(this Tensor a, Scalar s) => a.add(s, Alpha(a));
+
+    // alpha = 1 of an addition: integer tensors refuse a floating-point alpha
+    static Scalar Alpha(Tensor a) => a.is_floating_point() ? One : IntOne;
 
     /// <summary><paramref name="s"/> − <paramref name="a"/>, as TorchSharp's <c>Scalar - Tensor</c> computes it (−a + s), with explicit Scalars.</summary>
     public static Tensor From(this Scalar s, Tensor a)
