@@ -68,11 +68,10 @@ internal static class FrameSources
                 }
             }
             string type = response.Content.Headers.ContentType?.MediaType ?? "no Content-Type";
-            response.Dispose();
             if (PredictSource.IsVideo(PredictSource.UrlFileName(path)))
             {
-                var download = HttpSource.Download(path)
-                    ?? throw new InvalidDataException($"{path}: the server switched to an MJPEG stream between two requests.");
+                TempDownload download;
+                using (response) download = HttpSource.Save(path, response);
                 try
                 {
                     return new CaptureFrames(OpenFile(download.Path, path), download);
@@ -83,6 +82,7 @@ internal static class FrameSources
                     throw;
                 }
             }
+            response.Dispose();
             if (TryCapture(path) is { } web) return new CaptureFrames(web);
             throw new InvalidDataException($"{path}: the server at {uri.Host}:{uri.Port} sends {type}, which is not an MJPEG stream " +
                 "(multipart/x-mixed-replace), the only kind of HTTP stream Osprey reads itself; and the OpenCV that ships with Osprey " +

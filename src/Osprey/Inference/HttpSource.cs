@@ -1,9 +1,17 @@
 namespace Osprey.Inference;
 
-/// <summary>A downloaded file in a folder of its own under the temp folder, deleted on dispose.</summary>
+/// <summary>A file (a download, a named pipe) in a folder of its own under the temp folder; the folder is deleted on dispose.</summary>
 internal sealed class TempDownload(string path) : IDisposable
 {
     public string Path => path;
+
+    /// <summary>&lt;temp&gt;/&lt;prefix&gt;&lt;guid&gt;/&lt;name&gt;, the folder made (the file not).</summary>
+    public static TempDownload In(string prefix, string name)
+    {
+        string folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), prefix + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        return new TempDownload(System.IO.Path.Combine(folder, name));
+    }
 
     public void Dispose()
     {
@@ -94,18 +102,16 @@ internal static class HttpSource
     /// no file to download but a stream to read.</returns>
     public static TempDownload? Download(string url)
     {
-        string name = PredictSource.UrlFileName(url);
-        string folder = Path.Combine(Path.GetTempPath(), "osprey-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(folder);
-        var download = new TempDownload(Path.Combine(folder, name));
+        using var response = Get(url);
+        return MjpegFrames.IsMjpeg(response) ? null : Save(url, response);
+    }
+
+    /// <summary>Writes the body of <paramref name="response"/> (a GET of <paramref name="url"/>) as <see cref="Download"/> does.</summary>
+    public static TempDownload Save(string url, HttpResponseMessage response)
+    {
+        var download = TempDownload.In("osprey-", PredictSource.UrlFileName(url));
         try
         {
-            using var response = Get(url);
-            if (MjpegFrames.IsMjpeg(response))
-            {
-                download.Dispose();
-                return null;
-            }
             using var body = response.Content.ReadAsStream();
             using var file = File.Create(download.Path);
             var buffer = new byte[1 << 16];

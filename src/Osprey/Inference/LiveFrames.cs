@@ -73,11 +73,6 @@ internal sealed class LiveFrames : IDisposable
                 failure?.Throw();
                 return null;
             }
-            while (!buffer && waiting.Count > 1)
-            {
-                waiting.Dequeue().Dispose();
-                Dropped++;
-            }
             var frame = waiting.Dequeue();
             Monitor.PulseAll(gate); // room in the buffer
             return frame;

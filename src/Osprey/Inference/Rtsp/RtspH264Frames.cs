@@ -13,9 +13,9 @@ internal sealed partial class RtspH264Frames : IFrameSource
 {
     private readonly RtspSession session;
     private readonly H264Depacketizer depacketizer;
-    private readonly string folder, fifo;
+    private readonly TempDownload pipe; // the FIFO, in a temp folder of its own
     private readonly Thread pump;
-    private readonly VideoCapture capture;
+    private readonly CaptureFrames frames;
     private volatile string pumpEnding = "";
     private volatile ExceptionDispatchInfo? pumpFailure; // a stream that broke its protocol: thrown from Next
 
@@ -23,18 +23,18 @@ internal sealed partial class RtspH264Frames : IFrameSource
     {
         this.session = session;
         depacketizer = new H264Depacketizer(session.Media.Format.TryGetValue("sprop-parameter-sets", out var sets) ? sets : null);
-        folder = Path.Combine(Path.GetTempPath(), "osprey-rtsp-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(folder);
-        fifo = Path.Combine(folder, "stream.h264");
-        if (MakeFifo(fifo, Convert.ToUInt32("600", 8)) != 0)
+        pipe = TempDownload.In("osprey-rtsp-", "stream.h264");
+        if (MakeFifo(pipe.Path, Convert.ToUInt32("600", 8)) != 0)
         {
-            Directory.Delete(folder, recursive: true);
-            throw new InvalidDataException($"{session.Shown}: cannot make a named pipe in {folder} for the H.264 decoder (errno {Marshal.GetLastPInvokeError()}).");
+            int errno = Marshal.GetLastPInvokeError();
+            pipe.Dispose();
+            throw new InvalidDataException($"{session.Shown}: cannot make a named pipe {pipe.Path} for the H.264 decoder (errno {errno}).");
         }
         pump = new Thread(Pump) { IsBackground = true, Name = "osprey rtsp h264 pump" };
         pump.Start();
-        capture = new VideoCapture(fifo, VideoCaptureAPIs.FFMPEG); // blocks until the pump opens the pipe, then probes the stream
-        if (!capture.IsOpened())
+        // blocks until the pump opens the pipe, then probes the stream
+        frames = new CaptureFrames(new VideoCapture(pipe.Path, VideoCaptureAPIs.FFMPEG));
+        if (!frames.Capture.IsOpened())
         {
             Dispose();
             throw new InvalidDataException($"{session.Shown}: OpenCV's FFmpeg cannot decode this H.264 stream ({Ending}).");
@@ -55,13 +55,9 @@ internal sealed partial class RtspH264Frames : IFrameSource
     /// <summary>grab() <paramref name="stride"/> frames, retrieve() the last (vid_stride).</summary>
     public bool Next(int stride, Mat frame)
     {
-        for (int i = 0; i < stride; i++)
-            if (!capture.Grab())
-            {
-                pumpFailure?.Throw(); // the pipe closed because the RTSP stream failed: say so instead of ending quietly
-                return false;
-            }
-        return capture.Retrieve(frame) && !frame.Empty();
+        if (frames.Next(stride, frame)) return true;
+        pumpFailure?.Throw(); // the pipe closed because the RTSP stream failed: say so instead of ending quietly
+        return false;
     }
 
     public void Stop() => session.Stop();
@@ -69,23 +65,16 @@ internal sealed partial class RtspH264Frames : IFrameSource
     public void Dispose()
     {
         session.Stop();        // the pump's read ends …
-        capture?.Dispose();    // … and so does a write blocked on a full pipe
+        frames?.Dispose();     // … and so does a write blocked on a full pipe
         if (!pump.Join(TimeSpan.FromSeconds(2)))
         {
             // the pump still waits to open the pipe (the decoder never opened it): open the other end (read-write, which
             // never blocks on a FIFO) to release it; its writes then fail and it ends
-            using (new FileStream(fifo, FileMode.Open, FileAccess.ReadWrite)) { }
+            using (new FileStream(pipe.Path, FileMode.Open, FileAccess.ReadWrite)) { }
             pump.Join();
         }
         session.Dispose();
-        try
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-        catch (IOException)
-        {
-            // the temp folder is the system's to clean
-        }
+        pipe.Dispose();
     }
 
     // RTP → Annex-B → the pipe, until the stream ends; closing the pipe is the decoder's end of file.
@@ -93,11 +82,11 @@ internal sealed partial class RtspH264Frames : IFrameSource
     {
         try
         {
-            using var pipe = new FileStream(fifo, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1, FileOptions.None);
+            using var writer = new FileStream(pipe.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1, FileOptions.None);
             while (session.Next(out bool gap) is { } packet)
             {
                 if (gap) depacketizer.Lost();
-                if (depacketizer.Push(packet) is { } unit) pipe.Write(unit);
+                if (depacketizer.Push(packet) is { } unit) writer.Write(unit);
             }
         }
         catch (IOException e)
