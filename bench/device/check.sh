@@ -73,11 +73,13 @@ export -f csvcol
 
 # 1. info: the app loads PyTorch's CUDA libtorch and sees the GPU
 info() {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  local smi; smi=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi")
+  echo "$smi"
   python3 -c 'import torch; print("python torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' 2>&1 || true
-  $OSPREY info || exit 1
-  local cuda; cuda=$($OSPREY info | grep -E '^ *CUDA' | sed 's/^ *CUDA *//')
-  local gpuname; gpuname=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  local out; out=$($OSPREY info) || { echo "$out"; exit 1; }
+  echo "$out"
+  local cuda; cuda=$(grep -E '^ *CUDA' <<< "$out" | sed 's/^ *CUDA *//')
+  local gpuname; gpuname=$(head -1 <<< "$smi" | cut -d, -f1)
   if $gpu; then [[ $cuda == available* ]] && echo "RESULT PASS CUDA $cuda; $gpuname" || echo "RESULT FAIL CUDA $cuda"
   else echo "RESULT INFO CUDA $cuda (dry run)"; fi
 }

@@ -21,8 +21,8 @@ namespace Osprey.Data;
 public static class DeviceAugment
 {
     // integer Scalars for the int32 arithmetic of OpenCV's BGR→HSV (a double Scalar would promote it to float)
-    private static readonly Scalar Round = 2048.ToScalar(), Shift = 4096.ToScalar(), HueWrap = 180.ToScalar(), Two = 2.ToScalar(),
-        Four = 4.ToScalar(), IntZero = 0.ToScalar(), IntOne = 1.ToScalar();
+    private static readonly Scalar Round = Scalars.Int(2048), Shift = Scalars.Int(4096), HueWrap = Scalars.Int(180), Two = Scalars.Int(2),
+        Four = Scalars.Int(4), IntZero = Scalars.Int(0), IntOne = Scalars.IntOne;
 
     private static readonly Scalar Tab = Scalars.Of(32), Gray = Scalars.Of(114), MinusOne = Scalars.Of(-1), Byte = Scalars.Of(255),
         HueScale = Scalars.Of(6.0f / 180), InverseOf255 = Scalars.Of(1.0f / 255.0f), Zero = Scalars.Zero, One = Scalars.One;
@@ -122,16 +122,7 @@ public static class DeviceAugment
         return stack([fb, fg, fr], 1).mul_(Byte).trunc_().clamp_(Zero, Byte);
     }
 
-    // OpenCV's division tables of its 8-bit BGR→HSV (HsvPlanes has the same numbers)
-    private static (Tensor Saturation, Tensor Hue) Divisions(Device device)
-    {
-        var saturation = new int[256];
-        var hue = new int[256];
-        for (var i = 1; i < 256; i++)
-        {
-            saturation[i] = (int)Math.Round((255 << 12) / (1.0 * i), MidpointRounding.ToEven);
-            hue[i] = (int)Math.Round((180 << 12) / (6.0 * i), MidpointRounding.ToEven);
-        }
-        return (tensor(saturation).to(device), tensor(hue).to(device));
-    }
+    // OpenCV's division tables of its 8-bit BGR→HSV, HsvPlanes' own
+    private static (Tensor Saturation, Tensor Hue) Divisions(Device device) =>
+        (tensor(HsvPlanes.SaturationDivision).to(device), tensor(HsvPlanes.HueDivision).to(device));
 }

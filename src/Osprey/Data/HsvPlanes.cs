@@ -63,7 +63,8 @@ public static class HsvPlanes
     /// its colour conversions there (elsewhere OpenCV rounds differently; use <see cref="Hsv.Apply"/>).</summary>
     public static bool Supported => Avx2.IsSupported && Fma.IsSupported;
 
-    private static readonly int[] SaturationDivision = new int[256], HueDivision = new int[256];
+    /// <summary>OpenCV's division tables of its 8-bit BGR→HSV (also used by <see cref="DeviceAugment"/>).</summary>
+    internal static readonly int[] SaturationDivision = new int[256], HueDivision = new int[256];
 
     static HsvPlanes()
     {

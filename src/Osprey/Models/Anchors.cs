@@ -25,8 +25,8 @@ public static class Anchors
         for (int i = 0; i < features.Count; i++)
         {
             long h = features[i].shape[2], w = features[i].shape[3];
-            var sx = arange(w, dtype: dtype, device: device) + offset; // w
-            var sy = arange(h, dtype: dtype, device: device) + offset; // h
+            var sx = arange(w, dtype: dtype, device: device).Plus(Scalars.Of(offset)); // w
+            var sy = arange(h, dtype: dtype, device: device).Plus(Scalars.Of(offset)); // h
             var grid = meshgrid(new[] { sy, sx }, indexing: "ij");      // 2 × (h, w)
             points.Add(stack(new[] { grid[1], grid[0] }, -1).view(-1, 2)); // (h·w, 2) as (x, y)
             strideTensors.Add(full(new long[] { h * w, 1 }, strides[i], dtype: dtype, device: device));

@@ -55,6 +55,7 @@ public static class TorchBackend
         try
         {
             // TorchSharp must load its CUDA backend before any CUDA call; on a CPU libtorch this throws.
+            if (CudaLoadError is not null) return false; // Initialize already tried and said why
             torch.InitializeDeviceType(DeviceType.CUDA);
             return torch.cuda.is_available();
         }

@@ -77,7 +77,7 @@ public sealed class DataParallel : IDisposable
         }
         Sync = _overlap is null ? GradientSync.PostBackward : GradientSync.Overlapped;
         // Views need one dtype and device per bucket and contiguous parameters (the view has the parameter's strides).
-        GradientAsBucketView = gradientAsBucketView && _overlap is null && group.WorldSize > 1 && _buckets.All(b =>
+        GradientAsBucketView = gradientAsBucketView && _overlap is null && group.Communicates && _buckets.All(b =>
             b.Parameters.All(p => p.dtype == b.Parameters[0].dtype && p.device_type == b.Parameters[0].device_type &&
                                  p.device_index == b.Parameters[0].device_index && p.is_contiguous()));
         if (GradientAsBucketView)

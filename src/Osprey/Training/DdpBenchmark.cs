@@ -198,9 +198,8 @@ public static class DdpBenchmark
                 Mode = request.IsCuda ? LaunchMode.Spawn : LaunchMode.Mpirun,
                 Environment = new Dictionary<string, string>
                 {
-                    // threads per rank are set explicitly; mpirun's default binding (a core per rank for np ≤ 2) would pin them to one core
-                    ["OMPI_MCA_hwloc_base_binding_policy"] = "none",
                     [BuffersVariable] = string.Join(',', sizes),
+                    // threads per rank as cores= says (the launcher's own default counts this machine's cores; it binds to none)
                     ["OMP_NUM_THREADS"] = ThreadsPerRank(options, world).ToString(System.Globalization.CultureInfo.InvariantCulture),
                 },
                 Output = line => { if (!line.Text.StartsWith(ResultPrefix, StringComparison.Ordinal)) progress?.Report(line.Text); },

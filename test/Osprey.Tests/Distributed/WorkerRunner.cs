@@ -50,7 +50,6 @@ internal static class WorkerRunner
     public static long[] Longs(JsonElement results, string key) =>
         results.GetProperty(key).EnumerateArray().Select(e => e.GetInt64()).ToArray();
 
-    /// <summary>True while the process exists and is not a zombie.</summary>
     /// <summary>
     /// True when <paramref name="pid"/> is gone within <paramref name="grace"/>: after mpirun reports the job over, a rank
     /// it killed (SIGTERM, then SIGKILL) may take a moment to finish exiting.
@@ -66,6 +65,7 @@ internal static class WorkerRunner
         return true;
     }
 
+    /// <summary>True while the process exists and is not a zombie.</summary>
     public static bool IsAlive(int pid)
     {
         string stat = $"/proc/{pid}/stat";
