@@ -11,8 +11,9 @@
 # - Self-contained and trimmed (framework only, TrimMode=partial: Osprey, TorchSharp and the other packages stay whole):
 #   the .NET runtime shrinks from 26 MB (xz) to a few MB, which is what makes the kit fit well under 64 MiB. Trimming
 #   turns reflection-based System.Text.Json off by default; Osprey's caches and JSON outputs use it, so it stays on.
-# - ../shared/device/pack.sh lays the app out (drops any CPU libtorch and other platforms' natives); its .NET runtime
-#   tarball and run.sh are then replaced by the self-contained app and our wrapper (bench/device/osprey).
+# - ../shared/device/pack.sh is not needed: its work (drop the CPU libtorch and other platforms' natives, add a .NET
+#   runtime) is already done by this publish (no libtorch in a CUDA build, -r linux-x64, self-contained); our wrapper
+#   (bench/device/osprey) replaces its run.sh.
 # - ONNX Runtime's native library is left out: only `bench predict` uses it, and the GPU machine's python3 has
 #   onnxruntime for checking exports. OpenCV's native library is stripped; the app travels as one app.tar.xz.
 # The publish runs in a copy of the sources (OSPREY_DEVKIT_BUILD, default /tmp/osprey-devkit) so that the working
@@ -22,9 +23,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 dest=${1:-$root/.device}
 case $dest in /*) ;; *) dest=$PWD/$dest ;; esac
 work=${OSPREY_DEVKIT_BUILD:-/tmp/osprey-devkit}
-shared_pack=${OSPREY_SHARED_PACK:-$root/../shared/device/pack.sh}
 command -v dotnet >/dev/null || { echo "pack.sh: needs the .NET SDK (dotnet) on this machine" >&2; exit 1; }
-[ -f "$shared_pack" ] || { echo "pack.sh: $shared_pack not found (set OSPREY_SHARED_PACK)" >&2; exit 1; }
 start=$SECONDS
 
 # 1. sources: tracked and untracked-not-ignored files of the working tree (stale .cs files removed first)
@@ -40,19 +39,16 @@ dotnet publish "$work/src/src/Osprey.Cli" -c Release -p:TorchBackend=cuda -r lin
   -o "$work/pub" -v q --nologo
 echo "published in $((SECONDS - start)) s"
 
-# 3. the shared packer (layout, no CPU libtorch, linux-x64 natives only); its runtime tarball is not needed
-bash "$shared_pack" "$work/pub" "$work/layout" >/dev/null
-rm -f "$work/layout/dotnet.tar.xz" "$work/layout/run.sh"
-app=$work/layout/app
+app=$work/pub
 
-# 4. shrink: what the GPU machine never loads
+# 3. shrink: what the GPU machine never loads
 rm -f "$app"/libonnxruntime*.so "$app"/onnxruntime*.dll "$app"/*.pdb "$app"/libmscordaccore.so "$app"/libmscordbi.so \
   "$app"/libcoreclrtraceptprovider.so "$app"/libclrgc.so "$app"/libclrgcexp.so "$app"/createdump
 strip --strip-unneeded "$app"/libOpenCvSharpExtern.so
 
-# 5. one archive (the wrapper unpacks it once per kit, keyed by its hash)
+# 4. one archive (the wrapper unpacks it once per kit, keyed by its hash)
 rm -rf "$dest" && mkdir -p "$dest"
-tar -C "$work/layout" -cf - app | xz -6 -T0 > "$dest/app.tar.xz"
+tar -C "$work" --transform 's,^pub,app,' -cf - pub | xz -6 -T0 > "$dest/app.tar.xz"
 cp "$root/bench/device/osprey" "$dest/osprey"
 # coco8 (0.5 MB) for the checks that need real images; ../shared does not travel to the GPU machine
 mkdir -p "$dest/data" && cp -r "$root/../shared/data/coco8" "$dest/data/" && rm -f "$dest"/data/coco8/labels/*.cache
