@@ -78,18 +78,18 @@ public sealed class Batch : IDisposable
     public Tensor ImagesAsFloat(Device device)
     {
         using var scope = NewDisposeScope();
-        Tensor bytes;
+        Tensor levels;
         if (Tiles is { } t)
         {
-            bytes = Copied(3, device) is { } tiles
-                ? t.Render(tiles, Copied(4, device)!, Copied(5, device)!, Copied(6, device)!)
-                : t.Render(t.Tiles.to(device), t.TileIndex.to(device), t.Parameters.to(device), t.Tables.to(device));
+            levels = Copied(3, device) is { } tiles
+                ? t.RenderLevels(tiles, Copied(4, device)!, Copied(5, device)!, Copied(6, device)!)
+                : t.RenderLevels(t.Tiles.to(device), t.TileIndex.to(device), t.Parameters.to(device), t.Tables.to(device));
         }
         else
         {
-            bytes = Copied(3, device) ?? Images.to(device);
+            levels = (Copied(3, device) ?? Images.to(device)).to(ScalarType.Float32);
         }
-        return bytes.to(ScalarType.Float32).div_(Scalars.Of(255)).MoveToOuterDisposeScope();
+        return levels.div_(Scalars.Of(255)).MoveToOuterDisposeScope();
     }
 
     /// <summary><see cref="BatchIndex"/> on <paramref name="device"/> (the batch's own copy when prefetched: do not dispose).</summary>
@@ -133,6 +133,10 @@ public sealed record TileBatch(Tensor Tiles, Tensor TileIndex, Tensor Parameters
     /// <summary>Draws the images (uint8 (B, 3, S, S) RGB) from these tensors, or their copies on a device.</summary>
     public Tensor Render(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables) =>
         DeviceAugment.Render(tiles, tileIndex, parameters, tables, Side, SlotsInUse);
+
+    /// <summary>As <see cref="Render"/>, as float32 whole levels (<see cref="DeviceAugment.RenderLevels"/>).</summary>
+    public Tensor RenderLevels(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables) =>
+        DeviceAugment.RenderLevels(tiles, tileIndex, parameters, tables, Side, SlotsInUse);
 
     /// <inheritdoc/>
     public void Dispose()

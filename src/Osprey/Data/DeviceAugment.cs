@@ -35,6 +35,16 @@ public static class DeviceAugment
     /// </summary>
     public static Tensor Render(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables, int side, IReadOnlyList<bool>? slotsInUse = null)
     {
+        using var levels = RenderLevels(tiles, tileIndex, parameters, tables, side, slotsInUse);
+        return levels.to(ScalarType.Byte);
+    }
+
+    /// <summary>
+    /// <see cref="Render"/>'s images before the cast to uint8: float32 holding the same whole levels 0–255, for a consumer
+    /// that wants float anyway (the trainer), so that it need not cast to bytes and back.
+    /// </summary>
+    public static Tensor RenderLevels(Tensor tiles, Tensor tileIndex, Tensor parameters, Tensor tables, int side, IReadOnlyList<bool>? slotsInUse = null)
+    {
         using var scope = NewDisposeScope();
         var b = parameters.shape[0];
         var device = tiles.device;
@@ -44,7 +54,7 @@ public static class DeviceAugment
         var image = where(flags.narrow(1, 2, 1).view(b, 1, 1, 1), coloured, bgr);
         image = where(flags.narrow(1, 1, 1).view(b, 1, 1, 1), image.flip(2), image); // up-down
         image = where(flags.narrow(1, 0, 1).view(b, 1, 1, 1), image.flip(3), image); // left-right
-        return image.flip(1).to(ScalarType.Byte).MoveToOuterDisposeScope();          // BGR → RGB
+        return image.flip(1).MoveToOuterDisposeScope();                               // BGR → RGB
     }
 
     /// <summary>Mosaic and affine/perspective: (B, 3, S, S) BGR float holding whole grey levels.</summary>
