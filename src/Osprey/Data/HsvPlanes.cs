@@ -28,7 +28,7 @@ public static class HsvPlanes
     /// <summary>Hue, saturation and value gains of one sample with their tables (as <see cref="Hsv.Apply"/> builds them).</summary>
     public sealed class Gains
     {
-        internal readonly byte[] Hue = new byte[256], Saturation = new byte[256], Value = new byte[256];
+        internal readonly byte[] Hue, Saturation, Value;
         internal readonly float HueF, SaturationF, ValueF;
 
         /// <summary>True when the float evaluation of the three tables equals the double one (the vector path may run).</summary>
@@ -38,14 +38,11 @@ public static class HsvPlanes
         public Gains(double hueGain, double saturationGain, double valueGain)
         {
             (HueF, SaturationF, ValueF) = ((float)hueGain, (float)saturationGain, (float)valueGain);
+            var tables = Hsv.Tables(hueGain, saturationGain, valueGain);
+            (Hue, Saturation, Value) = (tables[..256], tables[256..512], tables[512..]);
             var exact = true;
             for (var x = 0; x < 256; x++)
-            {
-                Hue[x] = (byte)(int)((x * hueGain) % 180);
-                Saturation[x] = (byte)(int)Math.Clamp(x * saturationGain, 0, 255);
-                Value[x] = (byte)(int)Math.Clamp(x * valueGain, 0, 255);
                 exact &= Hue[x] == FloatHue(x) && Saturation[x] == FloatClamp(x, SaturationF) && Value[x] == FloatClamp(x, ValueF);
-            }
             FloatExact = exact;
         }
 
