@@ -213,7 +213,7 @@ public static class DdpBenchmark
         var (cost, prediction, assumptions) = Model(options, single, allReduce, oneRank);
         return new DdpBenchmarkResult(single, parallel, allReduce, oneRank, cost, prediction, assumptions)
         {
-            Alone = world > 1 ? alone : null, SideBySide = sideBySide,
+            Alone = alone, SideBySide = sideBySide,
         };
     }
 

@@ -42,6 +42,9 @@ internal static class StepBreakdown
 
     public static readonly string[] CollectiveNames = { "BN buffer broadcast", "loss normaliser", "loss items", "gradients" };
 
+    // the record column where a rank enters each collective of CollectiveNames (the BN broadcast begins the step)
+    static readonly int[] EnterColumns = { Start, NormaliserEnter, LossEnd, GradientsEnter };
+
     static double Seconds(double ticks) => ticks / Stopwatch.Frequency;
 
     /// <summary>
@@ -56,13 +59,13 @@ internal static class StepBreakdown
         {
             double[,] s = records[r];
             double step = 0, compute = 0, copies = 0;
-            var wait = new double[4];
-            var transfer = new double[4];
+            var wait = new double[EnterColumns.Length];
+            var transfer = new double[EnterColumns.Length];
             for (int i = 0; i < steps; i++)
             {
                 double Duration(int from, int to) => Seconds(s[i, to] - s[i, from]);
                 double stepSeconds = Duration(Start, End);
-                var enter = new[] { s[i, Start], s[i, NormaliserEnter], s[i, LossEnd], s[i, GradientsEnter] };
+                var enter = Array.ConvertAll(EnterColumns, column => s[i, column]);
                 var spent = new[]
                 {
                     Duration(Start, BuffersEnd), s[i, NormaliserSeconds], Duration(LossEnd, ItemsEnd), Duration(GradientsEnter, GradientsExit),
@@ -71,20 +74,17 @@ internal static class StepBreakdown
                 step += stepSeconds;
                 copies += copy;
                 compute += stepSeconds - copy - spent.Sum();
-                for (int c = 0; c < 4; c++)
+                for (int c = 0; c < EnterColumns.Length; c++)
                 {
                     // the last rank's arrival at this collective (same clock: one machine)
-                    double last = Enumerable.Range(0, ranks).Max(q => records[q][i, c switch
-                    {
-                        0 => Start, 1 => NormaliserEnter, 2 => LossEnd, _ => GradientsEnter,
-                    }]);
+                    double last = Enumerable.Range(0, ranks).Max(q => records[q][i, EnterColumns[c]]);
                     double w = Math.Clamp(Seconds(last - enter[c]), 0, spent[c]);
                     wait[c] += w;
                     transfer[c] += spent[c] - w;
                 }
             }
             var parts = collectives
-                ? Enumerable.Range(0, 4).Select(c => new CollectiveBreakdown(CollectiveNames[c], wait[c] / steps, transfer[c] / steps)).ToArray()
+                ? Enumerable.Range(0, EnterColumns.Length).Select(c => new CollectiveBreakdown(CollectiveNames[c], wait[c] / steps, transfer[c] / steps)).ToArray()
                 : Array.Empty<CollectiveBreakdown>();
             if (!collectives) compute += transfer.Sum() + wait.Sum(); // nothing was communicated: it is all the rank's own work
             result[r] = new RankBreakdown(r, step / steps, compute / steps, copies / steps, parts);
