@@ -177,8 +177,6 @@ public sealed class DataLoader : IDisposable
     {
         var b = pending.Indices.Length;
         var s = Options.ImageSize;
-        var images = AugmentsOnDevice ? CollateTiles(pending) : empty([b, 3, s, s], ScalarType.Byte);
-        if (!AugmentsOnDevice) pending.Buffer.AsSpan(0, b * Pipeline.ImageBytes).CopyTo(images.bytes);
         var total = pending.Samples.Sum(x => x!.Classes.Length);
         var batchIndex = new long[total];
         var classes = new float[total];
@@ -194,51 +192,47 @@ public sealed class DataLoader : IDisposable
             }
             sample.Boxes.CopyTo(boxes, (n - sample.Classes.Length) * 4);
         }
-        var tensors = new[] { images, tensor(batchIndex), tensor(classes), tensor(boxes, [total, 4]) };
-        if (AugmentsOnDevice)
-        {
-            var parameters = new float[b * TilePlan.Floats];
-            var tables = new byte[b * TilePlan.TableBytes];
-            for (var i = 0; i < b; i++)
-            {
-                pending.Plans[i]!.Parameters.CopyTo(parameters, i * TilePlan.Floats);
-                pending.Plans[i]!.Tables.CopyTo(tables, i * TilePlan.TableBytes);
-            }
-            tensors = [.. tensors, tensor(TileIndex(pending)), tensor(parameters, [b, TilePlan.Floats]), tensor(tables, [b, TilePlan.TableBytes])];
-        }
-        if (PinsMemory) Pin(tensors);
+        var labels = new[] { tensor(batchIndex), tensor(classes), tensor(boxes, [total, 4]) };
         var infos = pending.Samples.Select(x => x!.Info).ToArray();
-        return AugmentsOnDevice
-            ? new Batch(new TileBatch(tensors[0], tensors[4], tensors[5], tensors[6], s,
-                Enumerable.Range(0, TilePlan.Slots).Select(k => pending.Plans.Any(p => p!.Used[k])).ToArray()), tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number)
-            : new Batch(tensors[0], tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number);
+        if (!AugmentsOnDevice)
+        {
+            var images = empty([b, 3, s, s], ScalarType.Byte);
+            pending.Buffer.AsSpan(0, b * Pipeline.ImageBytes).CopyTo(images.bytes);
+            Tensor[] tensors = [images, .. labels];
+            if (PinsMemory) Pin(tensors);
+            return new Batch(tensors[0], tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number);
+        }
+        var (tiles, tileIndex) = CollateTiles(pending);
+        var parameters = new float[b * TilePlan.Floats];
+        var tables = new byte[b * TilePlan.TableBytes];
+        for (var i = 0; i < b; i++)
+        {
+            pending.Plans[i]!.Parameters.CopyTo(parameters, i * TilePlan.Floats);
+            pending.Plans[i]!.Tables.CopyTo(tables, i * TilePlan.TableBytes);
+        }
+        Tensor[] all = [tiles, .. labels, tensor(tileIndex), tensor(parameters, [b, TilePlan.Floats]), tensor(tables, [b, TilePlan.TableBytes])];
+        if (PinsMemory) Pin(all);
+        var slotsInUse = Enumerable.Range(0, TilePlan.Slots).Select(k => pending.Plans.Any(p => p!.IsUsed(k))).ToArray();
+        return new Batch(new TileBatch(all[0], all[4], all[5], all[6], s, slotsInUse), all[1], all[2], all[3], infos, epoch, pending.Number);
     }
 
-    // the used slots of the batch's samples, one after the other: uint8 (T, S, S, 3) BGR
-    private Tensor CollateTiles(PendingBatch pending)
+    // the used slots of the batch's samples, one after the other: uint8 (T, S, S, 3) BGR, and the tile of each (sample,
+    // slot) in that order (an unused slot points at tile 0: its plan says unused)
+    private (Tensor Tiles, long[] Index) CollateTiles(PendingBatch pending)
     {
         var s = Options.ImageSize;
         var slotBytes = TilePlan.SlotBytes(s);
-        var count = pending.Plans.Sum(p => p!.Used.Count(u => u));
+        var index = new long[pending.Plans.Length * TilePlan.Slots];
+        var count = 0;
+        for (var i = 0; i < pending.Plans.Length; i++)
+            for (var k = 0; k < TilePlan.Slots; k++)
+                index[i * TilePlan.Slots + k] = pending.Plans[i]!.IsUsed(k) ? count++ : 0;
         var tiles = empty([count, s, s, 3], ScalarType.Byte);
         var target = tiles.bytes;
-        var n = 0;
-        for (var i = 0; i < pending.Plans.Length; i++)
-            for (var k = 0; k < TilePlan.Slots; k++)
-                if (pending.Plans[i]!.Used[k])
-                    pending.Buffer.AsSpan((i * TilePlan.Slots + k) * slotBytes, slotBytes).CopyTo(target[(n++ * slotBytes)..]);
-        return tiles;
-    }
-
-    // the tile of each (sample, slot) in CollateTiles' order; an unused slot points at tile 0 (its plan says unused)
-    private static long[] TileIndex(PendingBatch pending)
-    {
-        var index = new long[pending.Plans.Length * TilePlan.Slots];
-        var n = 0L;
-        for (var i = 0; i < pending.Plans.Length; i++)
-            for (var k = 0; k < TilePlan.Slots; k++)
-                index[i * TilePlan.Slots + k] = pending.Plans[i]!.Used[k] ? n++ : 0;
-        return index;
+        for (var j = 0; j < index.Length; j++)
+            if (pending.Plans[j / TilePlan.Slots]!.IsUsed(j % TilePlan.Slots))
+                pending.Buffer.AsSpan(j * slotBytes, slotBytes).CopyTo(target[(int)(index[j] * slotBytes)..]);
+        return (tiles, index);
     }
 
     // Replaces the tensors by pinned copies (libtorch's caching host allocator reuses the blocks once their copies are

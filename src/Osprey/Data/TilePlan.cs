@@ -43,8 +43,8 @@ public sealed class TilePlan
     /// <summary>The HSV tables (identity when HSV is off).</summary>
     public byte[] Tables { get; } = new byte[TableBytes];
 
-    /// <summary>Which slots hold a tile.</summary>
-    public bool[] Used { get; } = new bool[Slots];
+    /// <summary>Whether slot <paramref name="slot"/> holds a tile (its parameters' last float, set by the recording).</summary>
+    public bool IsUsed(int slot) => Parameters[slot * SlotFloats + SlotFloats - 1] > 0;
 
     /// <summary>Bytes of one slot for output side <paramref name="side"/> (side² BGR pixels).</summary>
     public static int SlotBytes(int side) => side * side * 3;
@@ -59,7 +59,6 @@ public sealed class TilePlan
         for (var i = 0; i < 9; i++) p[i] = (float)inverse[i];
         (p[9], p[10], p[11], p[12]) = ((float)owned.X0, (float)owned.Y0, (float)owned.X1, (float)owned.Y1);
         (p[13], p[14], p[15], p[16]) = (w, h, replicate ? 1 : 0, 1);
-        Used[slot] = true;
         CopyTile(image, slots + (nint)slot * SlotBytes(side), side);
     }
 
