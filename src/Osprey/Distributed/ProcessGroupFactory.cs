@@ -30,6 +30,11 @@ public static class ProcessGroupFactory
         };
     }
 
+    /// <summary>Whether <paramref name="environment"/> needs a real process group: several ranks, or a backend forced by
+    /// <see cref="BackendVariable"/> (otherwise <see cref="Create(DeviceType, DistributedEnvironment?, ProcessGroupOptions?, int?)"/>
+    /// gives a <see cref="SingleProcessGroup"/>).</summary>
+    public static bool NeedsGroup(DistributedEnvironment environment) => environment.IsDistributed || RequestedBackend() is not null;
+
     /// <summary>
     /// A world of one → <see cref="SingleProcessGroup"/>; CPU → <see cref="MpiProcessGroup"/> (needs mpirun);
     /// CUDA → <see cref="NcclProcessGroup"/> on GPU <paramref name="cudaDevice"/> (default: the local rank).
@@ -44,8 +49,8 @@ public static class ProcessGroupFactory
     {
         environment ??= DistributedEnvironment.FromProcess();
         options ??= new ProcessGroupOptions();
+        if (!NeedsGroup(environment)) return new SingleProcessGroup { Timeout = options.Timeout };
         string? forced = RequestedBackend();
-        if (!environment.IsDistributed && forced is null) return new SingleProcessGroup { Timeout = options.Timeout };
         string? serving = device switch { DeviceType.CPU => "mpi", DeviceType.CUDA => "nccl", _ => null };
         if (forced is not null && serving is not null && forced != serving)
             throw new DistributedException($"{BackendVariable}={forced}, but {device} tensors are reduced by {serving}: set {BackendVariable}={serving} or unset it");

@@ -52,7 +52,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     public TrainingFinished Train(CancellationToken cancellationToken = default)
     {
         DistributedEnvironment job = environment ?? DistributedEnvironment.FromProcess();
-        if (!job.IsDistributed && ProcessGroupFactory.RequestedBackend() is null) return Train(job, null, cancellationToken);
+        if (!ProcessGroupFactory.NeedsGroup(job)) return Train(job, null, cancellationToken);
         string? resumeFrom = ResumePath(args);
         OspreyArgs requested = resumeFrom is null ? args : ResumedArgs(args, resumeFrom);
         Device device = DeviceRequest.Parse(requested.Device).Resolve(job.LocalRank);
