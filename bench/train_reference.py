@@ -11,6 +11,7 @@ end-to-end number is compared with.
 Prints one JSON line: {"img_per_s", "params", "description"} or {"error"} (exit 3) when torch cannot be imported.
 """
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -187,11 +188,14 @@ def main():
     model = model.to(memory_format=fmt)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=0.01, momentum=0.937, nesterov=True, weight_decay=5e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    # torch.amp.GradScaler (torch >= 2.3) or the older CUDA one; disabled unless fp16.
+    scaler = (torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) if hasattr(torch.amp, "GradScaler")
+              else torch.cuda.amp.GradScaler(enabled=dtype == torch.float16))
     x = torch.rand(args.batch, 3, args.imgsz, args.imgsz, device=device).contiguous(memory_format=fmt)
 
     def step():
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype != torch.float32):
+        # fp32: no autocast context at all (older torch rejects dtype float32 even when disabled)
+        with (torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()):
             maps = model(x)
         loss = sum(m.float().square().mean() for m in maps)
         optimizer.zero_grad(set_to_none=True)
