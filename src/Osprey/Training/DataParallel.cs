@@ -33,6 +33,9 @@ public sealed class DataParallel : IDisposable
     readonly List<Bucket> _buckets = new();
     readonly Tensor[] _buffers;
     readonly GradientOverlap? _overlap;
+    readonly FlatParameters? _flat;                  // the optimiser's flat gradients, all-reduced in place
+    readonly List<Tensor> _flatBuckets = new();      // ≤ bucketBytes slices of _flat's gradient buffers
+    readonly FlatBuffers? _flatBuffers;              // the floating buffers as one tensor, when laid out flat
 
     /// <summary>Wraps <paramref name="model"/> (already on its device) for <paramref name="group"/>.</summary>
     /// <param name="model">The replica.</param>
@@ -43,14 +46,18 @@ public sealed class DataParallel : IDisposable
     /// <see cref="GradientSync.Overlapped"/> (it opens a communicator).</param>
     /// <param name="gradientAsBucketView">Post-backward sync: gradients as views of the flat bucket buffers
     /// (<see cref="DefaultGradientAsBucketView"/>); false copies them into and out of the buckets.</param>
+    /// <param name="flat">The optimiser's flat layout of the trainable parameters, or null. With bucket views and
+    /// post-backward sync the buckets are then slices of its gradient buffers (in its group order), so the gradients
+    /// backward wrote are all-reduced where the optimiser reads them.</param>
     public DataParallel(nn.Module model, IProcessGroup group, long bucketBytes = DefaultBucketBytes, GradientSync sync = DefaultSync,
-        bool gradientAsBucketView = DefaultGradientAsBucketView)
+        bool gradientAsBucketView = DefaultGradientAsBucketView, FlatParameters? flat = null)
     {
         if (bucketBytes <= 0) throw new ArgumentOutOfRangeException(nameof(bucketBytes), bucketBytes, "bucket capacity must be positive");
         _model = model;
         Group = group;
         _parameters = model.parameters().Where(p => p.requires_grad).ToList();
         _buffers = model.buffers().Where(b => b.is_floating_point()).ToArray();
+        _flatBuffers = flat?.Buffers is { } fb && fb.Names.Count == _buffers.Length ? fb : null;
         // Fixed order (reverse registration, as DDP: the last layers' gradients are ready first).
         var current = new List<Parameter>();
         long bytes = 0;
@@ -80,9 +87,22 @@ public sealed class DataParallel : IDisposable
         GradientAsBucketView = gradientAsBucketView && _overlap is null && group.Communicates && _buckets.All(b =>
             b.Parameters.All(p => p.dtype == b.Parameters[0].dtype && p.device_type == b.Parameters[0].device_type &&
                                  p.device_index == b.Parameters[0].device_index && p.is_contiguous()));
-        if (GradientAsBucketView)
+        if (GradientAsBucketView && flat is not null)
+        {
+            _flat = flat;
+            foreach (FlatGroup layout in flat.Groups)
+            {
+                long chunk = Math.Max(1, bucketBytes / layout.Gradients.element_size());
+                for (long offset = 0; offset < layout.Count; offset += chunk)
+                    _flatBuckets.Add(layout.Gradients.narrow(0, offset, Math.Min(chunk, layout.Count - offset)).DetachFromDisposeScope());
+            }
+        }
+        else if (GradientAsBucketView)
             foreach (Bucket bucket in _buckets) bucket.AllocateFlat();
     }
+
+    /// <summary>The buckets are slices of the optimiser's flat gradient buffers (<see cref="FlatParameters"/>).</summary>
+    public bool UsesFlatGradients => _flat is not null;
 
     /// <summary>Gradients live in the flat bucket buffers (<see cref="DefaultGradientAsBucketView"/>; post-backward sync, world &gt; 1).</summary>
     public bool GradientAsBucketView { get; }
@@ -115,7 +135,9 @@ public sealed class DataParallel : IDisposable
     public bool IsMaster => Group.Rank == 0;
 
     /// <summary>Gradient buckets (count and bytes, for logs and benchmarks).</summary>
-    public IReadOnlyList<long> BucketBytes => _buckets.Select(b => b.Bytes).ToArray();
+    public IReadOnlyList<long> BucketBytes => _flat is not null
+        ? _flatBuckets.Select(b => b.numel() * b.element_size()).ToArray()
+        : _buckets.Select(b => b.Bytes).ToArray();
 
     /// <summary>Seconds spent in gradient all-reduce after backward so far (including copies in and out of the buckets;
     /// overlapped sync: only what remains after backward).</summary>
@@ -131,8 +153,13 @@ public sealed class DataParallel : IDisposable
     public void BroadcastBuffers()
     {
         if (!Group.Communicates || _buffers.Length == 0) return;
-        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        if (_flatBuffers is not null)
+        {
+            Group.Broadcast(_flatBuffers.Values, root: 0);              // the buffers are views of it: nothing to copy
+            return;
+        }
+        using var scope = NewDisposeScope();
         var flat = cat(_buffers.Select(b => b.reshape(-1)).ToArray());
         Group.Broadcast(flat, root: 0);
         if (Rank == 0) return;                                           // the root's buffers are what it sent
@@ -152,7 +179,7 @@ public sealed class DataParallel : IDisposable
     /// </summary>
     public void BeginMicroStep(bool synchronize)
     {
-        if (GradientAsBucketView) AttachGradientViews();
+        if (GradientAsBucketView && _flat is null) AttachGradientViews();   // flat: the optimiser zeroes its buffers
         if (_overlap is null || !synchronize) return;
         _overlap.Arm(); // throws when the previous synchronised micro-step did not call AverageGradients
     }
@@ -175,6 +202,16 @@ public sealed class DataParallel : IDisposable
             return;
         }
         using var noGrad = no_grad();
+        if (_flat is not null)
+        {
+            _flat.AttachGradients();                                     // a gradient something replaced is copied back in
+            long attached = System.Diagnostics.Stopwatch.GetTimestamp();
+            foreach (Tensor bucket in _flatBuckets) Group.AllReduce(bucket, ReduceOp.Average);
+            long reduced = System.Diagnostics.Stopwatch.GetTimestamp();
+            AllReduceSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(start, reduced).TotalSeconds;
+            LastSync = new GradientSyncTimes(System.Diagnostics.Stopwatch.GetElapsedTime(start, attached).TotalSeconds, 0, attached, reduced);
+            return;
+        }
         double copyIn = 0, copyOut = 0;
         long reduceStart = 0, reduceEnd = 0;
         foreach (Bucket bucket in _buckets)
@@ -302,6 +339,7 @@ public sealed class DataParallel : IDisposable
     {
         _overlap?.Dispose();
         foreach (Bucket bucket in _buckets) bucket.Flat?.Dispose();
+        foreach (Tensor slice in _flatBuckets) slice.Dispose();
     }
 
     sealed class Bucket(Parameter[] parameters)

@@ -25,7 +25,9 @@ public sealed class OptimizerGroup(IReadOnlyList<Parameter> parameters, double l
 /// SGD (Nesterov) and AdamW with PyTorch's update rules over parameter groups. Written here rather than using
 /// TorchSharp's optimisers because their steps pass implicitly converted <see cref="Scalar"/>s to native calls and
 /// leave them to finalizers, which can free a scalar while a native call still reads it (a crash seen in long runs);
-/// every scalar here is explicit and disposed after use. State is saved and loaded bit-exactly.
+/// every scalar here is explicit and disposed after use. State is saved and loaded bit-exactly. Given the groups'
+/// <see cref="FlatParameters"/>, each group's update is a handful of operations on its flat buffers (the same formulas
+/// element by element) instead of a handful per parameter; the saved state has the same per-parameter format.
 /// </summary>
 public sealed class GroupedOptimizer : IDisposable
 {
@@ -37,13 +39,27 @@ public sealed class GroupedOptimizer : IDisposable
 
     readonly Dictionary<Parameter, Tensor> _first = new(ReferenceEqualityComparer.Instance);   // SGD momentum buffer / Adam exp_avg
     readonly Dictionary<Parameter, Tensor> _second = new(ReferenceEqualityComparer.Instance);  // Adam exp_avg_sq
+    readonly Tensor?[] _flatFirst = Array.Empty<Tensor?>(), _flatSecond = Array.Empty<Tensor?>();  // per flat group
 
     /// <summary>Creates an optimiser of <paramref name="kind"/> over <paramref name="groups"/>.</summary>
-    public GroupedOptimizer(OptimizerKind kind, IReadOnlyList<OptimizerGroup> groups)
+    /// <param name="kind">SGD or AdamW.</param>
+    /// <param name="groups">The parameter groups.</param>
+    /// <param name="flat">The same groups laid out flat (same parameters, same order), or null for per-parameter updates.</param>
+    public GroupedOptimizer(OptimizerKind kind, IReadOnlyList<OptimizerGroup> groups, FlatParameters? flat = null)
     {
         Kind = kind;
         Groups = groups;
+        if (flat is null) return;
+        if (flat.Groups.Count != groups.Count || groups.Where((g, i) => g.Parameters.Count != flat.Groups[i].Parameters.Count ||
+                g.Parameters.Where((p, j) => !ReferenceEquals(p, flat.Groups[i].Parameters[j])).Any()).Any())
+            throw new ArgumentException("the flat layout does not hold the optimiser's groups in order", nameof(flat));
+        Flat = flat;
+        _flatFirst = new Tensor?[groups.Count];
+        _flatSecond = new Tensor?[groups.Count];
     }
+
+    /// <summary>The flat layout the updates run on, or null (per parameter).</summary>
+    public FlatParameters? Flat { get; }
 
     /// <summary>SGD or AdamW.</summary>
     public OptimizerKind Kind { get; }
@@ -60,9 +76,17 @@ public sealed class GroupedOptimizer : IDisposable
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         Steps++;
-        foreach (var group in Groups)
+        for (int g = 0; g < Groups.Count; g++)
         {
-            if (Kind == OptimizerKind.Sgd) SgdStep(group);
+            var group = Groups[g];
+            if (Flat is { } flat)
+            {
+                FlatGroup layout = flat.Groups[g];
+                if (layout.Count == 0) continue;
+                if (Kind == OptimizerKind.Sgd) SgdUpdate(group, layout.Values, layout.Gradients, ref _flatFirst[g]);
+                else AdamWUpdate(group, layout.Values, layout.Gradients, ref _flatFirst[g], ref _flatSecond[g]);
+            }
+            else if (Kind == OptimizerKind.Sgd) SgdStep(group);
             else AdamWStep(group);
         }
     }
@@ -70,20 +94,42 @@ public sealed class GroupedOptimizer : IDisposable
     // torch.optim.SGD(nesterov=True, dampening=0): d = g + wd·p; buf = d (first) or m·buf + d; p −= lr·(d + m·buf).
     void SgdStep(OptimizerGroup group)
     {
-        using Scalar decay = group.WeightDecay.ToScalar(), momentum = group.Momentum.ToScalar(), step = (-group.LearningRate).ToScalar();
         foreach (var parameter in group.Parameters)
         {
             if (parameter.grad is not { } grad) continue;
-            var direction = group.WeightDecay != 0 ? grad.add(parameter, alpha: decay) : grad;
-            if (_first.TryGetValue(parameter, out var buffer)) buffer.mul_(momentum).add_(direction, Scalars.One);
-            else _first[parameter] = buffer = direction.clone().detach().DetachFromDisposeScope();
-            parameter.add_(direction.add(buffer, alpha: momentum), alpha: step);
+            Tensor? buffer = _first.GetValueOrDefault(parameter);
+            SgdUpdate(group, parameter, grad, ref buffer);
+            _first[parameter] = buffer!;
         }
+    }
+
+    // One SGD update of values from gradients (a parameter, or a flat group); buffer null before the first step.
+    static void SgdUpdate(OptimizerGroup group, Tensor values, Tensor gradients, ref Tensor? buffer)
+    {
+        using Scalar decay = group.WeightDecay.ToScalar(), momentum = group.Momentum.ToScalar(), step = (-group.LearningRate).ToScalar();
+        using var scope = NewDisposeScope();
+        var direction = group.WeightDecay != 0 ? gradients.add(values, alpha: decay) : gradients;
+        if (buffer is not null) buffer.mul_(momentum).add_(direction, Scalars.One);
+        else buffer = direction.clone().detach().DetachFromDisposeScope();
+        values.add_(direction.add(buffer, alpha: momentum), alpha: step);
     }
 
     // torch.optim.AdamW: p ·= 1 − lr·wd; m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
     // p −= lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + ε).
     void AdamWStep(OptimizerGroup group)
+    {
+        foreach (var parameter in group.Parameters)
+        {
+            if (parameter.grad is not { } grad) continue;
+            Tensor? average = _first.GetValueOrDefault(parameter), squares = _second.GetValueOrDefault(parameter);
+            AdamWUpdate(group, parameter, grad, ref average, ref squares);
+            _first[parameter] = average!;
+            _second[parameter] = squares!;
+        }
+    }
+
+    // One AdamW update of values from gradients (a parameter, or a flat group); the moments null before the first step.
+    void AdamWUpdate(OptimizerGroup group, Tensor values, Tensor gradients, ref Tensor? average, ref Tensor? squares)
     {
         double beta1 = group.Momentum;
         double correction1 = 1 - Math.Pow(beta1, Steps), correction2 = 1 - Math.Pow(Beta2, Steps);
@@ -91,26 +137,25 @@ public sealed class GroupedOptimizer : IDisposable
             oneMinusB1 = (1 - beta1).ToScalar(), b2 = Beta2.ToScalar(), oneMinusB2 = (1 - Beta2).ToScalar(),
             sqrtCorrection2 = Math.Sqrt(correction2).ToScalar(), eps = Epsilon.ToScalar(),
             step = (-group.LearningRate / correction1).ToScalar();
-        foreach (var parameter in group.Parameters)
-        {
-            if (parameter.grad is not { } grad) continue;
-            if (!_first.TryGetValue(parameter, out var average))
-            {
-                _first[parameter] = average = zeros_like(parameter).DetachFromDisposeScope();
-                _second[parameter] = zeros_like(parameter).DetachFromDisposeScope();
-            }
-            var squares = _second[parameter];
-            if (group.WeightDecay != 0) parameter.mul_(shrink);
-            average.mul_(b1).add_(grad, alpha: oneMinusB1);
-            squares.mul_(b2).addcmul_(grad, grad, value: oneMinusB2);
-            var denominator = squares.sqrt().div_(sqrtCorrection2).add_(eps, Scalars.One);
-            parameter.addcdiv_(average, denominator, value: step);
-        }
+        using var scope = NewDisposeScope();
+        average ??= zeros_like(values).DetachFromDisposeScope();
+        squares ??= zeros_like(values).DetachFromDisposeScope();
+        if (group.WeightDecay != 0) values.mul_(shrink);
+        average.mul_(b1).add_(gradients, alpha: oneMinusB1);
+        squares.mul_(b2).addcmul_(gradients, gradients, value: oneMinusB2);
+        var denominator = squares.sqrt().div_(sqrtCorrection2).add_(eps, Scalars.One);
+        values.addcdiv_(average, denominator, value: step);
     }
 
-    /// <summary>Sets every gradient to null (as PyTorch's zero_grad(set_to_none=True)).</summary>
+    /// <summary>Sets every gradient to null (as PyTorch's zero_grad(set_to_none=True)).
+    /// With a flat layout the gradient buffers are zeroed instead (the gradients stay views of them).</summary>
     public void ZeroGrad()
     {
+        if (Flat is { } flat)
+        {
+            flat.ZeroGradients();
+            return;
+        }
         foreach (var group in Groups)
             foreach (var parameter in group.Parameters)
             {
@@ -125,19 +170,26 @@ public sealed class GroupedOptimizer : IDisposable
         writer.Write((int)Kind);
         writer.Write(Steps);
         writer.Write(Groups.Count);
-        foreach (var group in Groups)
+        for (int g = 0; g < Groups.Count; g++)
         {
+            var group = Groups[g];
             writer.Write(group.LearningRate);
             writer.Write(group.Momentum);
             writer.Write(group.WeightDecay);
             writer.Write(group.Parameters.Count);
-            foreach (var parameter in group.Parameters)
+            for (int i = 0; i < group.Parameters.Count; i++)
             {
-                WriteState(writer, _first.GetValueOrDefault(parameter));
-                WriteState(writer, _second.GetValueOrDefault(parameter));
+                using var scope = NewDisposeScope();
+                WriteState(writer, StateOf(_first, _flatFirst, g, i));
+                WriteState(writer, StateOf(_second, _flatSecond, g, i));
             }
         }
     }
+
+    // Parameter i of group g's state: its own tensor, or (flat layout) a copy of its part of the group's buffer.
+    Tensor? StateOf(Dictionary<Parameter, Tensor> states, Tensor?[] flatStates, int g, int i) => Flat is { } flat
+        ? flatStates[g] is { } buffer ? flat.Groups[g].Slice(buffer, i).clone() : null
+        : states.GetValueOrDefault(Groups[g].Parameters[i]);
 
     /// <summary>Restores what <see cref="Save"/> wrote (same model and groups).</summary>
     public void Load(BinaryReader reader)
@@ -145,16 +197,23 @@ public sealed class GroupedOptimizer : IDisposable
         if ((OptimizerKind)reader.ReadInt32() != Kind) throw new InvalidDataException($"optimizer state is not {Kind}");
         Steps = reader.ReadInt64();
         if (reader.ReadInt32() != Groups.Count) throw new InvalidDataException("optimizer state has other parameter groups");
-        foreach (var group in Groups)
+        for (int g = 0; g < Groups.Count; g++)
         {
+            var group = Groups[g];
             group.LearningRate = reader.ReadDouble();
             group.Momentum = reader.ReadDouble();
             group.WeightDecay = reader.ReadDouble();
             if (reader.ReadInt32() != group.Parameters.Count) throw new InvalidDataException("optimizer state has other parameters");
-            foreach (var parameter in group.Parameters)
+            if (Flat is not null)
             {
-                ReadState(reader, _first, parameter);
-                ReadState(reader, _second, parameter);
+                _flatFirst[g]?.Dispose();
+                _flatSecond[g]?.Dispose();
+                _flatFirst[g] = _flatSecond[g] = null;
+            }
+            for (int i = 0; i < group.Parameters.Count; i++)
+            {
+                ReadState(reader, _first, _flatFirst, g, i);
+                ReadState(reader, _second, _flatSecond, g, i);
             }
         }
     }
@@ -168,21 +227,36 @@ public sealed class GroupedOptimizer : IDisposable
         state.Save(writer);
     }
 
-    static void ReadState(BinaryReader reader, Dictionary<Parameter, Tensor> states, Parameter parameter)
+    // Reads parameter i of group g's state. Flat layout: into its part of the group's buffer, which starts as zeros where a
+    // parameter had no state yet (the same next step: SGD's m·0 + d = d, Adam's moments start at zero).
+    void ReadState(BinaryReader reader, Dictionary<Parameter, Tensor> states, Tensor?[] flatStates, int g, int i)
     {
-        if (states.Remove(parameter, out var old)) old.Dispose();
+        Parameter parameter = Groups[g].Parameters[i];
+        if (Flat is null && states.Remove(parameter, out var old)) old.Dispose();
         if (!reader.ReadBoolean()) return;
         var shape = new long[reader.ReadInt32()];
-        for (int i = 0; i < shape.Length; i++) shape[i] = reader.ReadInt64();
+        for (int d = 0; d < shape.Length; d++) shape[d] = reader.ReadInt64();
         var state = empty(shape, dtype: parameter.dtype, device: parameter.device).DetachFromDisposeScope();
         state.Load(reader);
-        states[parameter] = state;
+        if (Flat is not { } flat)
+        {
+            states[parameter] = state;
+            return;
+        }
+        using (state)
+        {
+            FlatGroup layout = flat.Groups[g];
+            flatStates[g] ??= zeros(layout.Count, dtype: parameter.dtype, device: parameter.device).DetachFromDisposeScope();
+            using var part = layout.Slice(flatStates[g]!, i);
+            using var noGrad = no_grad();
+            part.copy_(state.view(part.shape));
+        }
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var t in _first.Values.Concat(_second.Values)) t.Dispose();
+        foreach (var t in _first.Values.Concat(_second.Values).Concat(_flatFirst.Concat(_flatSecond).OfType<Tensor>())) t.Dispose();
         _first.Clear();
         _second.Clear();
     }

@@ -83,25 +83,27 @@ public sealed class LossScaler
     public bool UnscaleAndCheck(IEnumerable<Parameter> parameters, IProcessGroup? group = null)
     {
         using var scope = NewDisposeScope();
+        var list = parameters.ToList();
+        Device device = list.Count > 0 ? list[^1].device : CPU;
+        return UnscaleAndCheck(list.Select(p => p.grad).OfType<Tensor>().ToList(), device, group);
+    }
+
+    /// <summary>As <see cref="UnscaleAndCheck(IEnumerable{Parameter}, IProcessGroup?)"/> on the gradients themselves
+    /// (per parameter, or the flat buffers of <see cref="FlatParameters"/>) on <paramref name="device"/>.</summary>
+    public bool UnscaleAndCheck(IReadOnlyList<Tensor> gradients, Device device, IProcessGroup? group = null)
+    {
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         Tensor? found = null;                                                   // () float32: 1 when non-finite
-        Scalar? inverse = null;
-        Device device = CPU;
-        try
+        if (gradients.Count > 0)
         {
-            foreach (var parameter in parameters)
+            using Scalar inverse = (1.0 / Scale).ToScalar();
+            foreach (var grad in gradients)
             {
-                device = parameter.device;
-                if (parameter.grad is not { } grad) continue;
-                inverse ??= (1.0 / Scale).ToScalar();
                 grad.mul_(inverse);
                 var bad = grad.isfinite().logical_not().any().to(ScalarType.Float32);
                 found = found is null ? bad : found.maximum(bad);
             }
-        }
-        finally
-        {
-            inverse?.Dispose();
         }
         found ??= zeros(1, dtype: ScalarType.Float32, device: device);
         var flag = found.reshape(1).contiguous();

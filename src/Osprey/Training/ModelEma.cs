@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Osprey.Training;
@@ -10,7 +11,8 @@ namespace Osprey.Training;
 /// </summary>
 public sealed class ModelEma
 {
-    readonly IReadOnlyList<(string Name, Tensor Ema)> _state;
+    IReadOnlyList<(string Name, Tensor Ema)> _state;                       // averaged one tensor at a time
+    readonly List<(Tensor Ema, Tensor Model)> _flat = new();                 // averaged a flat group at a time
     readonly double _decay;
     readonly double _tau;
 
@@ -46,9 +48,59 @@ public sealed class ModelEma
         // Explicit scalars, alive until the loop ends: TorchSharp's implicit double → Scalar conversions leave the
         // native scalar to a finalizer that can run while a native call still reads it.
         using Scalar decay = d.ToScalar(), rest = (1 - d).ToScalar();
+        foreach (var (ema, values) in _flat) ema.mul_(decay).add_(values, alpha: rest);
         foreach (var (name, ema) in _state)
         {
             ema.mul_(decay).add_(source[name].detach().to(ema.dtype), alpha: rest);
         }
+    }
+
+    /// <summary>
+    /// Lays out the averaged copies of <paramref name="flat"/>'s parameters (found by name in <paramref name="model"/>,
+    /// the trained model) the same way, so that each group is averaged in two operations on its flat buffer; the other
+    /// state (BatchNorm statistics, frozen parameters) stays per tensor. The same arithmetic element by element.
+    /// </summary>
+    public void UseFlatLayout(nn.Module model, FlatParameters flat)
+    {
+        using var noGrad = no_grad();
+        var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, parameter) in model.named_parameters()) names[parameter] = name;
+        var averaged = Module.named_parameters().ToDictionary(np => np.name, np => np.parameter);
+        var covered = new HashSet<string>();
+        foreach (FlatGroup group in flat.Groups)
+        {
+            if (group.Count == 0) continue;
+            var buffer = empty(group.Count, dtype: group.Values.dtype, device: group.Values.device).DetachFromDisposeScope();
+            for (int i = 0; i < group.Parameters.Count; i++)
+            {
+                string name = names.TryGetValue(group.Parameters[i], out var n) ? n
+                    : throw new ArgumentException("a flat parameter is not a parameter of the model", nameof(flat));
+                Parameter copy = averaged[name];
+                using var slice = group.Slice(buffer, i);
+                slice.copy_(copy);
+                copy.set_(slice);
+                covered.Add(name);
+            }
+            _flat.Add((buffer, group.Values));
+        }
+        if (flat.Buffers is { } buffers)
+        {
+            var averagedBuffers = Module.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+            if (buffers.Names.All(averagedBuffers.ContainsKey))
+            {
+                var values = buffers.Values;
+                var buffer = empty(values.numel(), dtype: values.dtype, device: values.device).DetachFromDisposeScope();
+                for (int i = 0; i < buffers.Names.Count; i++)
+                {
+                    Tensor copy = averagedBuffers[buffers.Names[i]];
+                    using var slice = buffers.Slice(buffer, i, copy.shape);
+                    slice.copy_(copy);
+                    copy.set_(slice);
+                    covered.Add(buffers.Names[i]);
+                }
+                _flat.Add((buffer, values));
+            }
+        }
+        _state = _state.Where(entry => !covered.Contains(entry.Name)).ToList();
     }
 }

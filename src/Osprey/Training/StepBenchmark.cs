@@ -88,12 +88,14 @@ public static class StepBenchmark
         using DetectionModel model = ModelFactory.Create(options.Model, options.Nc);
         model.to(device);
         model.train();
-        using var ddp = new DataParallel(model, group, gradientAsBucketView: gradientAsBucketView ?? Trainer.GradientAsBucketViewChoice());
+        using var flat = Trainer.FlatLayout(model, DataParallel.DefaultSync);      // as the trainer
+        using var ddp = new DataParallel(model, group, gradientAsBucketView: gradientAsBucketView ?? Trainer.GradientAsBucketViewChoice(), flat: flat);
         ddp.BroadcastState();
         using var emaModel = new DetectionModel(model.Config);
         emaModel.load_state_dict(model.state_dict());
         emaModel.to(device);
         var ema = new ModelEma(emaModel);
+        if (flat is not null) ema.UseFlatLayout(model, flat);
         int nc = model.Nc;
         var loss = new DetectionLoss(new DetectionLossOptions
         {
@@ -109,7 +111,7 @@ public static class StepBenchmark
             },
         });
         var optimizer = TrainingOptimizer.Create(model, "SGD", 0.01, 0.937, 0.0005, 0.1, nc, iterations: 1000,
-            batch: options.GlobalBatch, accumulate: 1, nominalBatch: options.GlobalBatch);
+            batch: options.GlobalBatch, accumulate: 1, nominalBatch: options.GlobalBatch, flat: flat);
         using var lossScale = torch.tensor((double)world * world);
 
         // One synthetic batch per rank (different per rank, fixed over steps).
@@ -153,10 +155,7 @@ public static class StepBenchmark
             ddp.AverageGradients();
             Sync();
             long allReduce = Stopwatch.GetTimestamp();
-            nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), Trainer.MaxGradientNorm);
-            optimizer.Optimizer.Step();
-            optimizer.Optimizer.ZeroGrad();
-            ema.Update(model);
+            Trainer.OptimizerStep(model, optimizer.Optimizer, ema, null, group);
             Sync();
             long end = Stopwatch.GetTimestamp();
             int timed = step - options.WarmupSteps;

@@ -45,6 +45,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     public const string GradientViewVariable = "OSPREY_GRAD_BUCKET_VIEW";
     /// <summary>Data parallel: gradient bucket capacity in MB (DDP's <c>bucket_cap_mb</c>); unset: 25.</summary>
     public const string BucketVariable = "OSPREY_BUCKET_MB";
+    /// <summary><c>0</c>: the optimiser, clipping, loss scaling, EMA and all-reduce work per parameter instead of on the
+    /// flat buffers of <see cref="FlatParameters"/>; unset or <c>1</c>: flat (not with <c>OSPREY_GRAD_SYNC=overlap</c>).</summary>
+    public const string FlatVariable = "OSPREY_FLAT_PARAMETERS";
     /// <summary>Gradient-norm clip, as Ultralytics (max_norm 10).</summary>
     public const double MaxGradientNorm = 10.0;
 
@@ -140,7 +143,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         if (device.type == DeviceType.CUDA) CudnnSettings.ConfigureForTraining(run.Deterministic);
         model.UseCastPolicy(precision.Policy);
         var scaler = precision.UsesLossScaler ? new LossScaler() : null;
-        using var ddp = new DataParallel(model, group, BucketBytes(), GradientSyncChoice(), GradientAsBucketViewChoice());
+        GradientSync gradientSync = GradientSyncChoice();
+        using var flat = FlatLayout(model, gradientSync);
+        using var ddp = new DataParallel(model, group, BucketBytes(), gradientSync, GradientAsBucketViewChoice(), flat);
         ddp.BroadcastState();                                            // every rank starts from rank 0's weights
         using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
         bool broadcastBuffers = collective && syncBn is null;             // DDP's broadcast_buffers=True
@@ -167,7 +172,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         int accumulate = Math.Max((int)Math.Round((double)run.Nbs / batch, MidpointRounding.ToEven), 1);
         long iterations = (long)Math.Ceiling((double)trainSet.Count / Math.Max(batch, run.Nbs)) * run.Epochs;
         var optimizer = TrainingOptimizer.Create(model, run.Optimizer, run.Lr0, run.Momentum, run.WeightDecay,
-            run.WarmupBiasLr, nc, iterations, batch, accumulate, run.Nbs);
+            run.WarmupBiasLr, nc, iterations, batch, accumulate, run.Nbs, flat);
         var schedule = new LearningRateSchedule(optimizer.LearningRate, run.Lrf, run.Epochs, run.CosLr, run.WarmupEpochs,
             optimizer.WarmupBiasLr, run.WarmupMomentum, optimizer.Momentum, run.Nbs, batch);
 
@@ -175,6 +180,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             ? new TrainingState(0, 0, 0, -1, null, 0, 0, ArgsYaml.Serialize(run), runDirectory)
             : Checkpoint.Load(resumeFrom!, model, emaModel, optimizer.Optimizer);
         var ema = new ModelEma(emaModel, updates: state.EmaUpdates);
+        if (flat is not null) ema.UseFlatLayout(model, flat);
         if (scaler is not null && state.LossScaler is { } scalerState) scaler.Restore(scalerState);
 
         emit?.Invoke(new TrainingStarted(runDirectory, device.ToString(), run.Model ?? TrainingSetup.DefaultModel,
@@ -356,19 +362,50 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
 
     // fp16 (GradScaler's order): unscale, then clip the true gradients; a step with an inf/NaN gradient on any rank is
     // skipped everywhere and the scale backs off. As Ultralytics, the EMA is updated after every optimiser step.
+    // With a flat layout every one of these works on the few flat buffers; nothing here waits for the device except the
+    // fp16 inf/NaN check.
     internal static void OptimizerStep(nn.Module model, GroupedOptimizer optimizer, ModelEma ema, LossScaler? scaler,
         IProcessGroup group)
     {
-        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
-        bool skip = scaler?.UnscaleAndCheck(trainable, group) ?? false;
-        if (!skip)
+        using (var scope = NewDisposeScope())
         {
-            nn.utils.clip_grad_norm_(trainable, MaxGradientNorm);
-            optimizer.Step();
+            var (gradients, device) = Gradients(model, optimizer);
+            bool skip = scaler?.UnscaleAndCheck(gradients, device, group) ?? false;
+            if (!skip)
+            {
+                GradientClipping.ClipNorm(gradients, MaxGradientNorm, flat: optimizer.Flat is not null);
+                optimizer.Step();
+            }
+            scaler?.Update(skip);
         }
-        scaler?.Update(skip);
         optimizer.ZeroGrad();
         ema.Update(model);
+    }
+
+    // The gradients the optimiser reads: its flat buffers, or every trainable parameter's (handles in the caller's scope).
+    static (IReadOnlyList<Tensor> Gradients, Device Device) Gradients(nn.Module model, GroupedOptimizer optimizer)
+    {
+        if (optimizer.Flat is { } flat) return (flat.GradientBuffers.ToList(), flat.Groups[0].Values.device);
+        var trainable = model.parameters().Where(p => p.requires_grad).ToList();
+        return (trainable.Select(p => p.grad).OfType<Tensor>().ToList(), trainable.Count > 0 ? trainable[^1].device : CPU);
+    }
+
+    /// <summary>
+    /// The flat layout of <paramref name="model"/>'s optimiser groups (<see cref="FlatParameters"/>), or null where
+    /// <see cref="FlatVariable"/> is 0, the gradient sync overlaps backward (its buckets are per parameter), or the
+    /// parameters do not allow it.
+    /// </summary>
+    internal static FlatParameters? FlatLayout(nn.Module model, GradientSync sync)
+    {
+        bool wanted = Environment.GetEnvironmentVariable(FlatVariable)?.Trim().ToLowerInvariant() switch
+        {
+            null or "" or "1" or "true" => true,
+            "0" or "false" => false,
+            string other => throw new ArgumentsException($"{FlatVariable}={other}: use 1 (flat buffers) or 0 (per parameter)"),
+        };
+        if (!wanted || sync == GradientSync.Overlapped) return null;
+        var groups = ParameterGroups.Of(model);
+        return FlatParameters.TryCreate(new[] { groups.Biases, groups.Weights, groups.NormWeights }, model, out _);
     }
 
     /// <summary>The batch's images as float in [0, 1], channels-last when the policy asks (converted after the float conversion, so the prefetched device copy is used).</summary>

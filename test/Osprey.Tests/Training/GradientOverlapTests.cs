@@ -98,7 +98,7 @@ public class GradientOverlapTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public async Task TrainerWithOverlappedSyncOrBucketViewsEndsWithThePostBackwardCopyWeights()
+    public async Task TrainerWithOverlappedSyncBucketViewsOrFlatBucketsEndsWithTheCopiedGradientsWeights()
     {
         string dir = TestModels.TempDir();
         string data = ShapesDataset.EnsureGenerated(new ShapesOptions(ImageSize: 64, TrainImages: 16, ValImages: 4, Seed: 5), dir);
@@ -109,13 +109,15 @@ public class GradientOverlapTests(ITestOutputHelper log)
         string[] common = { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=4", "nbs=8", "workers=1",
             "device=cpu", $"project={dir}", "nproc=2", "plots=False", "val=False", "warmup_epochs=0" };
         var weights = new Dictionary<string, Dictionary<string, float[]>>();
-        // post: gradients as bucket views (default); post_copy: copied into and out of the buckets; overlap.
-        foreach (string sync in new[] { "post", "post_copy", "overlap" })
+        // Per-parameter optimiser: post: gradients as bucket views; post_copy: copied into and out of the buckets; overlap.
+        // Flat optimiser (the default): flat: the buckets are slices of its gradient buffers; flat_copy: copied.
+        foreach (string sync in new[] { "post", "post_copy", "overlap", "flat", "flat_copy" })
         {
             var environment = new Dictionary<string, string>
             {
                 ["OMP_NUM_THREADS"] = "1", [Trainer.GradientSyncVariable] = sync == "overlap" ? "overlap" : "post",
-                [Trainer.BucketVariable] = "0.01", [Trainer.GradientViewVariable] = sync == "post_copy" ? "0" : "1",
+                [Trainer.BucketVariable] = "0.01", [Trainer.GradientViewVariable] = sync.EndsWith("_copy", StringComparison.Ordinal) ? "0" : "1",
+                [Trainer.FlatVariable] = sync.StartsWith("flat", StringComparison.Ordinal) ? "1" : "0",
             };
             var output = new List<string>();
             var result = await DistributedLaunch.RunAsync(ArgsParser.Parse(common.Append($"name={sync}").ToArray()), LocalLauncher.DotnetHost,
@@ -127,8 +129,11 @@ public class GradientOverlapTests(ITestOutputHelper log)
                 .ToDictionary(kv => kv.Key, kv => Osprey.Runtime.HostCopy.Floats(kv.Value));
         }
         foreach (string key in weights["post_copy"].Keys)
+        {
             foreach (string other in new[] { "post", "overlap" })
                 Assert.True(weights["post_copy"][key].AsSpan().SequenceEqual(weights[other][key]), $"{key} differs between post-backward with copied gradients and {other}");
+            Assert.True(weights["flat_copy"][key].AsSpan().SequenceEqual(weights["flat"][key]), $"{key} differs between flat buckets and copied gradients");
+        }
     }
 
     static LaunchResult RunOneThreadPerRank(string folder, params string[] extra)

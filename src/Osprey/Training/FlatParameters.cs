@@ -1,0 +1,207 @@
+using Osprey.Distributed;
+using Osprey.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Osprey.Training;
+
+/// <summary>
+/// The trainable parameters of a model laid out in one contiguous buffer per optimiser group, with their gradients in a
+/// second buffer of the same layout: every parameter becomes a view of its group's buffer (the same
+/// <see cref="Parameter"/> object, re-pointed with <c>set_</c>, so modules, state dicts and autograd see no change) and
+/// its <c>.grad</c> a view of the gradient buffer that backward accumulates into. The optimiser, gradient clipping, loss
+/// scaling, the EMA and the gradient all-reduce then each work on a few large tensors instead of one small tensor per
+/// parameter: for YOLOv8n a step issues tens of kernels instead of thousands (what apex's and DDP's flat buffers do;
+/// TorchSharp has no <c>_foreach</c> ops), and nothing in it waits for the device.
+/// </summary>
+/// <remarks>
+/// Every parameter keeps a gradient (zeros when backward did not reach it), so a parameter that takes no part in the
+/// loss is still decayed and moved by momentum, where PyTorch skips a <c>None</c> gradient; every trainable parameter
+/// of the detection models takes part in every step. Build it after the model has reached its device and before
+/// anything keeps references to parameter storage.
+/// </remarks>
+public sealed class FlatParameters : IDisposable
+{
+    readonly FlatGroup[] _groups;
+
+    FlatParameters(FlatGroup[] groups, FlatBuffers? buffers) => (_groups, Buffers) = (groups, buffers);
+
+    /// <summary>The groups, in the order given.</summary>
+    public IReadOnlyList<FlatGroup> Groups => _groups;
+
+    /// <summary>The model's floating-point buffers (BatchNorm statistics) laid out flat too, or null (none, or given none).</summary>
+    public FlatBuffers? Buffers { get; }
+
+    /// <summary>
+    /// Lays out <paramref name="groups"/> (each parameter once, all of one floating dtype and device, contiguous). Returns
+    /// null, with <paramref name="reason"/>, when they do not allow it.
+    /// </summary>
+    /// <param name="groups">The optimiser's parameter groups.</param>
+    /// <param name="model">The model, whose floating-point buffers are laid out in <see cref="Buffers"/> as well; or null.</param>
+    /// <param name="reason">Why there is no layout.</param>
+    public static FlatParameters? TryCreate(IReadOnlyList<IReadOnlyList<Parameter>> groups, nn.Module? model, out string? reason)
+    {
+        var all = groups.SelectMany(g => g).ToList();
+        reason = Check(all);
+        if (reason is not null) return null;
+        using var noGrad = no_grad();
+        var flat = new FlatGroup[groups.Count];
+        for (int g = 0; g < groups.Count; g++) flat[g] = new FlatGroup(groups[g], all[0].dtype, all[0].device);
+        return new FlatParameters(flat, model is null ? null : FlatBuffers.TryCreate(model));
+    }
+
+    static string? Check(List<Parameter> all)
+    {
+        if (all.Count == 0) return "no trainable parameters";
+        if (all.Distinct(ReferenceEqualityComparer.Instance).Count() != all.Count) return "a parameter is in two groups";
+        ScalarType dtype = all[0].dtype;
+        if (!torch.is_floating_point(all[0])) return $"parameters of dtype {dtype}";
+        foreach (Parameter p in all)
+        {
+            if (p.dtype != dtype) return $"parameters of two dtypes ({dtype}, {p.dtype})";
+            if (p.device_type != all[0].device_type || p.device_index != all[0].device_index) return "parameters on two devices";
+            if (!p.is_contiguous()) return "a parameter that is not contiguous";
+            if (!p.requires_grad) return "a parameter that does not require a gradient";
+        }
+        return null;
+    }
+
+    /// <summary>Every parameter's gradient is its view of the gradient buffer (re-attached where something replaced it).</summary>
+    public void AttachGradients()
+    {
+        foreach (FlatGroup group in _groups) group.AttachGradients();
+    }
+
+    /// <summary>Zeroes every gradient (the buffers; PyTorch's <c>zero_grad(set_to_none=False)</c>) and re-attaches the views.</summary>
+    public void ZeroGradients()
+    {
+        foreach (FlatGroup group in _groups)
+        {
+            group.Gradients.zero_();
+            group.AttachGradients();
+        }
+    }
+
+    /// <summary>The gradient buffers.</summary>
+    public IEnumerable<Tensor> GradientBuffers => _groups.Select(g => g.Gradients);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (FlatGroup group in _groups) group.Dispose();
+        Buffers?.Dispose();
+    }
+
+    // Copies each tensor into its part of a new flat buffer and re-points the tensor there (set_): the same object,
+    // now a view. Returns the buffer and the offsets (one more than tensors).
+    internal static (Tensor Flat, long[] Offsets) Pack(IReadOnlyList<Tensor> tensors, ScalarType dtype, Device device)
+    {
+        var offsets = new long[tensors.Count + 1];
+        for (int i = 0; i < tensors.Count; i++) offsets[i + 1] = offsets[i] + tensors[i].numel();
+        var flat = empty(offsets[^1], dtype: dtype, device: device).DetachFromDisposeScope();
+        using var noGrad = no_grad();
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            using var view = flat.narrow(0, offsets[i], offsets[i + 1] - offsets[i]).view(tensors[i].shape);
+            view.copy_(tensors[i]);
+            tensors[i].set_(view);
+        }
+        return (flat, offsets);
+    }
+}
+
+/// <summary>
+/// A model's floating-point buffers (BatchNorm running statistics) as views of one flat buffer (the same tensors,
+/// re-pointed with <c>set_</c>; BatchNorm keeps updating them in place). The EMA averages them, and data parallel
+/// broadcasts them, as one tensor.
+/// </summary>
+public sealed class FlatBuffers : IDisposable
+{
+    readonly long[] _offsets;
+
+    FlatBuffers(IReadOnlyList<string> names, Tensor values, long[] offsets) => (Names, Values, _offsets) = (names, values, offsets);
+
+    /// <summary>The buffers' names in the model (its state-dict keys), in buffer order.</summary>
+    public IReadOnlyList<string> Names { get; }
+
+    /// <summary>The buffers' values, one after another.</summary>
+    public Tensor Values { get; }
+
+    /// <summary>Buffer <paramref name="index"/>'s part of <paramref name="flat"/> (a buffer of this layout), shaped as the buffer.</summary>
+    public Tensor Slice(Tensor flat, int index, long[] shape) =>
+        flat.narrow(0, _offsets[index], _offsets[index + 1] - _offsets[index]).view(shape);
+
+    /// <summary>The layout of <paramref name="model"/>'s floating-point buffers, or null when it has none or they are not
+    /// all of one dtype and device and contiguous.</summary>
+    public static FlatBuffers? TryCreate(nn.Module model)
+    {
+        var named = model.named_buffers().Where(b => torch.is_floating_point(b.buffer)).ToList();
+        if (named.Count == 0) return null;
+        Tensor first = named[0].buffer;
+        if (named.Any(b => b.buffer.dtype != first.dtype || b.buffer.device_type != first.device_type ||
+                           b.buffer.device_index != first.device_index || !b.buffer.is_contiguous())) return null;
+        var (values, offsets) = FlatParameters.Pack(named.Select(b => b.buffer).ToList(), first.dtype, first.device);
+        return new FlatBuffers(named.Select(b => b.name).ToList(), values, offsets);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => Values.Dispose();
+}
+
+/// <summary>One optimiser group's parameters as views of <see cref="Values"/>, their gradients as views of <see cref="Gradients"/>.</summary>
+public sealed class FlatGroup : IDisposable
+{
+    readonly long[] _offsets;
+
+    internal FlatGroup(IReadOnlyList<Parameter> parameters, ScalarType dtype, Device device)
+    {
+        Parameters = parameters;
+        (Values, _offsets) = FlatParameters.Pack(parameters, dtype, device);   // the same Parameters, now views of Values
+        Gradients = zeros(_offsets[^1], dtype: dtype, device: device).DetachFromDisposeScope();
+        foreach (Parameter p in parameters)
+        {
+            using Tensor? old = p.grad;
+            p.grad = null;
+        }
+        AttachGradients();
+    }
+
+    /// <summary>The parameters, in buffer order.</summary>
+    public IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>The parameters' values, one after another (flat).</summary>
+    public Tensor Values { get; }
+
+    /// <summary>The parameters' gradients, in the same layout.</summary>
+    public Tensor Gradients { get; }
+
+    /// <summary>Elements in the group.</summary>
+    public long Count => _offsets[^1];
+
+    /// <summary>Parameter <paramref name="index"/>'s part of <paramref name="flat"/> (a buffer of this layout), shaped as the parameter.</summary>
+    public Tensor Slice(Tensor flat, int index) =>
+        flat.narrow(0, _offsets[index], _offsets[index + 1] - _offsets[index]).view(Parameters[index].shape);
+
+    internal void AttachGradients()
+    {
+        for (int i = 0; i < Parameters.Count; i++)
+        {
+            Parameter p = Parameters[i];
+            using Tensor? grad = p.grad;
+            if (grad is not null && grad.numel() > 0 && TensorMemory.DataPointer(grad) == ElementAddress(i) && grad.is_contiguous()) continue;
+            using var view = Slice(Gradients, i);
+            if (grad is not null) view.copy_(grad);                         // something replaced it: keep its values
+            p.grad = view;
+        }
+    }
+
+    IntPtr ElementAddress(int index) => TensorMemory.DataPointer(Gradients) + (nint)(_offsets[index] * Gradients.element_size());
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Values.Dispose();
+        Gradients.Dispose();
+    }
+}
