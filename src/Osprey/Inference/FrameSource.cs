@@ -11,6 +11,9 @@ internal interface IFrameSource : IDisposable
     /// <summary>Moves <paramref name="stride"/> frames on and puts the last one in <paramref name="frame"/>; false at the end.</summary>
     bool Next(int stride, Mat frame);
 
+    /// <summary>A live network stream (MJPEG over HTTP, RTSP): reopened when it ends or breaks (<see cref="Reconnection"/>).</summary>
+    bool IsLive => false;
+
     /// <summary>Makes a <see cref="Next"/> blocked in another thread return soon (false); called before Dispose.</summary>
     void Stop()
     {

@@ -10,20 +10,25 @@ namespace Osprey.Inference;
 /// default) only the newest frame is kept: frames that arrive while the predictor is busy replace the one waiting, so a
 /// slow model predicts fewer frames than the camera sends, always the latest. With <c>stream_buffer=True</c> up to
 /// <see cref="BufferFrames"/> frames wait in order and every one is predicted; the reader pauses while the buffer is full.
-/// The stream ends when its source ends or breaks; the frames still waiting are taken first.
+/// The stream ends when its source ends or breaks; the frames still waiting are taken first. A live network stream
+/// (given a <see cref="Reconnection"/>) is reopened instead, as Ultralytics' reader reopens the URL after a failed read:
+/// a second apart, and, unlike Ultralytics, which retries for ever, it ends after the given number of failed attempts in
+/// a row. No black placeholder frames are made while it reconnects: a batch of streams waits for it.
 /// </summary>
 internal sealed class LiveFrames : IDisposable
 {
     /// <summary>Frames a buffered stream holds at most (Ultralytics: 30).</summary>
     public const int BufferFrames = 30;
 
-    private readonly IFrameSource source;
+    private volatile IFrameSource source;
+    private readonly Reconnection? reconnection;
+    private readonly string name;
     private readonly int stride;
     private readonly bool buffer;
     private readonly Queue<Mat> waiting = new();
     private readonly object gate = new();
     private readonly Thread reader;
-    private bool running = true;
+    private volatile bool running = true;
     private bool ended;
     private ExceptionDispatchInfo? failure;
 
@@ -31,9 +36,12 @@ internal sealed class LiveFrames : IDisposable
     /// <param name="name">The stream's path or URL, for errors.</param>
     /// <param name="stride">vid_stride: after the first frame, every stride-th frame is kept.</param>
     /// <param name="buffer">stream_buffer: keep up to 30 frames and predict each (true), or only the newest (false).</param>
-    public LiveFrames(IFrameSource source, string name, int stride, bool buffer)
+    /// <param name="reconnection">How to reopen the stream when it ends or breaks, or null to end with it.</param>
+    public LiveFrames(IFrameSource source, string name, int stride, bool buffer, Reconnection? reconnection = null)
     {
         this.source = source;
+        this.name = name;
+        this.reconnection = reconnection;
         this.stride = stride;
         this.buffer = buffer;
         var first = new Mat();
@@ -55,8 +63,20 @@ internal sealed class LiveFrames : IDisposable
     /// <summary>Frames read but replaced by a newer one before the predictor took them (stream_buffer=False).</summary>
     public int Dropped { get; private set; }
 
-    /// <summary>What the source is and how it ended.</summary>
-    public string Description => source.Description;
+    /// <summary>Times the stream was reopened after it ended or broke.</summary>
+    public int Reconnects { get; private set; }
+
+    /// <summary>What the source is and how it ended (and how often it was reopened).</summary>
+    public string Description
+    {
+        get
+        {
+            string description = gaveUp ?? source.Description;
+            return Reconnects == 0 ? description : $"{description}; reopened {Reconnects} time{(Reconnects > 1 ? "s" : "")}";
+        }
+    }
+
+    private volatile string? gaveUp;
 
     /// <summary>
     /// The next frame to predict, which the caller disposes: the oldest waiting one with a buffer, else the newest (the
@@ -93,6 +113,49 @@ internal sealed class LiveFrames : IDisposable
         waiting.Clear();
     }
 
+    // Reopens the stream after it ended or broke (why): waits the delay, tries, up to the attempts in a row. True with a new
+    // source in place; false when stopped or out of attempts (the stream then ends, saying why).
+    private bool Reopen(string why)
+    {
+        var policy = reconnection!;
+        string last = why;
+        for (int attempt = 1; attempt <= policy.Attempts; attempt++)
+        {
+            var waited = System.Diagnostics.Stopwatch.StartNew();
+            lock (gate)
+            {
+                // the whole delay (Take pulses the gate too); Dispose ends it
+                while (running && waited.Elapsed < policy.Delay) Monitor.Wait(gate, policy.Delay - waited.Elapsed);
+                if (!running) return false;
+            }
+            IFrameSource fresh;
+            try
+            {
+                fresh = policy.Open();
+            }
+            catch (Exception e)
+            {
+                last = e.Message;
+                continue;
+            }
+            lock (gate)
+            {
+                if (!running)
+                {
+                    fresh.Dispose();
+                    return false;
+                }
+                var old = source;
+                source = fresh;
+                Reconnects++;
+                old.Dispose();
+            }
+            return true;
+        }
+        gaveUp = $"{why}; not reopened after {policy.Attempts} attempt{(policy.Attempts > 1 ? "s" : "")} {policy.Delay.TotalSeconds:0.#} s apart ({last})";
+        return false;
+    }
+
     // Ultralytics' LoadStreams.update: read while running; with a buffer, wait while it is full.
     private void ReadOn()
     {
@@ -106,7 +169,23 @@ internal sealed class LiveFrames : IDisposable
                     if (!running) return;
                 }
                 var frame = new Mat();
-                bool more = source.Next(stride, frame); // blocks on the source, outside the lock
+                bool more;
+                try
+                {
+                    more = source.Next(stride, frame); // blocks on the source, outside the lock
+                }
+                catch (Exception e) when (reconnection is not null && running)
+                {
+                    frame.Dispose();
+                    if (Reopen(e.Message)) continue;
+                    return;
+                }
+                if (!more && reconnection is not null && running)
+                {
+                    frame.Dispose();
+                    if (Reopen(source.Description)) continue;
+                    return;
+                }
                 lock (gate)
                 {
                     if (!more || !running)
@@ -139,4 +218,28 @@ internal sealed class LiveFrames : IDisposable
             }
         }
     }
+}
+
+/// <summary>How <see cref="LiveFrames"/> reopens a live stream that ended or broke.</summary>
+/// <param name="Open">Opens the stream again (throws when it cannot).</param>
+/// <param name="Attempts">Attempts in a row before the stream ends.</param>
+/// <param name="Delay">The wait before each attempt.</param>
+internal sealed record Reconnection(Func<IFrameSource> Open, int Attempts, TimeSpan Delay)
+{
+    /// <summary>Attempts in a row before a live stream ends (default 30, one second apart; 0: end with the stream).</summary>
+    public const string Variable = "OSPREY_STREAM_RECONNECT";
+
+    /// <summary>Attempts when <see cref="Variable"/> is not set.</summary>
+    public const int DefaultAttempts = 30;
+
+    /// <summary>How <paramref name="url"/> is reopened (<see cref="Variable"/>), or null when it is not.</summary>
+    public static Reconnection? For(string url) => AttemptsOf(Environment.GetEnvironmentVariable(Variable)) is > 0 and var attempts
+        ? new(() => FrameSources.Open(url), attempts, TimeSpan.FromSeconds(1))
+        : null;
+
+    /// <summary><see cref="Variable"/>'s value as attempts.</summary>
+    /// <exception cref="ArgumentException">Not a whole number ≥ 0.</exception>
+    public static int AttemptsOf(string? text) => string.IsNullOrWhiteSpace(text) ? DefaultAttempts
+        : int.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) ? n
+        : throw new ArgumentException($"{Variable}={text}: expected a whole number of attempts (0: do not reopen a stream)");
 }

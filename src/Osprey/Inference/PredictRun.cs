@@ -132,7 +132,8 @@ public static class PredictRun
                 var source = FrameSources.Open(path);
                 try
                 {
-                    streams.Add(new LiveFrames(source, path, outputs.Args.VidStride, outputs.Args.StreamBuffer));
+                    streams.Add(new LiveFrames(source, path, outputs.Args.VidStride, outputs.Args.StreamBuffer,
+                        source.IsLive ? Reconnection.For(path) : null)); // Ultralytics reopens a stream after a failed read
                 }
                 catch
                 {

@@ -84,6 +84,72 @@ public class LiveFramesTests
         Assert.Equal("rtsp://cam/live: no frame could be read from this stream (released frames).", e.Message);
     }
 
+    [Fact]
+    public void AStreamThatEndsOrBreaksIsReopenedAndNumbersGoOn()
+    {
+        var first = new ReleasedFrames { FailAt = 4 };      // breaks at its 4th frame
+        first.Release(4);
+        var second = new ReleasedFrames { Start = 100 };   // ends cleanly after two frames
+        second.Release(2);
+        var third = new ReleasedFrames { Start = 200 };
+        third.Release(1);
+        var next = new Queue<IFrameSource>(new IFrameSource[] { second, third });
+        int opened = 0;
+        var reconnection = new Reconnection(() => { opened++; return next.Dequeue(); }, Attempts: 2, Delay: TimeSpan.FromMilliseconds(10));
+        using var live = new LiveFrames(first, "rtsp://cam/live", stride: 1, buffer: true, reconnection);
+        var numbers = new List<int> { Number(live.Take()), Number(live.Take()), Number(live.Take()) };
+        numbers.Add(Number(live.Take()));                  // 101: the break at frame 4 reopened the stream
+        numbers.Add(Number(live.Take()));
+        second.End();                                      // a clean end reopens too (as Ultralytics' reader does)
+        numbers.Add(Number(live.Take()));
+        Assert.Equal(new[] { 1, 2, 3, 101, 102, 201 }, numbers);
+        Assert.Equal(2, live.Reconnects);
+        Assert.Equal(2, opened);
+        Assert.Equal("released frames; reopened 2 times", live.Description);
+        third.End();                                       // then nothing to reopen: two failed attempts end it
+        Assert.Null(live.Take());
+        Assert.Equal(4, opened);
+        Assert.StartsWith("released frames; not reopened after 2 attempts", live.Description);
+        Assert.EndsWith("; reopened 2 times", live.Description);
+    }
+
+    [Fact]
+    public void AStreamThatCannotBeReopenedEndsAfterTheAttemptsSayingWhy()
+    {
+        var source = new ReleasedFrames();
+        source.Release(2);
+        int attempts = 0;
+        var reconnection = new Reconnection(() =>
+        {
+            attempts++;
+            throw new InvalidDataException("no server answers at cam:554.");
+        }, Attempts: 3, Delay: TimeSpan.FromMilliseconds(10));
+        using var live = new LiveFrames(source, "rtsp://cam/live", stride: 1, buffer: true, reconnection);
+        Assert.Equal(1, Number(live.Take()));
+        Assert.Equal(2, Number(live.Take()));
+        source.End();
+        Assert.Null(live.Take());                          // no exception: the stream ended
+        Assert.Equal(3, attempts);
+        Assert.Equal(0, live.Reconnects);
+        Assert.Equal("released frames; not reopened after 3 attempts 0 s apart (no server answers at cam:554.)", live.Description);
+    }
+
+    [Theory]
+    [InlineData(null, Reconnection.DefaultAttempts)]
+    [InlineData("", Reconnection.DefaultAttempts)]
+    [InlineData("0", 0)]
+    [InlineData(" 5 ", 5)]
+    public void TheVariableGivesTheAttempts(string? text, int attempts) => Assert.Equal(attempts, Reconnection.AttemptsOf(text));
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("many")]
+    public void ABadVariableIsAClearError(string text)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Reconnection.AttemptsOf(text));
+        Assert.Contains($"OSPREY_STREAM_RECONNECT={text}", e.Message);
+    }
+
     private static int Number(Mat? frame)
     {
         Assert.NotNull(frame);
@@ -109,6 +175,9 @@ public class LiveFramesTests
         private int number;
 
         public int FailAt { get; init; } = -1;
+
+        /// <summary>The number before the first frame (frames are Start + 1, Start + 2, …).</summary>
+        public int Start { init => number = value; }
 
         /// <summary>True while the reader waits for a frame not yet released.</summary>
         public bool Waiting => waiting;

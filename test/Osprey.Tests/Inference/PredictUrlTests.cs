@@ -127,6 +127,59 @@ public class PredictUrlTests
         }
     }
 
+    /// <summary>
+    /// A camera that closes its stream is reopened (Ultralytics' reader reopens the URL): the first connection sends
+    /// frames 1–3, the second frames 4–5, then the server answers 404, and after OSPREY_STREAM_RECONNECT attempts the
+    /// run ends with all five frames predicted in order.
+    /// </summary>
+    [Fact]
+    public void AClosedCameraStreamIsReopened()
+    {
+        string dir = TestModels.TempDir();
+        string? before = Environment.GetEnvironmentVariable(Reconnection.Variable);
+        try
+        {
+            Environment.SetEnvironmentVariable(Reconnection.Variable, "2");
+            var jpegs = HttpTestServer.JpegFrames(5, 192, 108, step: 12);
+            int requests = 0;
+            var first = HttpTestServer.Mjpeg(jpegs.Take(3).ToList(), "frame", contentLength: true);
+            var second = HttpTestServer.Mjpeg(jpegs.Skip(3).ToList(), "frame", contentLength: true);
+            using var server = new HttpTestServer(context => Interlocked.Increment(ref requests) switch
+            {
+                1 => first(context),
+                2 => second(context),
+                _ => HttpTestServer.Serve(Array.Empty<byte>(), "text/plain")(WithStatus(context, 404)),
+            });
+            string url = server.Root + "cam";
+            var args = Args(dir, url, ("save_txt", "True"), ("stream_buffer", "True"));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var report = PredictRun.Run(args);
+
+            Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(3), $"three attempts a second apart took {clock.Elapsed}");
+            Assert.Equal(5, report.Images);
+            Assert.Equal(4, requests);                     // the stream, the reopened stream, two failed attempts
+            var decoded = jpegs.Select(j => Cv2.ImDecode(j, ImreadModes.Color)).ToList();
+            var expected = PredictOneByOne(decoded, args);
+            for (int k = 1; k <= 5; k++) AssertLabels(Path.Combine(report.RunDirectory, "labels", $"cam_{k}.txt"), expected[k - 1]);
+            string line = Assert.Single(report.Lines, l => l.StartsWith($"{url}: 5 frames", StringComparison.Ordinal));
+            Assert.Contains("not reopened after 2 attempts 1 s apart", line);
+            Assert.Contains("404", line);
+            Assert.Contains("reopened 1 time", line);
+            foreach (var frame in decoded) frame.Dispose();
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(Reconnection.Variable, before);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static HttpListenerContext WithStatus(HttpListenerContext context, int status)
+    {
+        context.Response.StatusCode = status;
+        return context;
+    }
+
     /// <summary>Image and video URLs are downloaded and predicted as the local files (Ultralytics' check_file); HTTP errors name the URL.</summary>
     [Fact]
     public void ImageAndVideoUrlsEqualTheirLocalFiles()
