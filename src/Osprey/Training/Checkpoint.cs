@@ -69,8 +69,8 @@ public static class Checkpoint
         TrainingState state;
         using (var stream = Entry(zip, path, StateEntry).Open())
             state = JsonSerializer.Deserialize<TrainingState>(stream) ?? throw new InvalidDataException($"{path}: empty training state");
-        ReadEntry(zip, path, ModelEntry, r => model.load(r));
-        ReadEntry(zip, path, EmaEntry, r => ema.load(r));
+        ReadEntry(zip, path, ModelEntry, r => LoadInPlace(model, r, $"{path} ({ModelEntry})"));
+        ReadEntry(zip, path, EmaEntry, r => LoadInPlace(ema, r, $"{path} ({EmaEntry})"));
         ReadEntry(zip, path, OptimizerEntry, r => optimizer.Load(r));
         using (var stream = new MemoryStream())
         {
@@ -79,6 +79,43 @@ public static class Checkpoint
             torch.random.set_rng_state(rng);
         }
         return state;
+    }
+
+    /// <summary>
+    /// Reads what <c>Module.save</c> wrote (an LEB128 count, then each state-dict key and tensor) into
+    /// <paramref name="module"/>'s own tensors with <c>copy_</c>. TorchSharp's <c>Module.load</c> moves a module that is
+    /// not on the CPU there and back, which makes new Parameter objects: the optimiser's groups and the flat layout would
+    /// then hold the old ones. Here every parameter and buffer stays the object it was, on its device.
+    /// </summary>
+    internal static void LoadInPlace(nn.Module module, BinaryReader reader, string what)
+    {
+        var state = module.state_dict();
+        long count = DecodeLeb128(reader);
+        if (count != state.Count)
+            throw new InvalidDataException($"{what}: {count} tensors saved, the model has {state.Count}: not this model's checkpoint");
+        using var noGrad = torch.no_grad();
+        for (long i = 0; i < count; i++)
+        {
+            string key = reader.ReadString();
+            if (!state.TryGetValue(key, out var target))
+                throw new InvalidDataException($"{what}: tensor '{key}' is not in the model: not this model's checkpoint");
+            using var host = torch.empty(target.shape, dtype: target.dtype);
+            host.Load(reader);
+            target.copy_(host);
+        }
+    }
+
+    // TorchSharp's LEB128 count (unsigned, 7 bits a byte, low first).
+    static long DecodeLeb128(BinaryReader reader)
+    {
+        long value = 0;
+        for (int shift = 0; shift < 64; shift += 7)
+        {
+            byte b = reader.ReadByte();
+            value |= (long)(b & 0x7F) << shift;
+            if ((b & 0x80) == 0) return value;
+        }
+        throw new InvalidDataException("a malformed count in the checkpoint");
     }
 
     static ZipArchive Open(string path)

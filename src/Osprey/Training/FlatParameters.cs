@@ -67,19 +67,21 @@ public sealed class FlatParameters : IDisposable
         return null;
     }
 
-    /// <summary>Every parameter's gradient is its view of the gradient buffer (re-attached where something replaced it).</summary>
+    /// <summary>Every parameter's gradient is its view of the gradient buffer: a gradient something replaced is copied
+    /// into its view and the view put back (host-side checks only while nothing was replaced).</summary>
     public void AttachGradients()
     {
-        foreach (FlatGroup group in _groups) group.AttachGradients();
+        foreach (FlatGroup group in _groups) group.AttachGradients(keepValues: true);
     }
 
-    /// <summary>Zeroes every gradient (the buffers; PyTorch's <c>zero_grad(set_to_none=False)</c>) and re-attaches the views.</summary>
+    /// <summary>Zeroes every gradient (the buffers; PyTorch's <c>zero_grad(set_to_none=False)</c>); a gradient something
+    /// replaced is dropped and its zeroed view put back.</summary>
     public void ZeroGradients()
     {
         foreach (FlatGroup group in _groups)
         {
             group.Gradients.zero_();
-            group.AttachGradients();
+            group.AttachGradients(keepValues: false);
         }
     }
 
@@ -103,11 +105,18 @@ public sealed class FlatParameters : IDisposable
         using var noGrad = no_grad();
         for (int i = 0; i < tensors.Count; i++)
         {
-            using var view = flat.narrow(0, offsets[i], offsets[i + 1] - offsets[i]).view(tensors[i].shape);
+            using var view = Part(flat, offsets[i], offsets[i + 1], tensors[i].shape);
             view.copy_(tensors[i]);
             tensors[i].set_(view);
         }
         return (flat, offsets);
+    }
+
+    // Elements [start, end) of a flat buffer as a tensor of the given shape (a view; the caller disposes it).
+    internal static Tensor Part(Tensor flat, long start, long end, long[] shape)
+    {
+        using var range = flat.narrow(0, start, end - start);
+        return range.view(shape);
     }
 }
 
@@ -129,8 +138,7 @@ public sealed class FlatBuffers : IDisposable
     public Tensor Values { get; }
 
     /// <summary>Buffer <paramref name="index"/>'s part of <paramref name="flat"/> (a buffer of this layout), shaped as the buffer.</summary>
-    public Tensor Slice(Tensor flat, int index, long[] shape) =>
-        flat.narrow(0, _offsets[index], _offsets[index + 1] - _offsets[index]).view(shape);
+    public Tensor Slice(Tensor flat, int index, long[] shape) => FlatParameters.Part(flat, _offsets[index], _offsets[index + 1], shape);
 
     /// <summary>The layout of <paramref name="model"/>'s floating-point buffers, or null when it has none or they are not
     /// all of one dtype and device and contiguous.</summary>
@@ -164,7 +172,7 @@ public sealed class FlatGroup : IDisposable
             using Tensor? old = p.grad;
             p.grad = null;
         }
-        AttachGradients();
+        AttachGradients(keepValues: false);
     }
 
     /// <summary>The parameters, in buffer order.</summary>
@@ -180,18 +188,18 @@ public sealed class FlatGroup : IDisposable
     public long Count => _offsets[^1];
 
     /// <summary>Parameter <paramref name="index"/>'s part of <paramref name="flat"/> (a buffer of this layout), shaped as the parameter.</summary>
-    public Tensor Slice(Tensor flat, int index) =>
-        flat.narrow(0, _offsets[index], _offsets[index + 1] - _offsets[index]).view(Parameters[index].shape);
+    public Tensor Slice(Tensor flat, int index) => FlatParameters.Part(flat, _offsets[index], _offsets[index + 1], Parameters[index].shape);
 
-    internal void AttachGradients()
+    // keepValues: a replaced gradient's values are copied into the view (before the step) or dropped (when zeroing).
+    internal void AttachGradients(bool keepValues)
     {
         for (int i = 0; i < Parameters.Count; i++)
         {
             Parameter p = Parameters[i];
             using Tensor? grad = p.grad;
-            if (grad is not null && grad.numel() > 0 && TensorMemory.DataPointer(grad) == ElementAddress(i) && grad.is_contiguous()) continue;
+            if (grad is not null && grad.numel() > 0 && grad.is_contiguous() && TensorMemory.DataPointer(grad) == ElementAddress(i)) continue;
             using var view = Slice(Gradients, i);
-            if (grad is not null) view.copy_(grad);                         // something replaced it: keep its values
+            if (grad is not null && keepValues) view.copy_(grad);
             p.grad = view;
         }
     }

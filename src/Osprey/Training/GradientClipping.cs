@@ -27,7 +27,7 @@ public static class GradientClipping
         using var noGrad = no_grad();
         var norms = gradients.Select(g => flat ? RowNorms(g) : g.norm(2f)).ToArray();
         var total = norms.Length == 1 && !flat ? norms[0] : (flat ? cat(norms) : stack(norms)).norm(2f);
-        var coefficient = full_like(total, Scalars.Of(maxNorm)).div_(total.add(Scalars.Of(1e-6))).clamp_max_(Scalars.One);
+        var coefficient = full_like(total, Scalars.Of(maxNorm)).div_(total.Plus(Scalars.Of(1e-6))).clamp_max_(Scalars.One);
         foreach (Tensor gradient in gradients) gradient.mul_(coefficient);
     }
 

@@ -9,7 +9,7 @@ namespace Osprey.Training;
 /// Ultralytics' ModelEMA: <c>d = decay·(1 − exp(−updates/tau))</c>, <c>ema = d·ema + (1 − d)·model</c>. The EMA is
 /// what validation and saving use.
 /// </summary>
-public sealed class ModelEma
+public sealed class ModelEma : IDisposable
 {
     IReadOnlyList<(string Name, Tensor Ema)> _state;                       // averaged one tensor at a time
     readonly List<(Tensor Ema, Tensor Model)> _flat = new();                 // averaged a flat group at a time
@@ -78,7 +78,7 @@ public sealed class ModelEma
                 Parameter copy = averaged[name];
                 using var slice = group.Slice(buffer, i);
                 slice.copy_(copy);
-                copy.set_(slice);
+                copy.set_(slice);                                     // the same Parameter, now a view of the buffer
                 covered.Add(name);
             }
             _flat.Add((buffer, group.Values));
@@ -102,5 +102,12 @@ public sealed class ModelEma
             }
         }
         _state = _state.Where(entry => !covered.Contains(entry.Name)).ToList();
+    }
+
+    /// <summary>Frees the flat buffers of <see cref="UseFlatLayout"/> (the averaged model's tensors are views of them).</summary>
+    public void Dispose()
+    {
+        foreach (var (ema, _) in _flat) ema.Dispose();
+        _flat.Clear();
     }
 }

@@ -94,7 +94,7 @@ public static class StepBenchmark
         using var emaModel = new DetectionModel(model.Config);
         emaModel.load_state_dict(model.state_dict());
         emaModel.to(device);
-        var ema = new ModelEma(emaModel);
+        using var ema = new ModelEma(emaModel);
         if (flat is not null) ema.UseFlatLayout(model, flat);
         int nc = model.Nc;
         var loss = new DetectionLoss(new DetectionLossOptions

@@ -144,7 +144,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         model.UseCastPolicy(precision.Policy);
         var scaler = precision.UsesLossScaler ? new LossScaler() : null;
         GradientSync gradientSync = GradientSyncChoice();
-        using var flat = FlatLayout(model, gradientSync);
+        using var flat = FlatLayout(model, gradientSync, out string? flatUnavailable);
         using var ddp = new DataParallel(model, group, BucketBytes(), gradientSync, GradientAsBucketViewChoice(), flat);
         ddp.BroadcastState();                                            // every rank starts from rank 0's weights
         using var syncBn = run.SyncBn ? new SyncBatchNorm(model, group) : null;
@@ -179,7 +179,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         var state = saved is null
             ? new TrainingState(0, 0, 0, -1, null, 0, 0, ArgsYaml.Serialize(run), runDirectory)
             : Checkpoint.Load(resumeFrom!, model, emaModel, optimizer.Optimizer);
-        var ema = new ModelEma(emaModel, updates: state.EmaUpdates);
+        using var ema = new ModelEma(emaModel, updates: state.EmaUpdates);
         if (flat is not null) ema.UseFlatLayout(model, flat);
         if (scaler is not null && state.LossScaler is { } scalerState) scaler.Restore(scalerState);
 
@@ -188,6 +188,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             run.Workers, state.Epoch, run.Epochs, saved is not null) { Precision = precision.ToString() });
         if (collective)
             emit?.Invoke(new TrainingMessage($"data parallel: {world} rank(s), {group.Backend} process group, rank batch {rankBatch}"));
+        if (flatUnavailable is not null && master) emit?.Invoke(new TrainingMessage(flatUnavailable));
 
         string csv = Path.Combine(runDirectory, "results.csv");
         string last = Path.Combine(weightsDirectory, "last.safetensors");
@@ -385,7 +386,11 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     // The gradients the optimiser reads: its flat buffers, or every trainable parameter's (handles in the caller's scope).
     static (IReadOnlyList<Tensor> Gradients, Device Device) Gradients(nn.Module model, GroupedOptimizer optimizer)
     {
-        if (optimizer.Flat is { } flat) return (flat.GradientBuffers.ToList(), flat.Groups[0].Values.device);
+        if (optimizer.Flat is { } flat)
+        {
+            flat.AttachGradients();                                       // a gradient something replaced is copied in
+            return (flat.GradientBuffers.ToList(), flat.Groups[0].Values.device);
+        }
         var trainable = model.parameters().Where(p => p.requires_grad).ToList();
         return (trainable.Select(p => p.grad).OfType<Tensor>().ToList(), trainable.Count > 0 ? trainable[^1].device : CPU);
     }
@@ -395,8 +400,13 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     /// <see cref="FlatVariable"/> is 0, the gradient sync overlaps backward (its buckets are per parameter), or the
     /// parameters do not allow it.
     /// </summary>
-    internal static FlatParameters? FlatLayout(nn.Module model, GradientSync sync)
+    internal static FlatParameters? FlatLayout(nn.Module model, GradientSync sync) => FlatLayout(model, sync, out _);
+
+    /// <summary>As <see cref="FlatLayout(nn.Module, GradientSync)"/>; <paramref name="unavailable"/> says why there is none
+    /// where one was wanted (null when there is one, or when it was not wanted).</summary>
+    internal static FlatParameters? FlatLayout(nn.Module model, GradientSync sync, out string? unavailable)
     {
+        unavailable = null;
         bool wanted = Environment.GetEnvironmentVariable(FlatVariable)?.Trim().ToLowerInvariant() switch
         {
             null or "" or "1" or "true" => true,
@@ -405,7 +415,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         };
         if (!wanted || sync == GradientSync.Overlapped) return null;
         var groups = ParameterGroups.Of(model);
-        return FlatParameters.TryCreate(new[] { groups.Biases, groups.Weights, groups.NormWeights }, model, out _);
+        var flat = FlatParameters.TryCreate(new[] { groups.Biases, groups.Weights, groups.NormWeights }, model, out string? reason);
+        if (flat is null) unavailable = $"flat parameter layout unavailable ({reason}): the optimiser steps per parameter";
+        return flat;
     }
 
     /// <summary>The batch's images as float in [0, 1], channels-last when the policy asks (converted after the float conversion, so the prefetched device copy is used).</summary>

@@ -1,3 +1,4 @@
+using Osprey.Tests.Models;
 using Osprey.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -69,5 +70,44 @@ public class CheckpointTests
         File.WriteAllBytes(broken, bytes[..(bytes.Length / 2)]);
         var e = Assert.Throws<InvalidDataException>(() => Checkpoint.ReadState(broken));
         Assert.Contains(broken, e.Message);
+    }
+
+    /// <summary>
+    /// The checkpoint's model entries are read into the model's own tensors. TorchSharp's Module.load moves a model that
+    /// is not on the CPU to the CPU and back, which makes new Parameter objects (the optimiser and the flat layout would
+    /// keep the old ones); a model on the meta device shows that without a GPU.
+    /// </summary>
+    [Fact]
+    public void ModelEntriesLoadIntoTheSameTensors()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(3);
+        var saved = Osprey.Tests.Models.TestModels.Tiny(3);
+        Osprey.Tests.Models.TestModels.RandomiseBatchNorms(saved, seed: 2);
+        byte[] bytes;
+        using (var stream = new MemoryStream())
+        {
+            using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) saved.save(writer);
+            bytes = stream.ToArray();
+        }
+
+        var onCpu = Osprey.Tests.Models.TestModels.Tiny(3);
+        var before = onCpu.parameters().ToList();
+        using (var reader = new BinaryReader(new MemoryStream(bytes))) Checkpoint.LoadInPlace(onCpu, reader, "test");
+        Assert.Equal(before, onCpu.parameters().ToList(), ReferenceEqualityComparer.Instance);
+        var expected = saved.state_dict();
+        foreach (var (name, value) in onCpu.state_dict()) Assert.True(value.SameAs(expected[name]), name);
+
+        var elsewhere = Osprey.Tests.Models.TestModels.Tiny(3);
+        elsewhere.to(DeviceType.META);
+        before = elsewhere.parameters().ToList();
+        using (var reader = new BinaryReader(new MemoryStream(bytes))) Checkpoint.LoadInPlace(elsewhere, reader, "test");
+        Assert.Equal(before, elsewhere.parameters().ToList(), ReferenceEqualityComparer.Instance);
+        Assert.All(elsewhere.parameters(), p => Assert.Equal(DeviceType.META, p.device_type));
+
+        var other = nn.Sequential(nn.Linear(2, 2));
+        using var mismatch = new BinaryReader(new MemoryStream(bytes));
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoint.LoadInPlace(other, mismatch, "last.ckpt (model)"));
+        Assert.StartsWith("last.ckpt (model): ", e.Message);
     }
 }

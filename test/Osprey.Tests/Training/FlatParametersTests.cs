@@ -209,6 +209,90 @@ public class FlatParametersTests
         Assert.Contains("gradient", reason);
     }
 
+    /// <summary>Rank 1 of two: a broadcast writes the root's value <c>root</c>; an all-reduce adds the peer's <c>peer</c>.</summary>
+    sealed class PeerGroup(float rootValue, float peer) : IProcessGroup
+    {
+        public int Broadcasts, AllReduces;
+        public int Rank => 1;
+        public int WorldSize => 2;
+        public bool Communicates => true;
+        public string Backend => "fake";
+        public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(1);
+
+        public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
+        {
+            AllReduces++;
+            using var other = torch.tensor(peer);
+            tensor.add_(other);
+            if (op == ReduceOp.Average) tensor.div_(2);
+        }
+
+        public void Broadcast(Tensor tensor, int root = 0)
+        {
+            Broadcasts++;
+            tensor.fill_(rootValue);
+        }
+
+        public Tensor AllGather(Tensor input) => cat(new[] { input, input });
+        public void Barrier() { }
+        public void Abort(int exitCode = 1) => throw new InvalidOperationException("abort");
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void DataParallelReducesTheFlatGradientsInPlaceAndBroadcastsTheFlatBuffers()
+    {
+        using var scope = NewDisposeScope();
+        var (_, model) = Pair();
+        using var flat = Flatten(model);
+        var group = new PeerGroup(rootValue: 0.25f, peer: 3f);
+        using var ddp = new DataParallel(model, group, bucketBytes: 4096, flat: flat);
+        Assert.True(ddp.UsesFlatGradients);
+        long bytes = flat.Groups.Sum(g => g.Count) * 4;
+        Assert.Equal(bytes, ddp.BucketBytes.Sum());
+        Assert.All(ddp.BucketBytes, b => Assert.InRange(b, 1, 4096));
+
+        // The buffers are views of one flat buffer: one broadcast reaches every BatchNorm statistic.
+        ddp.BroadcastBuffers();
+        Assert.Equal(1, group.Broadcasts);
+        var statistics = model.named_buffers().Where(b => b.buffer.is_floating_point()).ToList();
+        Assert.NotEmpty(statistics);
+        Assert.All(statistics, b => Assert.True(b.buffer.eq(0.25f).all().item<bool>(), b.name));
+
+        // The all-reduce averages the gradients where backward wrote them and the optimiser reads them.
+        ddp.BeginMicroStep(synchronize: true);
+        Backward(model, rand(2, 3, 64, 64, generator: new Generator(3)), 1.0);
+        var parameters = model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var expected = parameters.Select(p => p.parameter.grad!.add(3f).div(2)).ToList();
+        ddp.AverageGradients();
+        Assert.Equal(ddp.BucketBytes.Count, group.AllReduces);
+        for (int i = 0; i < parameters.Count; i++)
+            Assert.True(parameters[i].parameter.grad!.SameAs(expected[i]), parameters[i].name);
+        var fromBuffers = flat.Groups.SelectMany(g => g.Parameters.Select((p, i) => g.Slice(g.Gradients, i))).ToList();
+        Assert.All(fromBuffers.Zip(flat.Groups.SelectMany(g => g.Parameters)), pair => Assert.True(pair.First.SameAs(pair.Second.grad!)));
+    }
+
+    [Fact]
+    public void LossScalingUnscalesAndChecksTheFlatBuffers()
+    {
+        using var scope = NewDisposeScope();
+        var (plain, flatModel) = Pair();
+        using var flat = Flatten(flatModel);
+        var images = rand(2, 3, 64, 64, generator: new Generator(9));
+        var scaler = new LossScaler(initialScale: 1024);
+        Backward(plain, images, 1024);
+        Backward(flatModel, images, 1024);
+        var plainParameters = plain.parameters().Where(p => p.requires_grad).ToList();
+        Assert.False(scaler.UnscaleAndCheck(plainParameters));
+        Assert.False(scaler.UnscaleAndCheck(flat.GradientBuffers.ToList(), CPU));
+        var byName = plain.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, parameter) in flatModel.named_parameters().Where(p => p.parameter.requires_grad))
+            Assert.True(parameter.grad!.SameAs(byName[name].grad!), $"{name}: unscaled gradient");
+
+        using (no_grad()) flat.Groups[2].Gradients.narrow(0, 1, 1).fill_(float.PositiveInfinity);
+        Assert.True(scaler.UnscaleAndCheck(flat.GradientBuffers.ToList(), CPU));
+    }
+
     static byte[] Save(GroupedOptimizer optimizer)
     {
         using var stream = new MemoryStream();
