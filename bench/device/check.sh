@@ -178,7 +178,7 @@ gpu_augment() {
   cpur=$(awk '$1 == "osprey" && $2 == "ram" && $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {print $5}' "$WORK/gpu_augment.log" | head -1)
   echo "RESULT INFO samples/s: device path $dev, CPU pipeline jpeg $cpuj / ram $cpur ($workers workers); train step $step ms"
 }
-# 11. issue #7: the flat parameter layout (default; ~42 tensor operations per YOLOv8n optimiser step) against the
+# 11. issue #7: the flat parameter layout (default; 44 tensor operations per YOLOv8n optimiser step) against the
 #     per-parameter path (OSPREY_FLAT_PARAMETERS=0, ~1,760): bench_bf16's run again without it (no reference this time)
 flat_ab() {
   local data=$coco64; $gpu || data=$coco8
