@@ -95,18 +95,28 @@ internal static class HttpSource
     }
 
     /// <summary>
-    /// Downloads <paramref name="url"/> to &lt;temp&gt;/osprey-&lt;guid&gt;/&lt;its file name&gt; (Ultralytics' <c>url2file</c>:
-    /// the unescaped path's last segment, no query), so the outputs are named as for the local file.
+    /// GETs <paramref name="url"/>: an MJPEG stream (multipart/x-mixed-replace) comes back open as frames, read from this
+    /// one response; anything else is saved to a temporary file (<see cref="Save"/>) and comes back as that.
     /// </summary>
-    /// <returns>The download, or null when the server answers with an MJPEG stream (multipart/x-mixed-replace), which is
-    /// no file to download but a stream to read.</returns>
-    public static TempDownload? Download(string url)
+    internal static (TempDownload? File, IFrameSource? Stream) DownloadOrStream(string url)
     {
-        using var response = Get(url);
-        return MjpegFrames.IsMjpeg(response) ? null : Save(url, response);
+        var response = Get(url);
+        if (MjpegFrames.IsMjpeg(response))
+        {
+            try
+            {
+                return (null, new MjpegFrames(url, response));
+            }
+            catch
+            {
+                response.Dispose();
+                throw;
+            }
+        }
+        using (response) return (Save(url, response), null);
     }
 
-    /// <summary>Writes the body of <paramref name="response"/> (a GET of <paramref name="url"/>) as <see cref="Download"/> does.</summary>
+    /// <summary>Writes the body of <paramref name="response"/> (a GET of <paramref name="url"/>) as <see cref="DownloadOrStream"/> does.</summary>
     public static TempDownload Save(string url, HttpResponseMessage response)
     {
         var download = TempDownload.In("osprey-", PredictSource.UrlFileName(url));

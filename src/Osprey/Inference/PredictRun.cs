@@ -47,10 +47,12 @@ public static class PredictRun
         var outputs = new Outputs(args, predictor, Training.RunDirectory.Create(args.Project, args.Name, "predict", args.ExistOk), progress);
         foreach (var item in sources)
         {
-            // an image or video URL is downloaded first and named by its URL (Ultralytics' check_file)
-            using var download = item.IsRemoteFile ? HttpSource.Download(item.Path) : null;
+            // an image or video URL is downloaded first and named by its URL (Ultralytics' check_file); one that turns out
+            // to be an MJPEG stream is read as a stream from that same response
+            var (download, opened) = item.IsRemoteFile ? HttpSource.DownloadOrStream(item.Path) : (null, null);
+            using var downloaded = download;
             string file = download?.Path ?? item.Path;
-            var kind = item.IsRemoteFile && download is null ? SourceKind.Streams : item.Kind; // the "file" is an MJPEG stream
+            var kind = opened is not null ? SourceKind.Streams : item.Kind;
             switch (kind)
             {
                 case SourceKind.Image:
@@ -65,7 +67,7 @@ public static class PredictRun
                     RunVideo(file, item.Path, outputs);
                     break;
                 default:
-                    RunStreams(item.Paths, outputs);
+                    RunStreams(item.Paths, outputs, opened);
                     break;
             }
         }
@@ -120,7 +122,8 @@ public static class PredictRun
 
     // Ultralytics' LoadStreams: a reader thread per stream (LiveFrames), one frame of every stream per batch, until a
     // stream has ended and has no frame left; named by clean_str(source)'s file name.
-    private static void RunStreams(IReadOnlyList<string> paths, Outputs outputs)
+    // first: the first path's stream, already open (owned from here on), or null to open every path here.
+    private static void RunStreams(IReadOnlyList<string> paths, Outputs outputs, IFrameSource? first = null)
     {
         var streams = new List<LiveFrames>();
         var writers = new List<LazyWriter>();
@@ -129,7 +132,8 @@ public static class PredictRun
             var names = new List<string>();
             foreach (string path in paths)
             {
-                var source = FrameSources.Open(path);
+                var source = streams.Count == 0 && first is not null ? first : FrameSources.Open(path);
+                first = null;
                 try
                 {
                     streams.Add(new LiveFrames(source, path, outputs.Args.VidStride, outputs.Args.StreamBuffer,
@@ -177,6 +181,7 @@ public static class PredictRun
         }
         finally
         {
+            first?.Dispose();                                   // not taken: opening an earlier stream failed
             foreach (var writer in writers) writer.Dispose();
             foreach (var stream in streams) stream.Dispose();
         }

@@ -21,9 +21,16 @@ public class PredictUrlTests
         try
         {
             var jpegs = HttpTestServer.JpegFrames(6, 192, 108, step: 12);
-            using var server = new HttpTestServer(HttpTestServer.Mjpeg(jpegs, "frame", contentLength: true));
+            var mjpeg = HttpTestServer.Mjpeg(jpegs, "frame", contentLength: true);
+            int requests = 0;
+            using var server = new HttpTestServer(context =>
+            {
+                Interlocked.Increment(ref requests);
+                return mjpeg(context);
+            });
             string url = server.Root + "cam";
             var report = PredictRun.Run(Args(dir, url, ("save_txt", "True"), ("stream_buffer", "True")));
+            Assert.Equal(1, requests);
 
             // the same JPEGs as files, predicted as a folder of images
             string folder = Path.Combine(dir, "jpegs");
@@ -41,8 +48,10 @@ public class PredictUrlTests
             Assert.Equal((6, 192, 108, 30.0), Describe(Path.Combine(report.RunDirectory, "cam.avi")));
             Assert.Contains($"{url}: 6 frames (MJPEG over HTTP, the server closed the stream) → {Path.Combine(report.RunDirectory, "cam.avi")}", report.Lines);
 
-            // a URL with a video suffix that turns out to be an MJPEG stream is read as a stream, not downloaded
+            // a URL with a video suffix that turns out to be an MJPEG stream is read as a stream, not downloaded, from the
+            // response that said so (one request)
             var suffixed = PredictRun.Run(Args(dir, server.Root + "live.avi", ("save_txt", "True"), ("stream_buffer", "True")));
+            Assert.Equal(2, requests);
             Assert.Equal(6, suffixed.Images);
             Assert.Equal((6, 192, 108, 30.0), Describe(Path.Combine(suffixed.RunDirectory, "live.avi")));
             AssertSameLabels(Path.Combine(files.RunDirectory, "labels", "frame_4.txt"), Path.Combine(suffixed.RunDirectory, "labels", "live_4.txt"));
