@@ -123,57 +123,37 @@ internal static class PredictVideoFiles
 /// <summary>Serves one file over HTTP on 127.0.0.1 (whole, or the byte range asked for), until disposed.</summary>
 internal sealed class FileServer : IDisposable
 {
-    private readonly HttpListener listener = new();
-    private readonly Task loop;
+    private readonly HttpTestServer server;
+    private int requests;
 
     public FileServer(string file, string route)
     {
-        int port = PredictVideoFiles.FreePort();
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
-        Url = $"http://127.0.0.1:{port}/{route}";
         var bytes = File.ReadAllBytes(file);
-        loop = Task.Run(async () =>
+        // a client that closes the connection mid-file (FFmpeg seeks by reconnecting) ends only its request
+        server = new HttpTestServer(async context =>
         {
-            while (listener.IsListening)
+            Interlocked.Increment(ref requests);
+            long from = 0, to = bytes.Length - 1;
+            if (context.Request.Headers["Range"] is { } range && range.StartsWith("bytes=", StringComparison.Ordinal))
             {
-                HttpListenerContext context;
-                try { context = await listener.GetContextAsync(); }
-                catch (Exception) { return; }
-                try
-                {
-                    Requests++;
-                    long from = 0, to = bytes.Length - 1;
-                    if (context.Request.Headers["Range"] is { } range && range.StartsWith("bytes=", StringComparison.Ordinal))
-                    {
-                        var parts = range[6..].Split('-');
-                        from = long.Parse(parts[0], CultureInfo.InvariantCulture);
-                        if (parts[1].Length > 0) to = Math.Min(to, long.Parse(parts[1], CultureInfo.InvariantCulture));
-                        context.Response.StatusCode = 206;
-                        context.Response.AddHeader("Content-Range", $"bytes {from}-{to}/{bytes.Length}");
-                    }
-                    context.Response.AddHeader("Accept-Ranges", "bytes");
-                    context.Response.ContentType = "video/x-msvideo";
-                    context.Response.ContentLength64 = to - from + 1;
-                    await context.Response.OutputStream.WriteAsync(bytes.AsMemory((int)from, (int)(to - from + 1)));
-                    context.Response.Close();
-                }
-                catch (Exception)
-                {
-                    // the client closed the connection mid-file (FFmpeg seeks by reconnecting)
-                }
+                var parts = range[6..].Split('-');
+                from = long.Parse(parts[0], CultureInfo.InvariantCulture);
+                if (parts[1].Length > 0) to = Math.Min(to, long.Parse(parts[1], CultureInfo.InvariantCulture));
+                context.Response.StatusCode = 206;
+                context.Response.AddHeader("Content-Range", $"bytes {from}-{to}/{bytes.Length}");
             }
+            context.Response.AddHeader("Accept-Ranges", "bytes");
+            context.Response.ContentType = "video/x-msvideo";
+            context.Response.ContentLength64 = to - from + 1;
+            await context.Response.OutputStream.WriteAsync(bytes.AsMemory((int)from, (int)(to - from + 1)));
+            context.Response.Close();
         });
+        Url = server.Root + route;
     }
 
     public string Url { get; }
 
-    public int Requests { get; private set; }
+    public int Requests => Volatile.Read(ref requests);
 
-    public void Dispose()
-    {
-        listener.Stop();
-        listener.Close();
-        try { loop.Wait(TimeSpan.FromSeconds(5)); } catch (AggregateException) { }
-    }
+    public void Dispose() => server.Dispose();
 }
