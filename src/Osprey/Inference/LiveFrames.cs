@@ -11,9 +11,11 @@ namespace Osprey.Inference;
 /// slow model predicts fewer frames than the camera sends, always the latest. With <c>stream_buffer=True</c> up to
 /// <see cref="BufferFrames"/> frames wait in order and every one is predicted; the reader pauses while the buffer is full.
 /// The stream ends when its source ends or breaks; the frames still waiting are taken first. A live network stream
-/// (given a <see cref="Reconnection"/>) is reopened instead, as Ultralytics' reader reopens the URL after a failed read:
-/// a second apart, and, unlike Ultralytics, which retries for ever, it ends after the given number of failed attempts in
-/// a row. No black placeholder frames are made while it reconnects: a batch of streams waits for it.
+/// (given a <see cref="Reconnection"/>) is reopened instead, as Ultralytics' reader reopens the URL after a failed read
+/// (at once, and its stream ends when that reopening fails): here a second apart, for up to the given number of
+/// attempts without a frame in between (an attempt that opens a stream which then fails before its first frame counts),
+/// after which the stream ends and its summary says why. No black placeholder frames are made while it reconnects: a
+/// batch of streams waits for it.
 /// </summary>
 internal sealed class LiveFrames : IDisposable
 {
@@ -71,12 +73,17 @@ internal sealed class LiveFrames : IDisposable
     {
         get
         {
-            string description = gaveUp ?? source.Description;
-            return Reconnects == 0 ? description : $"{description}; reopened {Reconnects} time{(Reconnects > 1 ? "s" : "")}";
+            lock (gate)
+            {
+                string description = gaveUp ?? source.Description;
+                return Reconnects == 0 ? description : $"{description}; reopened {Reconnects} time{(Reconnects > 1 ? "s" : "")}";
+            }
         }
     }
 
-    private volatile string? gaveUp;
+    private string? gaveUp;       // why the stream was not reopened (under the gate)
+    private int attempts;         // reopening attempts since the last frame (the reader's own)
+    private volatile bool opening; // the reader is inside Reconnection.Open, which Stop cannot interrupt
 
     /// <summary>
     /// The next frame to predict, which the caller disposes: the oldest waiting one with a buffer, else the newest (the
@@ -107,20 +114,24 @@ internal sealed class LiveFrames : IDisposable
             Monitor.PulseAll(gate);
         }
         source.Stop(); // a reader blocked on the network returns at once
-        reader.Join();
-        source.Dispose();
+        // A reader inside Open (a connect or a first response can take many seconds) is left to finish: it sees the stream
+        // stopped and disposes what it opened; the source here is not the one it uses.
+        while (!reader.Join(50) && !opening) { }
+        lock (gate) source.Dispose();
         foreach (var frame in waiting) frame.Dispose();
         waiting.Clear();
     }
 
-    // Reopens the stream after it ended or broke (why): waits the delay, tries, up to the attempts in a row. True with a new
-    // source in place; false when stopped or out of attempts (the stream then ends, saying why).
+    // Reopens the stream after it ended or broke (why): waits the delay, then tries. Every attempt, one that opens a stream
+    // which then yields no frame included, counts until a frame arrives; after the policy's attempts the stream ends.
+    // True with a new source in place; false when stopped or out of attempts (the stream then ends, saying why).
     private bool Reopen(string why)
     {
         var policy = reconnection!;
         string last = why;
-        for (int attempt = 1; attempt <= policy.Attempts; attempt++)
+        while (attempts < policy.Attempts)
         {
+            attempts++;
             var waited = System.Diagnostics.Stopwatch.StartNew();
             lock (gate)
             {
@@ -129,6 +140,7 @@ internal sealed class LiveFrames : IDisposable
                 if (!running) return false;
             }
             IFrameSource fresh;
+            opening = true;
             try
             {
                 fresh = policy.Open();
@@ -137,6 +149,10 @@ internal sealed class LiveFrames : IDisposable
             {
                 last = e.Message;
                 continue;
+            }
+            finally
+            {
+                opening = false;
             }
             lock (gate)
             {
@@ -152,7 +168,8 @@ internal sealed class LiveFrames : IDisposable
             }
             return true;
         }
-        gaveUp = $"{why}; not reopened after {policy.Attempts} attempt{(policy.Attempts > 1 ? "s" : "")} {policy.Delay.TotalSeconds:0.#} s apart ({last})";
+        lock (gate)
+            gaveUp = $"{why}; not reopened after {policy.Attempts} attempt{(policy.Attempts > 1 ? "s" : "")} {policy.Delay.TotalSeconds:0.#} s apart ({last})";
         return false;
     }
 
@@ -176,9 +193,14 @@ internal sealed class LiveFrames : IDisposable
                 }
                 catch (Exception e) when (reconnection is not null && running)
                 {
-                    frame.Dispose();
+                    frame.Dispose();                    // reopen; the attempts without a frame bound it
                     if (Reopen(e.Message)) continue;
                     return;
+                }
+                catch
+                {
+                    frame.Dispose();
+                    throw;
                 }
                 if (!more && reconnection is not null && running)
                 {
@@ -194,6 +216,7 @@ internal sealed class LiveFrames : IDisposable
                         return;
                     }
                     Read++;
+                    attempts = 0;                       // a frame: the stream works again
                     if (!buffer)
                         while (waiting.Count > 0)
                         {
@@ -222,11 +245,12 @@ internal sealed class LiveFrames : IDisposable
 
 /// <summary>How <see cref="LiveFrames"/> reopens a live stream that ended or broke.</summary>
 /// <param name="Open">Opens the stream again (throws when it cannot).</param>
-/// <param name="Attempts">Attempts in a row before the stream ends.</param>
+/// <param name="Attempts">Attempts without a frame in between before the stream ends.</param>
 /// <param name="Delay">The wait before each attempt.</param>
 internal sealed record Reconnection(Func<IFrameSource> Open, int Attempts, TimeSpan Delay)
 {
-    /// <summary>Attempts in a row before a live stream ends (default 30, one second apart; 0: end with the stream).</summary>
+    /// <summary>Reopening attempts without a frame before a live stream ends (default 30, one second apart; 0: end with
+    /// the stream).</summary>
     public const string Variable = "OSPREY_STREAM_RECONNECT";
 
     /// <summary>Attempts when <see cref="Variable"/> is not set.</summary>
@@ -238,8 +262,8 @@ internal sealed record Reconnection(Func<IFrameSource> Open, int Attempts, TimeS
         : null;
 
     /// <summary><see cref="Variable"/>'s value as attempts.</summary>
-    /// <exception cref="ArgumentException">Not a whole number ≥ 0.</exception>
+    /// <exception cref="Config.ArgumentsException">Not a whole number ≥ 0.</exception>
     public static int AttemptsOf(string? text) => string.IsNullOrWhiteSpace(text) ? DefaultAttempts
         : int.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) ? n
-        : throw new ArgumentException($"{Variable}={text}: expected a whole number of attempts (0: do not reopen a stream)");
+        : throw new Config.ArgumentsException($"{Variable}={text}: expected a whole number of attempts (0: do not reopen a stream)");
 }

@@ -32,9 +32,9 @@ internal sealed class MjpegFrames : IFrameSource
 
     public string Description => $"MJPEG over HTTP, {ending}" + (skipped > 0 ? $", {skipped} part{(skipped > 1 ? "s" : "")} OpenCV could not decode skipped" : "");
 
-    /// <summary>Reads <paramref name="stride"/> parts and decodes the last (Ultralytics' vid_stride on a stream).</summary>
     public bool IsLive => true;
 
+    /// <summary>Reads <paramref name="stride"/> parts and decodes the last (Ultralytics' vid_stride on a stream).</summary>
     public bool Next(int stride, Mat frame)
     {
         int parts = 0;

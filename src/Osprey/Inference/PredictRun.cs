@@ -181,7 +181,6 @@ public static class PredictRun
         }
         finally
         {
-            first?.Dispose();                                   // not taken: opening an earlier stream failed
             foreach (var writer in writers) writer.Dispose();
             foreach (var stream in streams) stream.Dispose();
         }

@@ -134,6 +134,62 @@ public class LiveFramesTests
         Assert.Equal("released frames; not reopened after 3 attempts 0 s apart (no server answers at cam:554.)", live.Description);
     }
 
+    [Fact]
+    public void AStreamThatOpensButNeverSendsAFrameEndsAfterTheAttempts()
+    {
+        var source = new ReleasedFrames();
+        source.Release(1);
+        var reconnection = new Reconnection(() =>
+        {
+            var empty = new ReleasedFrames();          // answers, then ends before its first frame
+            empty.End();
+            return empty;
+        }, Attempts: 3, Delay: TimeSpan.FromMilliseconds(10));
+        using var live = new LiveFrames(source, "rtsp://cam/live", stride: 1, buffer: true, reconnection);
+        Assert.Equal(1, Number(live.Take()));
+        source.End();
+        Assert.Null(live.Take());                      // ended: the three openings gave no frame
+        Assert.Equal(3, live.Reconnects);
+        Assert.Equal("released frames; not reopened after 3 attempts 0 s apart (released frames); reopened 3 times", live.Description);
+    }
+
+    [Fact]
+    public void DisposeDoesNotWaitForAReconnection()
+    {
+        // waiting out the delay
+        var source = new ReleasedFrames();
+        source.Release(1);
+        var live = new LiveFrames(source, "rtsp://cam/live", stride: 1, buffer: true,
+            new Reconnection(() => throw new InvalidOperationException("not reached"), Attempts: 5, Delay: TimeSpan.FromSeconds(30)));
+        Assert.Equal(1, Number(live.Take()));
+        source.End();
+        Thread.Sleep(100);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        live.Dispose();
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"Dispose took {clock.Elapsed} during the delay");
+
+        // inside an Open that blocks (a connect that hangs): the reader disposes what it opens once Open returns
+        var first = new ReleasedFrames();
+        first.Release(1);
+        using var hang = new ManualResetEventSlim();
+        var opened = new ReleasedFrames();
+        var entered = new ManualResetEventSlim();
+        live = new LiveFrames(first, "rtsp://cam/live", stride: 1, buffer: true, new Reconnection(() =>
+        {
+            entered.Set();
+            hang.Wait(TimeSpan.FromSeconds(30));
+            return opened;
+        }, Attempts: 1, Delay: TimeSpan.Zero));
+        Assert.Equal(1, Number(live.Take()));
+        first.End();
+        Assert.True(entered.Wait(TimeSpan.FromSeconds(10)), "the reader never reopened");
+        clock.Restart();
+        live.Dispose();
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"Dispose took {clock.Elapsed} during Open");
+        hang.Set();
+        WaitFor(() => opened.Disposed);
+    }
+
     [Theory]
     [InlineData(null, Reconnection.DefaultAttempts)]
     [InlineData("", Reconnection.DefaultAttempts)]
@@ -146,7 +202,7 @@ public class LiveFramesTests
     [InlineData("many")]
     public void ABadVariableIsAClearError(string text)
     {
-        var e = Assert.Throws<ArgumentException>(() => Reconnection.AttemptsOf(text));
+        var e = Assert.Throws<Osprey.Config.ArgumentsException>(() => Reconnection.AttemptsOf(text));
         Assert.Contains($"OSPREY_STREAM_RECONNECT={text}", e.Message);
     }
 
@@ -210,6 +266,12 @@ public class LiveFramesTests
 
         public void Stop() => End();
 
-        public void Dispose() => released.Dispose();
+        public bool Disposed { get; private set; }
+
+        public void Dispose()
+        {
+            Disposed = true;
+            released.Dispose();
+        }
     }
 }

@@ -52,9 +52,9 @@ internal sealed partial class RtspH264Frames : IFrameSource
 
     private string Ending => pumpEnding.Length > 0 ? pumpEnding : session.Ending.Length > 0 ? session.Ending : "playing";
 
-    /// <summary>grab() <paramref name="stride"/> frames, retrieve() the last (vid_stride).</summary>
     public bool IsLive => true;
 
+    /// <summary>grab() <paramref name="stride"/> frames, retrieve() the last (vid_stride).</summary>
     public bool Next(int stride, Mat frame)
     {
         if (frames.Next(stride, frame)) return true;

@@ -18,9 +18,9 @@ internal sealed class RtspJpegFrames(RtspSession session) : IFrameSource
         }
     }
 
-    /// <summary>Gathers <paramref name="stride"/> frames and decodes the last (vid_stride).</summary>
     public bool IsLive => true;
 
+    /// <summary>Gathers <paramref name="stride"/> frames and decodes the last (vid_stride).</summary>
     public bool Next(int stride, Mat frame)
     {
         int frames = 0;
