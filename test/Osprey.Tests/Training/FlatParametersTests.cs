@@ -209,43 +209,13 @@ public class FlatParametersTests
         Assert.Contains("gradient", reason);
     }
 
-    /// <summary>Rank 1 of two: a broadcast writes the root's value <c>root</c>; an all-reduce adds the peer's <c>peer</c>.</summary>
-    sealed class PeerGroup(float rootValue, float peer) : IProcessGroup
-    {
-        public int Broadcasts, AllReduces;
-        public int Rank => 1;
-        public int WorldSize => 2;
-        public bool Communicates => true;
-        public string Backend => "fake";
-        public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(1);
-
-        public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
-        {
-            AllReduces++;
-            using var other = torch.tensor(peer);
-            tensor.add_(other);
-            if (op == ReduceOp.Average) tensor.div_(2);
-        }
-
-        public void Broadcast(Tensor tensor, int root = 0)
-        {
-            Broadcasts++;
-            tensor.fill_(rootValue);
-        }
-
-        public Tensor AllGather(Tensor input) => cat(new[] { input, input });
-        public void Barrier() { }
-        public void Abort(int exitCode = 1) => throw new InvalidOperationException("abort");
-        public void Dispose() { }
-    }
-
     [Fact]
     public void DataParallelReducesTheFlatGradientsInPlaceAndBroadcastsTheFlatBuffers()
     {
         using var scope = NewDisposeScope();
         var (_, model) = Pair();
         using var flat = Flatten(model);
-        var group = new PeerGroup(rootValue: 0.25f, peer: 3f);
+        var group = new FakePeerGroup(rank: 1, peer: 3f, rootValue: 0.25f);
         using var ddp = new DataParallel(model, group, bucketBytes: 4096, flat: flat);
         Assert.True(ddp.UsesFlatGradients);
         long bytes = flat.Groups.Sum(g => g.Count) * 4;

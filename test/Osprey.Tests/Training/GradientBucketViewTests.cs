@@ -11,31 +11,6 @@ namespace Osprey.Tests.Training;
 /// </summary>
 public class GradientBucketViewTests
 {
-    /// <summary>Rank 0 of a world of two whose peer's tensor is all <c>peer</c>; counts the all-reduces it served.</summary>
-    sealed class PeerGroup(float peer) : IProcessGroup
-    {
-        public int AllReduces;
-        public int Rank => 0;
-        public int WorldSize => 2;
-        public bool Communicates => true;
-        public string Backend => "fake";
-        public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(1);
-
-        public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
-        {
-            AllReduces++;
-            using var other = tensor.dtype == ScalarType.Float32 ? torch.tensor(peer) : torch.tensor((double)peer, dtype: tensor.dtype);
-            tensor.add_(other);
-            if (op == ReduceOp.Average) tensor.div_(2);
-        }
-
-        public void Broadcast(Tensor tensor, int root = 0) { }
-        public Tensor AllGather(Tensor input) => cat(new[] { input, input });
-        public void Barrier() { }
-        public void Abort(int exitCode = 1) => throw new InvalidOperationException("abort");
-        public void Dispose() { }
-    }
-
     static (nn.Module<Tensor, Tensor> Model, Tensor Input) Model()
     {
         torch.manual_seed(5);
@@ -72,7 +47,7 @@ public class GradientBucketViewTests
         foreach (bool view in new[] { false, true })
         {
             var (model, x) = Model();
-            var group = new PeerGroup(0.25f);
+            var group = new FakePeerGroup(rank: 0, peer: 0.25f);
             using var ddp = new DataParallel(model, group, gradientAsBucketView: view);
             Assert.Equal(view, ddp.GradientAsBucketView);
             float[] own = Array.Empty<float>();
@@ -97,7 +72,7 @@ public class GradientBucketViewTests
     public void AGradientReplacedOrMissingBeforeTheSyncIsCopiedInOrZeroedAndBecomesAViewAgain()
     {
         var (model, x) = Model();
-        using var ddp = new DataParallel(model, new PeerGroup(1f));
+        using var ddp = new DataParallel(model, new FakePeerGroup(rank: 0, peer: 1f));
         ddp.BeginMicroStep(synchronize: true);
         model.call(x).square().sum().backward();
         var parameters = model.parameters().ToArray();
