@@ -115,7 +115,11 @@ public static partial class LocalLauncher
         arguments.AddRange(options.Arguments);
         var output = new OutputCollector(options.Output);
         var watch = Stopwatch.StartNew();
-        using Process process = Start(mpirun, arguments, options, null, output, rank: -1);
+        var defaults = new Dictionary<string, string>
+        {
+            ["OMP_NUM_THREADS"] = ThreadsPerRank(options.ProcessCount).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        using Process process = Start(mpirun, arguments, options, null, output, rank: -1, defaults);
         bool timedOut = await WaitAsync(process, options.Timeout, cancellation).ConfigureAwait(false);
         int exitCode = timedOut ? 124 : process.ExitCode;
         int? failedRank = exitCode == 0 ? null : ParseMpirunFailedRank(output.Text);
@@ -178,8 +182,10 @@ public static partial class LocalLauncher
         }
     }
 
+    // defaults: variables set only where neither this process's environment nor the options give them a value.
     static Process Start(string program, IEnumerable<string> arguments, LaunchOptions options,
-        IReadOnlyDictionary<string, string>? rankVariables, OutputCollector output, int rank)
+        IReadOnlyDictionary<string, string>? rankVariables, OutputCollector output, int rank,
+        IReadOnlyDictionary<string, string>? defaults = null)
     {
         var info = new ProcessStartInfo(program)
         {
@@ -191,8 +197,8 @@ public static partial class LocalLauncher
         foreach (string argument in arguments) info.ArgumentList.Add(argument);
         foreach (var (name, value) in options.Environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         foreach (var (name, value) in rankVariables ?? new Dictionary<string, string>()) info.Environment[name] = value;
-        if (options.Mode == LaunchMode.Mpirun && !(info.Environment.TryGetValue("OMP_NUM_THREADS", out string? threads) && threads is { Length: > 0 }))
-            info.Environment["OMP_NUM_THREADS"] = ThreadsPerRank(options.ProcessCount).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (name, value) in defaults ?? new Dictionary<string, string>())
+            if (!(info.Environment.TryGetValue(name, out string? given) && given is { Length: > 0 })) info.Environment[name] = value;
         var process = new Process { StartInfo = info };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) output.Add(new RankOutputLine(rank, false, e.Data)); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) output.Add(new RankOutputLine(rank, true, e.Data)); };
