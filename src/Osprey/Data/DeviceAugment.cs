@@ -132,7 +132,14 @@ public static class DeviceAugment
         return stack([fb, fg, fr], 1).mul_(Byte).trunc_().clamp_(Zero, Byte);
     }
 
-    // OpenCV's division tables of its 8-bit BGR→HSV, HsvPlanes' own
-    private static (Tensor Saturation, Tensor Hue) Divisions(Device device) =>
-        (tensor(HsvPlanes.SaturationDivision).to(device), tensor(HsvPlanes.HueDivision).to(device));
+    // OpenCV's division tables of its 8-bit BGR→HSV, HsvPlanes' own, made once per device and kept for the process: a
+    // copy from host memory on every batch would be a blocking copy on CUDA. Callers must not dispose them.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, (Tensor Saturation, Tensor Hue)> DivisionTables = new();
+
+    private static (Tensor Saturation, Tensor Hue) Divisions(Device device) => DivisionTables.GetOrAdd(device.ToString(), _ =>
+    {
+        using var saturation = tensor(HsvPlanes.SaturationDivision);
+        using var hue = tensor(HsvPlanes.HueDivision);
+        return (saturation.to(device, copy: true).DetachFromDisposeScope(), hue.to(device, copy: true).DetachFromDisposeScope());
+    });
 }

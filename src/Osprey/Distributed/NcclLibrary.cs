@@ -21,7 +21,7 @@ internal sealed unsafe class NcclLibrary
     public const int InProgress = 7; // ncclInProgress (non-blocking communicators)
 
     // ncclDataType_t and ncclRedOp_t values (nccl.h, stable since 2.x).
-    public const int Int32 = 2, Int64 = 4, Float16 = 6, Float32 = 7, Float64 = 8, BFloat16 = 9;
+    public const int Int8 = 0, Uint8 = 1, Int32 = 2, Int64 = 4, Float16 = 6, Float32 = 7, Float64 = 8, BFloat16 = 9;
     public const int OpSum = 0, OpMax = 2, OpAverage = 4;
 
     static readonly Lazy<(NcclLibrary? Library, string Error)> Shared = new(Load, LazyThreadSafetyMode.ExecutionAndPublication);

@@ -95,8 +95,15 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
     public static bool IsAvailable(out string error) => NcclLibrary.IsAvailable(out error);
 
     /// <inheritdoc/>
+    /// <remarks>A CPU tensor (the trainer's control messages: the run folder, flags, loss sums, validation statistics) is
+    /// copied to this rank's GPU, reduced there and copied back: a host sync.</remarks>
     public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum)
     {
+        if (IsHost(tensor))
+        {
+            Staged(tensor, onDevice => AllReduce(onDevice, op));
+            return;
+        }
         CheckUsable(tensor);
         if (tensor.numel() == 0) return;
         if (op == ReduceOp.Average && !tensor.is_floating_point())
@@ -112,8 +119,14 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
     }
 
     /// <inheritdoc/>
+    /// <remarks>A CPU tensor is staged through this rank's GPU, as in <see cref="AllReduce"/>.</remarks>
     public void Broadcast(Tensor tensor, int root = 0)
     {
+        if (IsHost(tensor))
+        {
+            Staged(tensor, onDevice => Broadcast(onDevice, root));
+            return;
+        }
         CheckUsable(tensor);
         if (root < 0 || root >= WorldSize) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be in [0, {WorldSize})");
         if (tensor.numel() == 0) return;
@@ -127,8 +140,15 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
     }
 
     /// <inheritdoc/>
+    /// <remarks>A CPU input is gathered through this rank's GPU and the result comes back on the CPU.</remarks>
     public Tensor AllGather(Tensor input)
     {
+        if (IsHost(input))
+        {
+            using var staging = NewDisposeScope();
+            var onDevice = input.to(torch.device(DeviceType.CUDA, cudaDevice));
+            return AllGather(onDevice).cpu().MoveToOuterDisposeScope();
+        }
         CheckUsable(input);
         long[] shape = input.dim() == 0 ? new long[] { WorldSize } : input.shape.ToArray();
         if (input.dim() > 0) shape[0] *= WorldSize;
@@ -177,8 +197,21 @@ public sealed unsafe class NcclProcessGroup : IProcessGroup
         bootstrap?.Dispose();
     }
 
+    static bool IsHost(Tensor tensor) => tensor.device_type == DeviceType.CPU;
+
+    // Runs collective on a copy of host on this rank's GPU and copies the result back (device → pageable host: it waits).
+    void Staged(Tensor host, Action<Tensor> collective)
+    {
+        using var scope = NewDisposeScope();
+        var onDevice = host.to(torch.device(DeviceType.CUDA, cudaDevice));
+        collective(onDevice);
+        host.copy_(onDevice);
+    }
+
     static int DataType(ScalarType dtype) => dtype switch
     {
+        ScalarType.Int8 => NcclLibrary.Int8,
+        ScalarType.Byte => NcclLibrary.Uint8,
         ScalarType.Float32 => NcclLibrary.Float32,
         ScalarType.BFloat16 => NcclLibrary.BFloat16,
         ScalarType.Float16 => NcclLibrary.Float16,

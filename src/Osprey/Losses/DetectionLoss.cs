@@ -122,15 +122,17 @@ public sealed class DetectionLoss
             targets.Boxes.to(device).to_type(ScalarType.Float32).view(-1, 4),
         }, 1);                                                                                      // (N, 5)
         var counts = imageIndex.bincount(null, batchSize);                                // (b)
-        long maxCount = counts.max().item<long>();
+        long maxCount = counts.max().item<long>();                                        // the one host sync (Ultralytics' too)
         var padded = zeros(new[] { batchSize, maxCount, 5L }, device: device);                      // (b, n, 5)
-        for (long image = 0; image < batchSize; image++)
-        {
-            var imageRows = rows[imageIndex.eq(Scalars.Int(image))];                                             // (k, 5)
-            long k = imageRows.shape[0];
-            if (k > 0) padded[image].narrow(0, 0, k).copy_(imageRows);
-        }
-        var scale = tensor(new[] { imageWidth, imageHeight, imageWidth, imageHeight }, device: device); // (4)
+        // Each row goes to its image at its rank among that image's rows, in the given order (what Ultralytics' loop
+        // over images with a boolean mask each does), in one scatter: no host sync per image.
+        var position = nn.functional.one_hot(imageIndex, batchSize).cumsum(0)
+            .gather(1, imageIndex.unsqueeze(1)).squeeze(1).Minus(ones(1, dtype: ScalarType.Int64, device: device)); // (N)
+        padded.index_put_(rows, imageIndex, position);
+        // (4) W, H, W, H made on the device (a tensor from host values would be a blocking copy on CUDA)
+        var scale = full(new[] { 4L }, Scalars.Of(imageWidth), dtype: ScalarType.Float32, device: device);
+        scale.narrow(0, 1, 1).fill_(Scalars.Of(imageHeight));
+        scale.narrow(0, 3, 1).fill_(Scalars.Of(imageHeight));
         var boxes = BoxOps.XywhToXyxy(padded.narrow(2, 1, 4) * scale);                             // (b, n, 4)
         return cat(new[] { padded.narrow(2, 0, 1), boxes }, 2).MoveToOuterDisposeScope();
     }

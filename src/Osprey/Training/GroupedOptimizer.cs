@@ -236,21 +236,19 @@ public sealed class GroupedOptimizer : IDisposable
         if (!reader.ReadBoolean()) return;
         var shape = new long[reader.ReadInt32()];
         for (int d = 0; d < shape.Length; d++) shape[d] = reader.ReadInt64();
-        var state = empty(shape, dtype: parameter.dtype, device: parameter.device).DetachFromDisposeScope();
-        state.Load(reader);
+        // Tensor.Load writes the bytes straight into the tensor's memory: read on the CPU, then copy to the device.
+        using var host = empty(shape, dtype: parameter.dtype);
+        host.Load(reader);
         if (Flat is not { } flat)
         {
-            states[parameter] = state;
+            states[parameter] = host.to(parameter.device, copy: true).DetachFromDisposeScope();
             return;
         }
-        using (state)
-        {
-            FlatGroup layout = flat.Groups[g];
-            flatStates[g] ??= zeros(layout.Count, dtype: parameter.dtype, device: parameter.device).DetachFromDisposeScope();
-            using var part = layout.Slice(flatStates[g]!, i);
-            using var noGrad = no_grad();
-            part.copy_(state.view(part.shape));
-        }
+        FlatGroup layout = flat.Groups[g];
+        flatStates[g] ??= zeros(layout.Count, dtype: parameter.dtype, device: parameter.device).DetachFromDisposeScope();
+        using var part = layout.Slice(flatStates[g]!, i);
+        using var noGrad = no_grad();
+        part.copy_(host.view(part.shape));
     }
 
     /// <inheritdoc/>

@@ -97,7 +97,8 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             {
                 var probeModel = TrainingSetup.CreateModel(run.Model, data.ClassCount);
                 probeModel.to(device);
-                return new CudaMemoryProbe(probeModel, device, run.Imgsz);
+                // profiled as it will train (Ultralytics profiles under autocast): the run's cast policy and layout
+                return new CudaMemoryProbe(probeModel, device, run.Imgsz, MixedPrecision.Resolve(run, device).Policy);
             },
             line => emit?.Invoke(new TrainingMessage(line)));
         run.Batch = batch;
@@ -189,6 +190,9 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         if (collective)
             emit?.Invoke(new TrainingMessage($"data parallel: {world} rank(s), {group.Backend} process group, rank batch {rankBatch}"));
         if (flatUnavailable is not null && master) emit?.Invoke(new TrainingMessage(flatUnavailable));
+        if (device.type == DeviceType.CUDA && !CudnnSettings.IsAvailable && master)
+            emit?.Invoke(new TrainingMessage("cuDNN switches unavailable (libtorch's at::Context symbols not found): autotuning and " +
+                "deterministic=True do not reach cuDNN in this run"));
 
         string csv = Path.Combine(runDirectory, "results.csv");
         string last = Path.Combine(weightsDirectory, "last.safetensors");

@@ -50,6 +50,25 @@ public class DetectionLossTests
     }
 
     [Fact]
+    public void PreprocessKeepsEachImagesRowsInOrderWhateverTheBatchOrderAndScalesWidthAndHeight()
+    {
+        using var scope = NewDisposeScope();
+        // rows of images 1, 0, 1, 0 (image 2 has none), on a 64×32 input
+        var targets = new DetectionTargets(
+            tensor(new float[] { 1, 0, 1, 0 }),
+            tensor(new float[] { 2, 1, 0, 3 }),
+            tensor(new float[] { 0.5f, 0.5f, 0.25f, 0.5f, 0.25f, 0.25f, 0.5f, 0.5f, 0.75f, 0.5f, 0.5f, 1f, 0.5f, 0.75f, 0.25f, 0.25f }).view(4, 4));
+        var gt = DetectionLoss.Preprocess(targets, 3, 64, 32, CPU);              // (3, 2, 5)
+        Assert.Equal(new long[] { 3, 2, 5 }, gt.shape);
+        Assert.Equal(new float[]
+        {
+            1, 0, 0, 32, 16, 3, 24, 20, 40, 28,   // image 0: its rows in the order given (cls 1, then cls 3)
+            2, 24, 8, 40, 24, 0, 32, 0, 64, 32,   // image 1: cls 2, then cls 0
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0,         // image 2: padding
+        }, gt.data<float>().ToArray());
+    }
+
+    [Fact]
     public void LossIsFinitePositiveAndGradientFlows()
     {
         using var scope = NewDisposeScope();

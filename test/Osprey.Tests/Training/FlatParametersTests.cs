@@ -194,6 +194,31 @@ public class FlatParametersTests
         }
     }
 
+    /// <summary>
+    /// Optimiser state is read on the CPU and copied to the parameters' device: Tensor.Load writes the bytes straight
+    /// into a tensor's memory, which on a GPU would be a device address. The meta device (no memory at all) shows it
+    /// without a GPU, per parameter and flat.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OptimiserStateLoadsOntoAParametersDevice(bool flatLayout)
+    {
+        using var scope = NewDisposeScope();
+        var (plain, _) = Pair();
+        var optimizer = TrainingOptimizer.Create(plain, "SGD", 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4);
+        Backward(plain, rand(2, 3, 64, 64, generator: new Generator(2)), 1.0);
+        Trainer.OptimizerStep(plain, optimizer.Optimizer, new ModelEma(TestModels.Tiny(3)), null, Alone);
+        byte[] state = Save(optimizer.Optimizer);
+
+        var elsewhere = TestModels.Tiny(3);
+        elsewhere.to(DeviceType.META);
+        using var flat = flatLayout ? Flatten(elsewhere) : null;
+        var loaded = TrainingOptimizer.Create(elsewhere, "SGD", 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flat);
+        Load(loaded.Optimizer, state);
+        Assert.Equal(1, loaded.Optimizer.Steps);
+    }
+
     [Fact]
     public void RefusesParametersThatCannotShareABuffer()
     {
