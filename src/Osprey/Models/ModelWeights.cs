@@ -29,8 +29,13 @@ public static class ModelWeights
         WeightsFormat format = Format(path);
         Osprey.IO.AtomicFile.WriteVia(path, temporary =>
         {
-            if (format == WeightsFormat.Safetensors) model.save_safetensors(temporary);
-            else model.save_py(temporary);
+            // From CPU copies (on the CPU the tensors themselves): the writers read each tensor's bytes, which libtorch
+            // only has on the host.
+            using var scope = NewDisposeScope();
+            var state = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
+            using var stream = File.Create(temporary);
+            if (format == WeightsFormat.Safetensors) Safetensors.SaveStateDict(stream, state, leaveOpen: true);
+            else PyTorchPickler.PickleStateDict(stream, state, leaveOpen: true);
         });
         if (writeSidecar && model is DetectionModel detection)
             Osprey.IO.AtomicFile.WriteAllText(SidecarPath(path), detection.Config.ToPinnedYaml());
