@@ -39,9 +39,10 @@ public sealed record DeviceRequest(bool IsCuda, IReadOnlyList<int> CudaIndices)
 
     /// <summary>
     /// Checks the request against this process's Torch backend and returns the torch device of local rank
-    /// <paramref name="localRank"/>; fails with a clear message when CUDA is missing or an index does not exist.
+    /// <paramref name="localRank"/> of <paramref name="localWorldSize"/> processes on this host (<see cref="CudaIndexFor"/>);
+    /// fails with a clear message when CUDA is missing or an index does not exist.
     /// </summary>
-    public torch.Device Resolve(int localRank = 0)
+    public torch.Device Resolve(int localRank = 0, int localWorldSize = 1)
     {
         if (!IsCuda) return torch.CPU;
         if (!TorchBackend.CudaAvailable)
@@ -49,10 +50,26 @@ public sealed record DeviceRequest(bool IsCuda, IReadOnlyList<int> CudaIndices)
                 $"device={string.Join(',', CudaIndices)} asks for CUDA, but CUDA is not available: this Osprey runs on " +
                 $"{TorchBackend.Description}. Use device=cpu, or build with -p:TorchBackend=cuda and put a CUDA " +
                 "libtorch (e.g. PyTorch's torch/lib) on LD_LIBRARY_PATH (see README, 'CUDA').");
-        int count = torch.cuda.device_count();
-        int index = CudaIndices[localRank % CudaIndices.Count];
-        if (index >= count)
-            throw new DeviceException($"device={string.Join(',', CudaIndices)}: GPU {index} does not exist (this machine has {count})");
-        return torch.device(DeviceType.CUDA, index);
+        return torch.device(DeviceType.CUDA, CudaIndexFor(CudaIndices, localRank, localWorldSize, torch.cuda.device_count()));
+    }
+
+    /// <summary>
+    /// The GPU of local rank <paramref name="localRank"/>: with several indices, the rank's own (<c>device=0,1,2,3</c>);
+    /// with one index (or <c>cuda</c>, or none given) and several processes on this host (mpirun, srun, torchrun), the GPU
+    /// of the local rank, as Ultralytics' DDP workers take <c>cuda:LOCAL_RANK</c>, or GPU 0 where each process sees
+    /// a single GPU (Slurm's <c>--gpus-per-task=1</c>); one process: the index given.
+    /// </summary>
+    /// <exception cref="DeviceException">The GPU does not exist here.</exception>
+    public static int CudaIndexFor(IReadOnlyList<int> indices, int localRank, int localWorldSize, int visible)
+    {
+        int index = indices.Count > 1 ? indices[localRank % indices.Count]
+            : localWorldSize > 1 ? (visible == 1 ? 0 : localRank)
+            : indices[0];
+        if (index >= visible)
+            throw new DeviceException(indices.Count > 1 || localWorldSize <= 1
+                ? $"device={string.Join(',', indices)}: GPU {index} does not exist (this machine has {visible})"
+                : $"local rank {localRank} of {localWorldSize} takes GPU {localRank}, which does not exist (this machine has {visible}): " +
+                  "start at most one process per GPU, or give device=… a list of GPUs to share");
+        return index;
     }
 }

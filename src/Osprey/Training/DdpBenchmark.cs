@@ -118,7 +118,7 @@ public static class DdpBenchmark
     /// <summary>One rank of the W-rank run (started by mpirun or spawned): times the step and the all-reduces.</summary>
     public static DdpRankReport RunRank(DdpBenchmarkOptions options, DistributedEnvironment environment, IProgress<string>? progress = null)
     {
-        Device device = DeviceRequest.Parse(options.Device).Resolve(environment.LocalRank);
+        Device device = DeviceRequest.Parse(options.Device).Resolve(environment.LocalRank, environment.LocalWorldSize);
         torch.set_num_threads(ThreadsPerRank(options, environment.WorldSize));
         IReadOnlyList<long> sizes = BufferBytes(options);
         using IProcessGroup group = ProcessGroupFactory.Create(device, environment);

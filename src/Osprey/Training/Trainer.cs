@@ -58,7 +58,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         if (!ProcessGroupFactory.NeedsGroup(job)) return Train(job, null, cancellationToken);
         string? resumeFrom = ResumePath(args);
         OspreyArgs requested = resumeFrom is null ? args : ResumedArgs(args, resumeFrom);
-        Device device = DeviceRequest.Parse(requested.Device).Resolve(job.LocalRank);
+        Device device = DeviceRequest.Parse(requested.Device).Resolve(job.LocalRank, job.LocalWorldSize);
         IProcessGroup group = ProcessGroupFactory.Create(device, job);
         try
         {
@@ -86,7 +86,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
         Action<TrainingEvent>? emit = master ? events : null;
         string? resumeFrom = ResumePath(args);
         OspreyArgs run = resumeFrom is null ? args.Clone() : ResumedArgs(args, resumeFrom);
-        Device device = DeviceRequest.Parse(run.Device).Resolve(job.LocalRank);
+        Device device = DeviceRequest.Parse(run.Device).Resolve(job.LocalRank, job.LocalWorldSize);
         run = TrainingSetup.ResolveDefaults(run, device.type == DeviceType.CPU);
         TrainingSetup.RejectUnsupported(run);
         DatasetConfig data = DatasetCatalog.Resolve(run.Data!);
