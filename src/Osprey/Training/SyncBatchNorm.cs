@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using Osprey.Distributed;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -67,7 +68,7 @@ public sealed class SyncBatchNorm : IDisposable
         var local = cat(new[]
         {
             x64.sum(reduceDims), (x64 * x64).sum(reduceDims),
-            tensor(new double[] { count }, dtype: ScalarType.Float64, device: x.device),
+            full(new long[] { 1 }, Scalars.Of(count), dtype: ScalarType.Float64, device: x.device), // made on the device: no copy
         });                                                                                  // (2c + 1)
         var global = AllReduceSum.apply(local, group);                                       // (2c + 1)
         var n = global[2 * channels].detach();                                               // ()
@@ -79,12 +80,13 @@ public sealed class SyncBatchNorm : IDisposable
         var y = (x - mean.to(x.dtype).view(shape)) * invStd.to(x.dtype).view(shape);
         if (bn.weight is not null) y = y * bn.weight.view(shape);
         if (bn.bias is not null) y = y + bn.bias.view(shape);
+        if (y.dtype != x.dtype) y = y.to(x.dtype);         // bf16/fp16 in, the same out (the fp32 affine promoted it)
 
         using (no_grad())
         {
             double momentum = bn.momentum ?? 0.1;
-            double total = n.item<double>();
-            var unbiased = variance.detach() * (total / Math.Max(total - 1, 1));
+            // n / max(n − 1, 1) as tensor operations (the same float64 arithmetic): no host sync
+            var unbiased = variance.detach() * n.div(n.Plus(Scalars.Of(-1)).clamp_min(Scalars.One));
             bn.running_mean?.mul_(1 - momentum).add_(mean.detach().to(bn.running_mean.dtype), alpha: momentum);
             bn.running_var?.mul_(1 - momentum).add_(unbiased.to(bn.running_var.dtype), alpha: momentum);
             bn.num_batches_tracked?.add_(1);
