@@ -115,16 +115,19 @@ public static partial class LocalLauncher
         arguments.AddRange(options.Arguments);
         var output = new OutputCollector(options.Output);
         var watch = Stopwatch.StartNew();
-        var defaults = new Dictionary<string, string>
-        {
-            ["OMP_NUM_THREADS"] = ThreadsPerRank(options.ProcessCount).ToString(System.Globalization.CultureInfo.InvariantCulture),
-        };
-        using Process process = Start(mpirun, arguments, options, null, output, rank: -1, defaults);
+        using Process process = Start(mpirun, arguments, options, null, output, rank: -1, ThreadDefaults(options));
         bool timedOut = await WaitAsync(process, options.Timeout, cancellation).ConfigureAwait(false);
         int exitCode = timedOut ? 124 : process.ExitCode;
         int? failedRank = exitCode == 0 ? null : ParseMpirunFailedRank(output.Text);
         return new LaunchResult(exitCode, watch.Elapsed, output.Lines, failedRank, timedOut);
     }
+
+    // Every rank gets cores / ranks torch threads unless OMP_NUM_THREADS is given (torchrun sets 1 for several ranks):
+    // ranks that each start a thread per core would oversubscribe the machine.
+    static Dictionary<string, string> ThreadDefaults(LaunchOptions options) => new()
+    {
+        ["OMP_NUM_THREADS"] = ThreadsPerRank(options.ProcessCount).ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
 
     static async Task<LaunchResult> RunSpawnedAsync(LaunchOptions options, CancellationToken cancellation)
     {
@@ -142,7 +145,7 @@ public static partial class LocalLauncher
                     ["LOCAL_RANK"] = rank.ToString(), ["LOCAL_WORLD_SIZE"] = options.ProcessCount.ToString(),
                     ["MASTER_ADDR"] = "127.0.0.1", ["MASTER_PORT"] = port.ToString(),
                 };
-                processes.Add(Start(options.Program, options.Arguments, options, variables, output, rank));
+                processes.Add(Start(options.Program, options.Arguments, options, variables, output, rank, ThreadDefaults(options)));
             }
             var exits = processes.Select((p, rank) => p.WaitForExitAsync(CancellationToken.None).ContinueWith(_ => rank)).ToList();
             Task deadline = options.Timeout is { } limit ? Task.Delay(limit, cancellation) : Task.Delay(Timeout.Infinite, cancellation);

@@ -7,8 +7,8 @@ namespace Osprey.Distributed;
 
 /// <summary>
 /// Rank 0 hands a small fixed-size payload (the 128-byte NCCL unique id) to every other rank over TCP, for jobs that
-/// are not started by mpirun. Rank 0 listens on <c>MASTER_PORT</c>; the others connect to
-/// <c>MASTER_ADDR:MASTER_PORT</c>, retrying until rank 0 is up or the timeout passes.
+/// are not started by mpirun. Rank 0 listens on <c>MASTER_PORT</c> (<see cref="Port"/>); the others connect to
+/// <c>MASTER_ADDR</c> there, retrying until rank 0 is up or the timeout passes.
 /// </summary>
 /// <remarks>
 /// Protocol (little-endian): the client sends <c>"OSPR", rank, world size, payload length</c> (int32 each);
@@ -19,9 +19,27 @@ public static class TcpRendezvous
 {
     static readonly byte[] Magic = "OSPR"u8.ToArray();
 
+    /// <summary>Sets the rendezvous port (default: <c>MASTER_PORT</c>, or <c>MASTER_PORT + 1</c> under torchrun).</summary>
+    public const string PortVariable = "OSPREY_RENDEZVOUS_PORT";
+
     /// <summary>Runs the rendezvous with the rank, world size and master address of <paramref name="environment"/>.</summary>
     public static byte[] Broadcast(byte[]? payload, int length, DistributedEnvironment environment, TimeSpan timeout) =>
-        Broadcast(payload, length, environment.Rank, environment.WorldSize, environment.MasterAddress, environment.MasterPort, timeout);
+        Broadcast(payload, length, environment.Rank, environment.WorldSize, environment.MasterAddress,
+            Port(environment.MasterPort, Environment.GetEnvironmentVariable), timeout);
+
+    /// <summary>
+    /// The port rank 0 listens on: <see cref="PortVariable"/> when set; <c>MASTER_PORT + 1</c> under torchrun
+    /// (<c>TORCHELASTIC_RUN_ID</c> set), whose agent already serves its own store on <c>MASTER_PORT</c>; else
+    /// <c>MASTER_PORT</c> (Osprey's launcher, or torchrun-style variables set by hand).
+    /// </summary>
+    /// <exception cref="DistributedException"><see cref="PortVariable"/> is not a port.</exception>
+    public static int Port(int masterPort, Func<string, string?> variable)
+    {
+        if (variable(PortVariable) is { Length: > 0 } text)
+            return int.TryParse(text.Trim(), out int port) && port is > 0 and < 65536 ? port
+                : throw new DistributedException($"{PortVariable}={text} is not a TCP port");
+        return variable("TORCHELASTIC_RUN_ID") is { Length: > 0 } ? masterPort + 1 : masterPort;
+    }
 
     /// <summary>
     /// Rank 0 passes <paramref name="payload"/> (exactly <paramref name="length"/> bytes) and gets it back once all

@@ -102,4 +102,18 @@ public class SpawnLauncherTests(ITestOutputHelper log)
         Assert.Equal(124, run.ExitCode);
         Assert.True(run.Elapsed < TimeSpan.FromSeconds(20));
     }
+
+    [Fact]
+    public void PortIsMasterPortPlusOneUnderTorchrunOrTheVariable()
+    {
+        var none = new Dictionary<string, string>();
+        Assert.Equal(29500, TcpRendezvous.Port(29500, k => none.GetValueOrDefault(k)));
+        var torchrun = new Dictionary<string, string> { ["TORCHELASTIC_RUN_ID"] = "none" };
+        Assert.Equal(29501, TcpRendezvous.Port(29500, k => torchrun.GetValueOrDefault(k)));   // torchrun's store has 29500
+        var given = new Dictionary<string, string> { ["TORCHELASTIC_RUN_ID"] = "none", [TcpRendezvous.PortVariable] = "40000" };
+        Assert.Equal(40000, TcpRendezvous.Port(29500, k => given.GetValueOrDefault(k)));
+        var bad = new Dictionary<string, string> { [TcpRendezvous.PortVariable] = "70000" };
+        var e = Assert.Throws<DistributedException>(() => TcpRendezvous.Port(29500, k => bad.GetValueOrDefault(k)));
+        Assert.Contains("OSPREY_RENDEZVOUS_PORT=70000 is not a TCP port", e.Message);
+    }
 }
