@@ -214,6 +214,7 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
             bool midEpoch = epoch == state.Epoch && state.BatchInEpoch > 0 && state.EpochMeanLosses is { Length: 3 };
             var meanLosses = midEpoch ? state.EpochMeanLosses!.ToArray() : new double[3];
             int seen = midEpoch ? state.EpochBatchesSeen : 0;
+            bool overflowed = false;                                     // fp16: a micro-step since the last optimiser step overflowed
             long iteration = state.Iteration, lastStep = state.LastOptimizerIteration;
             ScheduleValues values = schedule.At(epoch, (int)iteration, batches);
             var epochClock = Stopwatch.StartNew();
@@ -246,24 +247,32 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
                     (box, cls, dfl) = ((float)sums[0], (float)sums[1], (float)sums[2]);
                     timer.Lap(StepPhase.AllReduce);
                 }
-                if (!float.IsFinite(box + cls + dfl))
+                bool finite = float.IsFinite(box + cls + dfl);              // the same on every rank (global sums)
+                if (!finite && scaler is null)
                     throw new InvalidOperationException(
                         $"loss is not finite at epoch {epoch + 1}, batch {trainBatch.Index + 1} (box {box}, cls {cls}, dfl {dfl}); lower lr0 or check the labels");
+                // fp16: an overflow in the forward skips this optimiser step and backs the scale off, as GradScaler does
+                // with the inf gradients it would give; its losses stay out of the epoch means.
+                overflowed |= !finite;
                 var total = !collective ? result.Total : result.Total * lossScale;
-                (scaler is null ? total : scaler.ScaleLoss(total)).backward();  // fp16: scaled loss
+                if (finite) (scaler is null ? total : scaler.ScaleLoss(total)).backward();  // fp16: scaled loss
                 timer.Lap(StepPhase.Backward);
                 if (stepped)
                 {
                     ddp.AverageGradients();                                     // the only gradient sync
                     if (collective) timer.Lap(StepPhase.AllReduce);
-                    OptimizerStep(model, optimizer.Optimizer, ema, scaler, group);
+                    OptimizerStep(model, optimizer.Optimizer, ema, scaler, group, skip: overflowed);
+                    overflowed = false;
                     timer.Lap(StepPhase.Optimizer);
                     lastStep = iteration;
                 }
-                seen++;
-                meanLosses[0] += (box - meanLosses[0]) / seen;
-                meanLosses[1] += (cls - meanLosses[1]) / seen;
-                meanLosses[2] += (dfl - meanLosses[2]) / seen;
+                if (finite)
+                {
+                    seen++;
+                    meanLosses[0] += (box - meanLosses[0]) / seen;
+                    meanLosses[1] += (cls - meanLosses[1]) / seen;
+                    meanLosses[2] += (dfl - meanLosses[2]) / seen;
+                }
                 if (stepped && run.SavePeriodSteps > 0 && ema.Updates % run.SavePeriodSteps == 0 && master && run.Save)
                     Checkpoint.Save(checkpoint, model, emaModel, optimizer.Optimizer, state with
                     {
@@ -369,13 +378,14 @@ public sealed class Trainer(OspreyArgs args, Action<TrainingEvent>? events = nul
     // skipped everywhere and the scale backs off. As Ultralytics, the EMA is updated after every optimiser step.
     // With a flat layout every one of these works on the few flat buffers; nothing here waits for the device except the
     // fp16 inf/NaN check.
+    // skip: the step is skipped without looking (fp16: the forward overflowed; the same on every rank).
     internal static void OptimizerStep(nn.Module model, GroupedOptimizer optimizer, ModelEma ema, LossScaler? scaler,
-        IProcessGroup group)
+        IProcessGroup group, bool skip = false)
     {
         using (var scope = NewDisposeScope())
         {
             var (gradients, device) = Gradients(model, optimizer);
-            bool skip = scaler?.UnscaleAndCheck(gradients, device, group) ?? false;
+            skip = skip || (scaler?.UnscaleAndCheck(gradients, device, group) ?? false);
             if (!skip)
             {
                 GradientClipping.ClipNorm(gradients, MaxGradientNorm, flat: optimizer.Flat is not null);

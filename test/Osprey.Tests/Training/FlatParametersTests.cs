@@ -219,6 +219,35 @@ public class FlatParametersTests
         Assert.Equal(1, loaded.Optimizer.Steps);
     }
 
+    /// <summary>fp16: a step the trainer marks as overflowed (its forward's loss was not finite) is skipped without
+    /// looking at the gradients: weights kept, scale halved, gradients zeroed, the EMA still updated (as Ultralytics).</summary>
+    [Fact]
+    public void AnOverflowedStepIsSkippedAndTheScaleBacksOff()
+    {
+        using var scope = NewDisposeScope();
+        var (_, model) = Pair();
+        using var flat = Flatten(model);
+        var optimizer = TrainingOptimizer.Create(model, "SGD", 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flat);
+        var emaModel = TestModels.Tiny(3);
+        emaModel.load_state_dict(model.state_dict());
+        using var ema = new ModelEma(emaModel, tau: 2);
+        var scaler = new LossScaler(initialScale: 1024);
+        Backward(model, rand(2, 3, 64, 64, generator: new Generator(6)), 1024);
+        var before = State(model);
+        Trainer.OptimizerStep(model, optimizer.Optimizer, ema, scaler, Alone, skip: true);
+        foreach (var (name, value) in State(model)) Assert.True(value.SameAs(before[name]), $"{name} moved");
+        Assert.Equal(512, scaler.Scale);
+        Assert.Equal(1, scaler.SkippedSteps);
+        Assert.Equal(0, optimizer.Optimizer.Steps);
+        Assert.Equal(1, ema.Updates);
+        Assert.All(flat.GradientBuffers, g => Assert.Equal(0f, g.abs().sum().item<float>()));
+
+        Backward(model, rand(2, 3, 64, 64, generator: new Generator(6)), 512);     // the next step goes through
+        Trainer.OptimizerStep(model, optimizer.Optimizer, ema, scaler, Alone);
+        Assert.Equal(1, optimizer.Optimizer.Steps);
+        Assert.Equal(512, scaler.Scale);
+    }
+
     [Fact]
     public void RefusesParametersThatCannotShareABuffer()
     {
