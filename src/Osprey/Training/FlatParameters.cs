@@ -55,14 +55,20 @@ public sealed class FlatParameters : IDisposable
     {
         if (all.Count == 0) return "no trainable parameters";
         if (all.Distinct(ReferenceEqualityComparer.Instance).Count() != all.Count) return "a parameter is in two groups";
-        ScalarType dtype = all[0].dtype;
-        if (!torch.is_floating_point(all[0])) return $"parameters of dtype {dtype}";
-        foreach (Parameter p in all)
+        if (!torch.is_floating_point(all[0])) return $"parameters of dtype {all[0].dtype}";
+        if (Mismatch(all) is { } mismatch) return mismatch;
+        return all.Any(p => !p.requires_grad) ? "a parameter that does not require a gradient" : null;
+    }
+
+    // Why these tensors cannot share one flat buffer (two dtypes or devices, or one not contiguous), or null.
+    internal static string? Mismatch(IReadOnlyList<Tensor> tensors)
+    {
+        Tensor first = tensors[0];
+        foreach (Tensor t in tensors)
         {
-            if (p.dtype != dtype) return $"parameters of two dtypes ({dtype}, {p.dtype})";
-            if (p.device_type != all[0].device_type || p.device_index != all[0].device_index) return "parameters on two devices";
-            if (!p.is_contiguous()) return "a parameter that is not contiguous";
-            if (!p.requires_grad) return "a parameter that does not require a gradient";
+            if (t.dtype != first.dtype) return $"tensors of two dtypes ({first.dtype}, {t.dtype})";
+            if (t.device_type != first.device_type || t.device_index != first.device_index) return "tensors on two devices";
+            if (!t.is_contiguous()) return "a tensor that is not contiguous";
         }
         return null;
     }
@@ -127,9 +133,7 @@ public sealed class FlatParameters : IDisposable
 /// </summary>
 public sealed class FlatBuffers : IDisposable
 {
-    readonly long[] _offsets;
-
-    FlatBuffers(IReadOnlyList<string> names, Tensor values, long[] offsets) => (Names, Values, _offsets) = (names, values, offsets);
+    FlatBuffers(IReadOnlyList<string> names, Tensor values) => (Names, Values) = (names, values);
 
     /// <summary>The buffers' names in the model (its state-dict keys), in buffer order.</summary>
     public IReadOnlyList<string> Names { get; }
@@ -137,20 +141,15 @@ public sealed class FlatBuffers : IDisposable
     /// <summary>The buffers' values, one after another.</summary>
     public Tensor Values { get; }
 
-    /// <summary>Buffer <paramref name="index"/>'s part of <paramref name="flat"/> (a buffer of this layout), shaped as the buffer.</summary>
-    public Tensor Slice(Tensor flat, int index, long[] shape) => FlatParameters.Part(flat, _offsets[index], _offsets[index + 1], shape);
-
     /// <summary>The layout of <paramref name="model"/>'s floating-point buffers, or null when it has none or they are not
     /// all of one dtype and device and contiguous.</summary>
     public static FlatBuffers? TryCreate(nn.Module model)
     {
         var named = model.named_buffers().Where(b => torch.is_floating_point(b.buffer)).ToList();
-        if (named.Count == 0) return null;
-        Tensor first = named[0].buffer;
-        if (named.Any(b => b.buffer.dtype != first.dtype || b.buffer.device_type != first.device_type ||
-                           b.buffer.device_index != first.device_index || !b.buffer.is_contiguous())) return null;
-        var (values, offsets) = FlatParameters.Pack(named.Select(b => b.buffer).ToList(), first.dtype, first.device);
-        return new FlatBuffers(named.Select(b => b.name).ToList(), values, offsets);
+        var buffers = named.Select(b => b.buffer).ToList();
+        if (buffers.Count == 0 || FlatParameters.Mismatch(buffers) is not null) return null;
+        var (values, _) = FlatParameters.Pack(buffers, buffers[0].dtype, buffers[0].device);
+        return new FlatBuffers(named.Select(b => b.name).ToList(), values);
     }
 
     /// <inheritdoc/>

@@ -62,46 +62,34 @@ public sealed class ModelEma : IDisposable
     /// </summary>
     public void UseFlatLayout(nn.Module model, FlatParameters flat)
     {
-        using var noGrad = no_grad();
         var names = new Dictionary<Parameter, string>(ReferenceEqualityComparer.Instance);
         foreach (var (name, parameter) in model.named_parameters()) names[parameter] = name;
-        var averaged = Module.named_parameters().ToDictionary(np => np.name, np => np.parameter);
+        var averaged = Module.named_parameters().ToDictionary(np => np.name, np => (Tensor)np.parameter);
         var covered = new HashSet<string>();
         foreach (FlatGroup group in flat.Groups)
         {
             if (group.Count == 0) continue;
-            var buffer = empty(group.Count, dtype: group.Values.dtype, device: group.Values.device).DetachFromDisposeScope();
-            for (int i = 0; i < group.Parameters.Count; i++)
-            {
-                string name = names.TryGetValue(group.Parameters[i], out var n) ? n
-                    : throw new ArgumentException("a flat parameter is not a parameter of the model", nameof(flat));
-                Parameter copy = averaged[name];
-                using var slice = group.Slice(buffer, i);
-                slice.copy_(copy);
-                copy.set_(slice);                                     // the same Parameter, now a view of the buffer
-                covered.Add(name);
-            }
-            _flat.Add((buffer, group.Values));
+            var groupNames = group.Parameters.Select(p => names.TryGetValue(p, out var n) ? n
+                : throw new ArgumentException("a flat parameter is not a parameter of the model", nameof(flat))).ToList();
+            Average(groupNames, averaged, group.Values, covered);
         }
         if (flat.Buffers is { } buffers)
         {
             var averagedBuffers = Module.named_buffers().ToDictionary(b => b.name, b => b.buffer);
-            if (buffers.Names.All(averagedBuffers.ContainsKey))
-            {
-                var values = buffers.Values;
-                var buffer = empty(values.numel(), dtype: values.dtype, device: values.device).DetachFromDisposeScope();
-                for (int i = 0; i < buffers.Names.Count; i++)
-                {
-                    Tensor copy = averagedBuffers[buffers.Names[i]];
-                    using var slice = buffers.Slice(buffer, i, copy.shape);
-                    slice.copy_(copy);
-                    copy.set_(slice);
-                    covered.Add(buffers.Names[i]);
-                }
-                _flat.Add((buffer, values));
-            }
+            if (buffers.Names.All(averagedBuffers.ContainsKey)) Average(buffers.Names, averagedBuffers, buffers.Values, covered);
         }
         _state = _state.Where(entry => !covered.Contains(entry.Name)).ToList();
+    }
+
+    // Packs the averaged model's tensors of these names into one buffer laid out as the model's flat values (the same
+    // shapes in the same order) and averages them as one from then on.
+    void Average(IReadOnlyList<string> names, Dictionary<string, Tensor> averaged, Tensor values, HashSet<string> covered)
+    {
+        var (buffer, offsets) = FlatParameters.Pack(names.Select(n => averaged[n]).ToList(), values.dtype, values.device);
+        if (offsets[^1] != values.numel())
+            throw new ArgumentException("the averaged model's tensors do not match the trained model's flat layout");
+        _flat.Add((buffer, values));
+        covered.UnionWith(names);
     }
 
     /// <summary>Frees the flat buffers of <see cref="UseFlatLayout"/> (the averaged model's tensors are views of them).</summary>
