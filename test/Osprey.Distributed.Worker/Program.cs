@@ -30,10 +30,6 @@ try
         "hang" => Scenarios.HangMidCollective(group),
         "bench" => Scenarios.Bench(group, args.Skip(2).Select(long.Parse).ToArray()),
         "autobatch" => Scenarios.AutoBatchAgreement(group),
-        "overlap" => OverlapScenarios.Compare(group, args[2], long.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), args[6] == "1"),
-        "overlap-bench" => OverlapScenarios.Bench(group, args[2], int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]),
-            int.Parse(args[6]), args.Skip(7).ToArray()),
-        "bucket-view-bench" => OverlapScenarios.BucketViewBench(group, args[2], int.Parse(args[3])),
         "validate" => Scenarios.Validate(group, args[2], args[3], int.Parse(args[4]), int.Parse(args[5]), float.Parse(args[6], System.Globalization.CultureInfo.InvariantCulture)),
         _ => throw new ArgumentException($"unknown scenario {scenario}"),
     };
@@ -57,7 +53,7 @@ static class Scenarios
     {
         double slope = group.Rank == 0 ? 0.3 : 0.6; // 8 GiB, 1 reserved: int((4 − 0.5) / slope) = 11 on rank 0, 5 on rank 1
         var decided = Osprey.Training.AutoBatch.Decide(new LineProbe(slope), 640);
-        int agreed = Osprey.Training.AutoBatch.Agree(group, decided.Batch, CPU);
+        int agreed = new DataParallel(group).SmallestOverRanks(decided.Batch, CPU);
         return new Dictionary<string, object> { ["mine"] = decided.Batch, ["agreed"] = agreed };
     }
 
@@ -194,7 +190,7 @@ static class Scenarios
             NumClasses = model.Nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
         });
         var result = Osprey.Evaluation.DetectionValidator.Run(model, loader, torch.CPU,
-            new Osprey.Evaluation.NmsOptions { ConfidenceThreshold = confidence }, loss, collectPredictions: true, group: group);
+            new Osprey.Evaluation.NmsOptions { ConfidenceThreshold = confidence }, loss, collectPredictions: true, parallel: new DataParallel(group));
         return ValidationSummary(result);
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Osprey.Benchmarks;
 using Osprey.Config;
 using Osprey.Distributed;
 using Osprey.Training;
@@ -139,7 +140,7 @@ public sealed partial class BenchDdpCommand : ICliCommand
             string name = parallel.Ranks[0].Collectives[c].Name;
             output.WriteLine(F($"  {name}: wait {string.Join(" / ", parallel.Ranks.Select(b => Ms(b.Collectives[c].WaitSeconds)))} ms, transfer {string.Join(" / ", parallel.Ranks.Select(b => Ms(b.Collectives[c].TransferSeconds)))} ms (rank 0 / 1 …)"));
         }
-        output.WriteLine($"  gradients {(parallel.GradientAsBucketView ? "are views of the flat buckets (no copies)" : "are copied into and out of the flat buckets")}; " +
+        output.WriteLine("  gradients are all-reduced in place in the flat gradient buffers (no copies); " +
                            "compute = forward, loss, backward, clipping, SGD, EMA; wait = until the last rank arrives (skew); transfer = the rest of the collective");
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Osprey.Benchmarks;
 using Osprey.Config;
 using Osprey.Data;
 using Osprey.Models.Building;

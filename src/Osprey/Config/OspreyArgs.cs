@@ -129,6 +129,15 @@ public sealed class OspreyArgs
         return copy;
     }
 
+    /// <summary>A copy changed by <paramref name="change"/> (the given keys as they were): resolved values such as
+    /// AutoBatch's batch, without changing the arguments as parsed.</summary>
+    public OspreyArgs With(Action<OspreyArgs> change)
+    {
+        var copy = Clone();
+        change(copy);
+        return copy;
+    }
+
     /// <summary><c>batch</c> as a whole number, for the modes without AutoBatch; a fraction is an error naming <paramref name="mode"/>.</summary>
     public int WholeBatch(string mode) => Batch == Math.Floor(Batch) && Math.Abs(Batch) <= int.MaxValue
         ? (int)Batch

@@ -59,13 +59,6 @@ public interface IProcessGroup : IDisposable
     void Barrier();
 
     /// <summary>
-    /// Opens a channel for non-blocking all-reduces that can overlap computation, or returns null when this backend
-    /// has none (NCCL: collectives are already asynchronous on the CUDA stream; a world of one needs none).
-    /// Collective: every rank calls it at the same point.
-    /// </summary>
-    IAllReduceChannel? OpenAllReduceChannel() => null;
-
-    /// <summary>
     /// Ends the whole job now: every rank exits with a non-zero code (MPI_Abort; NCCL: communicator abort and exit).
     /// Call it after a <see cref="DistributedException"/> so that no rank waits forever. Does not return.
     /// </summary>

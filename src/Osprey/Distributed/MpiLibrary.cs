@@ -53,8 +53,6 @@ internal sealed unsafe class MpiLibrary
     public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int> Send;
     public readonly delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, MpiStatus*, int> Recv;
     public readonly delegate* unmanaged<int, int, IntPtr, int*, MpiStatus*, int> Iprobe;
-    public readonly delegate* unmanaged<IntPtr, IntPtr*, int> CommDup;
-    public readonly delegate* unmanaged<IntPtr*, int> CommFree;
     public readonly delegate* unmanaged<int*, int> QueryThread;
 
     public const int AnySource = -1; // OpenMPI's MPI_ANY_SOURCE
@@ -99,8 +97,6 @@ internal sealed unsafe class MpiLibrary
         Send = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, int>)Sym("MPI_Send");
         Recv = (delegate* unmanaged<IntPtr, int, IntPtr, int, int, IntPtr, MpiStatus*, int>)Sym("MPI_Recv");
         Iprobe = (delegate* unmanaged<int, int, IntPtr, int*, MpiStatus*, int>)Sym("MPI_Iprobe");
-        CommDup = (delegate* unmanaged<IntPtr, IntPtr*, int>)Sym("MPI_Comm_dup");
-        CommFree = (delegate* unmanaged<IntPtr*, int>)Sym("MPI_Comm_free");
         QueryThread = (delegate* unmanaged<int*, int>)Sym("MPI_Query_thread");
     }
 

@@ -86,16 +86,6 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
     /// </summary>
     public int ThreadLevel { get; }
 
-    /// <summary>A duplicate of MPI_COMM_WORLD for non-blocking gradient all-reduces (collective: MPI_Comm_dup).</summary>
-    public IAllReduceChannel OpenAllReduceChannel()
-    {
-        CheckUsable(null, "open an all-reduce channel");
-        IntPtr duplicate;
-        lock (callLock) Check(mpi.CommDup(comm, &duplicate), "MPI_Comm_dup");
-        Check(mpi.CommSetErrhandler(duplicate, mpi.ErrorsReturn), "MPI_Comm_set_errhandler");
-        return new MpiAllReduceChannel(this, mpi, duplicate);
-    }
-
     /// <summary>True when libmpi.so.40 can be loaded here (MPI is not started).</summary>
     public static bool IsAvailable(out string error) => MpiLibrary.IsAvailable(out error);
 

@@ -25,159 +25,103 @@ public readonly record struct ValidationProgress(int Batch, int Batches);
 
 /// <summary>
 /// Validation lifecycle (Ultralytics' DetectionValidator): per batch forward in eval mode, optional loss on the
-/// raw maps, NMS (conf 0.001, IoU 0.7, max_det 300), boxes and labels mapped to original pixels, metrics
-/// accumulated per image; then computed once.
+/// raw maps, NMS (conf 0.001, IoU 0.7, max_det 300), boxes and labels mapped to original pixels; then every rank's
+/// detections gathered and the metrics computed once, in dataset order. One loop for one process and for data parallel:
+/// in one process the gather and the sums over ranks leave the values as they are.
 /// </summary>
 public static class DetectionValidator
 {
     /// <summary>Runs validation of <paramref name="model"/> over <paramref name="loader"/> on <paramref name="device"/>.</summary>
-    /// <param name="loss">Computes val/box_loss … when given.</param>
+    /// <param name="loss">Computes val/box_loss … when given (with its options; the normaliser summed over the ranks of
+    /// <paramref name="parallel"/>, as in training).</param>
     /// <param name="collectPredictions">Keep COCO-format predictions (save_json).</param>
     /// <param name="inspectBatch">Sees each batch with its NMS output (per image (n, 6) in batch pixels), e.g. for plots.</param>
-    /// <param name="group">
-    /// Data-parallel validation: <paramref name="loader"/> holds this rank's shard (<see cref="ValidationSampler"/>,
-    /// per-rank batch = global batch / world); every rank's detections are gathered to every rank and evaluated in
-    /// dataset order, so metrics, confusion matrix and predictions equal those of one process over the whole set.
-    /// The losses use each global batch's target-score normaliser (equal to one process up to float summation order).
+    /// <param name="parallel">
+    /// The ranks (null: one process). Under data parallel <paramref name="loader"/> holds this rank's shard
+    /// (<see cref="ValidationSampler"/>, per-rank batch = global batch / world); every rank's detections are gathered to
+    /// every rank and evaluated in dataset order, so metrics, confusion matrix and predictions equal those of one process
+    /// over the whole set, and the losses use each global batch's target-score normaliser (equal to one process up to
+    /// float summation order).
     /// </param>
     public static ValidationResult Run(DetectionModel model, DataLoader loader, Device device, NmsOptions? nms = null,
         DetectionLoss? loss = null, bool collectPredictions = false, Action<ValidationProgress>? progress = null,
-        Action<Batch, IReadOnlyList<Tensor>>? inspectBatch = null, IProcessGroup? group = null)
+        Action<Batch, IReadOnlyList<Tensor>>? inspectBatch = null, DataParallel? parallel = null)
     {
-        if (group is { Communicates: true })
-            return RunSharded(model, loader, device, nms, loss, collectPredictions, progress, inspectBatch, group);
         nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
-        bool wasTraining = model.training;
-        model.eval();
-        var perImage = new SortedDictionary<long, Detection[]>();
+        parallel ??= new DataParallel();
+        loss = loss is null ? null : new DetectionLoss(loss.Options with { GlobalSum = parallel.SumOverRanks });
+        // Global batch k is batch k of every rank; a rank whose shard has no batch k still takes part in its sums.
+        int globalBatches = (loader.Dataset.Count + parallel.World * loader.Options.BatchSize - 1) / (parallel.World * loader.Options.BatchSize);
+        var local = new List<double>();                                     // [dataset index, n, 6 × n …] per image
         var lossSums = new double[3];
         int batches = 0;
         var timer = new Stopwatch();
-        try
-        {
-            using var noGrad = no_grad();
-            foreach (Batch batch in loader.Epoch(0))
-            {
-                using var scope = NewDisposeScope();
-                using var owned = batch;
-                timer.Start();
-                var (maps, kept, host) = Detect(model, batch, device, nms);
-                timer.Stop();
-                if (loss is not null)
-                {
-                    using var result = loss.Compute(maps, new DetectionTargets(
-                        batch.BatchIndex.to(device), batch.Classes.to(device), batch.Boxes.to(device)));
-                    var (box, cls, dfl) = result.ItemValues();
-                    lossSums[0] += box; lossSums[1] += cls; lossSums[2] += dfl;
-                }
-                for (int i = 0; i < batch.Size; i++)
-                    perImage.Add(batch.Infos[i].DatasetIndex, ToOriginal(host[i], batch.Infos[i]));
-                inspectBatch?.Invoke(batch, kept);
-                batches++;
-                progress?.Invoke(new ValidationProgress(batches, loader.BatchesPerEpoch));
-            }
-        }
-        finally
-        {
-            model.train(wasTraining);
-        }
-        double[]? losses = loss is null ? null : lossSums.Select(s => s / Math.Max(batches, 1)).ToArray();
-        return Score(perImage, loader.Dataset, model.Nc, collectPredictions, losses, timer.Elapsed.TotalMilliseconds);
-    }
-
-    static ValidationResult RunSharded(DetectionModel model, DataLoader loader, Device device, NmsOptions? nms,
-        DetectionLoss? loss, bool collectPredictions, Action<ValidationProgress>? progress,
-        Action<Batch, IReadOnlyList<Tensor>>? inspectBatch, IProcessGroup group)
-    {
-        nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
-        int world = group.WorldSize;
-        int globalBatches = (loader.Dataset.Count + world * loader.Options.BatchSize - 1) / (world * loader.Options.BatchSize);
-        // Per global batch k: raw Σ box, cls, dfl terms (gains applied, not normalised) and raw Σ target scores.
-        var rawLosses = new double[globalBatches * 4];
-        double localScoreSum = 0;
-        DetectionLoss? rawLoss = loss is null ? null : new DetectionLoss(loss.Options with
-        {
-            ReduceTargetScoresSum = s => { localScoreSum = s.to(ScalarType.Float64).item<double>(); return ones_like(s); },
-            LossBatchScale = null,
-        });
-        var local = new List<double>(); // [imageId, detections, 6 × detections …] per image
         bool wasTraining = model.training;
         model.eval();
-        int batches = 0;
-        var timer = new Stopwatch();
         try
         {
             using var noGrad = no_grad();
-            foreach (Batch batch in loader.Epoch(0))
+            using var epoch = loader.Epoch(0).GetEnumerator();
+            for (int k = 0; k < globalBatches; k++)
             {
                 using var scope = NewDisposeScope();
-                using var owned = batch;
-                timer.Start();
-                var (maps, kept, host) = Detect(model, batch, device, nms);
-                timer.Stop();
-                if (rawLoss is not null)
+                using Batch? batch = epoch.MoveNext() ? epoch.Current : null;
+                var items = new double[3];
+                if (batch is not null)
                 {
-                    using var result = rawLoss.Compute(maps, new DetectionTargets(
-                        batch.BatchIndex.to(device), batch.Classes.to(device), batch.Boxes.to(device)));
-                    var (box, cls, dfl) = result.ItemValues();
-                    int k = batch.Index;
-                    rawLosses[4 * k] += box; rawLosses[4 * k + 1] += cls; rawLosses[4 * k + 2] += dfl;
-                    rawLosses[4 * k + 3] += localScoreSum;
+                    timer.Start();
+                    var (maps, kept, host) = Detect(model, batch, device, nms);
+                    timer.Stop();
+                    if (loss is not null) items = LossItems(loss, maps, batch, device);
+                    for (int i = 0; i < batch.Size; i++) Append(local, batch.Infos[i].DatasetIndex, ToOriginal(host[i], batch.Infos[i]));
+                    inspectBatch?.Invoke(batch, kept);
+                    progress?.Invoke(new ValidationProgress(++batches, loader.BatchesPerEpoch));
                 }
-                for (int i = 0; i < batch.Size; i++)
-                {
-                    var detections = ToOriginal(host[i], batch.Infos[i]);
-                    local.Add(batch.Infos[i].DatasetIndex);
-                    local.Add(detections.Length);
-                    foreach (var d in detections) local.AddRange(new[] { d.X1, d.Y1, d.X2, d.Y2, d.Score, d.Class });
-                }
-                inspectBatch?.Invoke(batch, kept);
-                batches++;
-                progress?.Invoke(new ValidationProgress(batches, loader.BatchesPerEpoch));
+                else loss?.WithoutBatch(device);
+                if (loss is null) continue;
+                double[] global = parallel.SumOverRanks(items);              // the global batch's loss items
+                for (int j = 0; j < 3; j++) lossSums[j] += global[j];
             }
         }
         finally
         {
             model.train(wasTraining);
         }
+        double[]? losses = loss is null ? null : lossSums.Select(s => s / Math.Max(globalBatches, 1)).ToArray();
+        var perImage = Decode(parallel.AllGather(local));
+        return Score(perImage, loader.Dataset, model.Nc, collectPredictions, losses, timer.Elapsed.TotalMilliseconds * parallel.World);
+    }
 
-        // Gather every rank's detections (padded to the longest shard), then evaluate in dataset order everywhere.
-        using var length = tensor(new long[] { local.Count });
-        using var lengths = group.AllGather(length);
-        long[] counts = lengths.data<long>().ToArray();
-        long longest = Math.Max(counts.Max(), 1);
-        var padded = new double[longest];
-        local.CopyTo(padded);
-        using var mine = tensor(padded, dtype: ScalarType.Float64);
-        using var all = group.AllGather(mine);
-        double[] gathered = all.data<double>().ToArray();
+    // The batch's box, cls, dfl loss (normalised by the global batch's target-score sum).
+    static double[] LossItems(DetectionLoss loss, Tensor[] maps, Batch batch, Device device)
+    {
+        using var result = loss.Compute(maps, new DetectionTargets(batch.BatchIndex.to(device), batch.Classes.to(device), batch.Boxes.to(device)));
+        var (box, cls, dfl) = result.ItemValues();
+        return new double[] { box, cls, dfl };
+    }
+
+    // One image's record: its dataset index, its detection count, then x1, y1, x2, y2, score, class of each.
+    static void Append(List<double> records, long datasetIndex, Detection[] detections)
+    {
+        records.Add(datasetIndex);
+        records.Add(detections.Length);
+        foreach (var d in detections) records.AddRange(new[] { d.X1, d.Y1, d.X2, d.Y2, d.Score, d.Class });
+    }
+
+    // The records of every rank back into detections per image, keyed and ordered by dataset index.
+    static SortedDictionary<long, Detection[]> Decode(IReadOnlyList<double> records)
+    {
         var perImage = new SortedDictionary<long, Detection[]>();
-        for (int r = 0; r < world; r++)
+        for (int at = 0; at < records.Count;)
         {
-            long at = r * longest, end = at + counts[r];
-            while (at < end)
-            {
-                long id = (long)gathered[at];
-                var detections = new Detection[(int)gathered[at + 1]];
-                at += 2;
-                for (int d = 0; d < detections.Length; d++, at += 6)
-                    detections[d] = new Detection(gathered[at], gathered[at + 1], gathered[at + 2], gathered[at + 3],
-                        gathered[at + 4], (int)gathered[at + 5]);
-                perImage[id] = detections;
-            }
+            long id = (long)records[at];
+            var detections = new Detection[(int)records[at + 1]];
+            at += 2;
+            for (int d = 0; d < detections.Length; d++, at += 6)
+                detections[d] = new Detection(records[at], records[at + 1], records[at + 2], records[at + 3], records[at + 4], (int)records[at + 5]);
+            perImage.Add(id, detections);
         }
-        double[]? losses = null;
-        if (loss is not null)
-        {
-            using var sums = tensor(rawLosses, dtype: ScalarType.Float64);
-            group.AllReduce(sums, ReduceOp.Sum);
-            double[] s = sums.data<double>().ToArray();
-            losses = new double[3];
-            for (int k = 0; k < globalBatches; k++)
-                for (int j = 0; j < 3; j++) losses[j] += s[4 * k + j] / Math.Max(s[4 * k + 3], 1);
-            for (int j = 0; j < 3; j++) losses[j] /= Math.Max(globalBatches, 1);
-        }
-        return Score(perImage, loader.Dataset, model.Nc, collectPredictions, losses, timer.Elapsed.TotalMilliseconds * world);
+        return perImage;
     }
 
     // Forward in eval mode, decode, NMS: the raw maps (for the loss), per-image (n, 6) rows in batch pixels, and

@@ -64,7 +64,7 @@ public sealed class DetectionLoss
 
         var targetScores = assigned.TargetScores.to_type(dtype);                                   // (b, A, nc)
         var localScoreSum = targetScores.sum().detach();
-        var scoreSum = (Options.ReduceTargetScoresSum?.Invoke(localScoreSum) ?? localScoreSum).clamp_min(Scalars.IntOne); // ()
+        var scoreSum = (Options.GlobalSum?.Invoke(localScoreSum) ?? localScoreSum).clamp_min(Scalars.IntOne); // ()
 
         var lossCls = F.binary_cross_entropy_with_logits(predScores, targetScores, reduction: nn.Reduction.None)
             .sum() / scoreSum;
@@ -83,8 +83,19 @@ public sealed class DetectionLoss
         }
 
         var items = stack(new[] { lossBox.mul(Scalars.Of(Options.BoxGain)), lossCls.mul(Scalars.Of(Options.ClsGain)), lossDfl.mul(Scalars.Of(Options.DflGain)) }); // (3)
-        var total = items.sum().mul(Scalars.Of(Options.LossBatchScale ?? batchSize));
+        var total = items.sum().mul(Scalars.Of((double)batchSize));
         return new DetectionLossResult(total.MoveToOuterDisposeScope(), items.detach().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Data parallel: a rank that has no batch in this global batch (the last batch of a shorter validation shard) still
+    /// takes part in the normaliser's sum over the ranks, with zero.
+    /// </summary>
+    public void WithoutBatch(Device device)
+    {
+        if (Options.GlobalSum is null) return;
+        using var scope = NewDisposeScope();
+        Options.GlobalSum(zeros(Array.Empty<long>(), device: device));
     }
 
     /// <summary>CIoU loss and DFL over the foreground anchors, weighted by each anchor's target score sum.</summary>

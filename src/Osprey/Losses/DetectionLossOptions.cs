@@ -27,28 +27,15 @@ public sealed record DetectionLossOptions
     public int TopK { get; init; } = 10;
 
     /// <summary>
-    /// Optional global reduction of the loss normaliser, for data-parallel training.
+    /// Sums the loss normaliser over the data-parallel ranks (<c>DataParallel.SumOverRanks</c>); null: one process.
     /// <para>
-    /// The three loss terms are sums over the batch divided by <c>target_scores_sum</c> = max(Σ target scores, 1).
-    /// Called with this process's raw Σ target scores (a detached scalar tensor on the loss device), it must return
-    /// the raw sum over the whole global batch, typically an all-reduce SUM across ranks; the loss then uses
-    /// max(returned, 1). Null (default): the local sum, exactly Ultralytics' single-process behaviour.
-    /// </para>
-    /// <para>
-    /// To make W ranks that each see B/W images reproduce the 1-process run over B images exactly:
-    /// (1) set this to an all-reduce SUM, so every rank divides by the global normaliser;
-    /// (2) then Σ over ranks of each rank's <see cref="DetectionLossResult.Items"/> equals the 1-process items
-    /// (all-reduce SUM them for logging, not mean);
-    /// (3) gradients: the 1-process total is (Σ terms / S)·B, rank r's is (Σ_r terms / S)·M, and DDP averages
-    /// gradients over W, so set <see cref="LossBatchScale"/> M = W·B (= W²·local batch) for identical gradients,
-    /// or keep the default (local batch size) and scale the gradients by W² yourself.
+    /// The three loss terms are sums over the batch divided by <c>target_scores_sum</c> = max(Σ target scores, 1). Called
+    /// with this process's raw Σ target scores (a detached scalar tensor on the loss device), it returns the sum over the
+    /// whole global batch, so that every rank divides by the same number; then Σ over ranks of each rank's
+    /// <see cref="DetectionLossResult.Items"/> equals the one-process items, and the rank's
+    /// <see cref="DetectionLossResult.Total"/> (× local batch, as Ultralytics' <c>loss.sum() * batch_size</c>) times W²
+    /// has, averaged over W ranks, the one-process gradient (<c>Replica.ScaleLoss</c>).
     /// </para>
     /// </summary>
-    public Func<Tensor, Tensor>? ReduceTargetScoresSum { get; init; }
-
-    /// <summary>
-    /// Multiplier of the summed loss in <see cref="DetectionLossResult.Total"/>; null (default) = the local batch
-    /// size, as Ultralytics (<c>loss.sum() * batch_size</c>). See <see cref="ReduceTargetScoresSum"/> for DDP.
-    /// </summary>
-    public double? LossBatchScale { get; init; }
+    public Func<Tensor, Tensor>? GlobalSum { get; init; }
 }

@@ -33,10 +33,10 @@ public static class AutoBatch
 
     /// <summary>
     /// The run's global batch: <c>batch</c> itself when it is 1 or more (a whole number), else AutoBatch on this rank's
-    /// device (<paramref name="probe"/> makes the memory probe; it is only called on CUDA) agreed over
-    /// <paramref name="group"/>. <paramref name="log"/> gets Ultralytics' AutoBatch lines.
+    /// device (<paramref name="probe"/> makes the memory probe; it is only called on CUDA) agreed over the ranks of
+    /// <paramref name="parallel"/>. <paramref name="log"/> gets Ultralytics' AutoBatch lines.
     /// </summary>
-    public static int Resolve(double batch, int imageSize, Device device, IProcessGroup group, Func<IDeviceMemoryProbe> probe,
+    public static int Resolve(double batch, int imageSize, Device device, DataParallel parallel, Func<IDeviceMemoryProbe> probe,
         Action<string>? log = null)
     {
         if (!IsRequested(batch))
@@ -64,20 +64,10 @@ public static class AutoBatch
             (memoryProbe as IDisposable)?.Dispose();
         }
         foreach (string line in mine.Log) log?.Invoke(line);
-        int perRank = Agree(group, mine.Batch, device);
-        if (group.WorldSize > 1)
-            log?.Invoke($"{Prefix}{group.WorldSize} ranks agree on batch-size {perRank} per rank (the smallest), global batch {perRank * group.WorldSize}");
-        return perRank * group.WorldSize;
-    }
-
-    /// <summary>The smallest of the ranks' <paramref name="batch"/> (all-reduce MIN, as MAX of the negation), on every rank.</summary>
-    public static int Agree(IProcessGroup group, int batch, Device device)
-    {
-        if (!group.Communicates) return batch;
-        using var t = tensor(new long[] { -batch }, device: device);
-        group.AllReduce(t, ReduceOp.Max);
-        using var host = t.cpu();
-        return (int)-host.data<long>()[0];
+        int perRank = parallel.SmallestOverRanks(mine.Batch, device);
+        if (parallel.World > 1)
+            log?.Invoke($"{Prefix}{parallel.World} ranks agree on batch-size {perRank} per rank (the smallest), global batch {perRank * parallel.World}");
+        return perRank * parallel.World;
     }
 
     /// <summary>

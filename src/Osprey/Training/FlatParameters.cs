@@ -34,21 +34,28 @@ public sealed class FlatParameters : IDisposable
     public FlatBuffers? Buffers { get; }
 
     /// <summary>
-    /// Lays out <paramref name="groups"/> (each parameter once, all of one floating dtype and device, contiguous). Returns
-    /// null, with <paramref name="reason"/>, when they do not allow it.
+    /// Lays out <paramref name="groups"/> (each parameter once, all of one floating dtype and device, contiguous, requiring
+    /// a gradient) and the floating-point buffers of <paramref name="model"/> (<see cref="Buffers"/>).
     /// </summary>
     /// <param name="groups">The optimiser's parameter groups.</param>
     /// <param name="model">The model, whose floating-point buffers are laid out in <see cref="Buffers"/> as well; or null.</param>
-    /// <param name="reason">Why there is no layout.</param>
-    public static FlatParameters? TryCreate(IReadOnlyList<IReadOnlyList<Parameter>> groups, nn.Module? model, out string? reason)
+    /// <exception cref="ArgumentException">The parameters or buffers cannot share a buffer; the message says why.</exception>
+    public static FlatParameters Create(IReadOnlyList<IReadOnlyList<Parameter>> groups, nn.Module? model)
     {
         var all = groups.SelectMany(g => g).ToList();
-        reason = Check(all);
-        if (reason is not null) return null;
+        if (Check(all) is { } reason) throw new ArgumentException($"the trainable parameters cannot be laid out flat: {reason}", nameof(groups));
         using var noGrad = no_grad();
         var flat = new FlatGroup[groups.Count];
         for (int g = 0; g < groups.Count; g++) flat[g] = new FlatGroup(groups[g], all[0].dtype, all[0].device);
-        return new FlatParameters(flat, model is null ? null : FlatBuffers.TryCreate(model));
+        return new FlatParameters(flat, model is null ? null : FlatBuffers.Create(model));
+    }
+
+    /// <summary>The layout of <paramref name="model"/>'s optimiser groups in Ultralytics' order (pg0 biases, pg1 weights,
+    /// pg2 BatchNorm weights: <see cref="ParameterGroups.Of"/>) and of its floating-point buffers.</summary>
+    public static FlatParameters For(nn.Module model)
+    {
+        var groups = ParameterGroups.Of(model);
+        return Create(new[] { groups.Biases, groups.Weights, groups.NormWeights }, model);
     }
 
     static string? Check(List<Parameter> all)
@@ -141,13 +148,14 @@ public sealed class FlatBuffers : IDisposable
     /// <summary>The buffers' values, one after another.</summary>
     public Tensor Values { get; }
 
-    /// <summary>The layout of <paramref name="model"/>'s floating-point buffers, or null when it has none or they are not
-    /// all of one dtype and device and contiguous.</summary>
-    public static FlatBuffers? TryCreate(nn.Module model)
+    /// <summary>The layout of <paramref name="model"/>'s floating-point buffers, or null when it has none.</summary>
+    /// <exception cref="ArgumentException">They are not all of one dtype and device and contiguous.</exception>
+    public static FlatBuffers? Create(nn.Module model)
     {
         var named = model.named_buffers().Where(b => torch.is_floating_point(b.buffer)).ToList();
         var buffers = named.Select(b => b.buffer).ToList();
-        if (buffers.Count == 0 || FlatParameters.Mismatch(buffers) is not null) return null;
+        if (buffers.Count == 0) return null;
+        if (FlatParameters.Mismatch(buffers) is { } reason) throw new ArgumentException($"the model's buffers cannot be laid out flat: {reason}", nameof(model));
         var (values, _) = FlatParameters.Pack(buffers, buffers[0].dtype, buffers[0].device);
         return new FlatBuffers(named.Select(b => b.name).ToList(), values);
     }

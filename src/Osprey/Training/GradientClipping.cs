@@ -14,19 +14,16 @@ public static class GradientClipping
     /// <summary>Rows in which a flat buffer's norm is taken (<see cref="ClipNorm"/>).</summary>
     public const long FlatRow = 1024;
 
-    /// <summary>Clips <paramref name="gradients"/> in place to a global norm of at most <paramref name="maxNorm"/>.</summary>
-    /// <param name="gradients">One gradient per parameter, or the flat buffers of <see cref="FlatParameters"/>.</param>
-    /// <param name="maxNorm">The largest global norm.</param>
-    /// <param name="flat">The gradients are flat buffers: each one's norm is taken as the norm of the norms of its
-    /// <see cref="FlatRow"/>-element rows. The CPU kernel sums the squares of a long vector in float32 one lane at a time,
-    /// which for a whole group drifts by ~1e-4 of the norm; rows keep it as close as one norm per parameter is.</param>
-    public static void ClipNorm(IReadOnlyList<Tensor> gradients, double maxNorm, bool flat = false)
+    /// <summary>Clips <paramref name="gradients"/> (the flat gradient buffers of <see cref="FlatParameters"/>) in place to a
+    /// global norm of at most <paramref name="maxNorm"/>. Each buffer's norm is taken as the norm of the norms of its
+    /// <see cref="FlatRow"/>-element rows: the CPU kernel sums the squares of a long vector in float32 one lane at a time,
+    /// which for a whole group drifts by ~1e-4 of the norm; rows keep it as close as one norm per parameter is.</summary>
+    public static void ClipNorm(IReadOnlyList<Tensor> gradients, double maxNorm)
     {
         if (gradients.Count == 0) return;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var norms = gradients.Select(g => flat ? RowNorms(g) : g.norm(2f)).ToArray();
-        var total = norms.Length == 1 && !flat ? norms[0] : (flat ? cat(norms) : stack(norms)).norm(2f);
+        var total = cat(gradients.Select(RowNorms).ToArray()).norm(2f);
         var coefficient = full_like(total, Scalars.Of(maxNorm)).div_(total.Plus(Scalars.Of(1e-6))).clamp_max_(Scalars.One);
         foreach (Tensor gradient in gradients) gradient.mul_(coefficient);
     }

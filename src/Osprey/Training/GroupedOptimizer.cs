@@ -25,9 +25,9 @@ public sealed class OptimizerGroup(IReadOnlyList<Parameter> parameters, double l
 /// SGD (Nesterov) and AdamW with PyTorch's update rules over parameter groups. Written here rather than using
 /// TorchSharp's optimisers because their steps pass implicitly converted <see cref="Scalar"/>s to native calls and
 /// leave them to finalizers, which can free a scalar while a native call still reads it (a crash seen in long runs);
-/// every scalar here is explicit and disposed after use. State is saved and loaded bit-exactly. Given the groups'
-/// <see cref="FlatParameters"/>, each group's update is a handful of operations on its flat buffers (the same formulas
-/// element by element) instead of a handful per parameter; the saved state has the same per-parameter format.
+/// every scalar here is explicit and disposed after use. State is saved and loaded bit-exactly. The groups are laid out
+/// flat (<see cref="FlatParameters"/>): each group's update is a handful of operations on its flat buffers (PyTorch's
+/// formulas element by element) instead of a handful per parameter; the saved state has a per-parameter format.
 /// </summary>
 public sealed class GroupedOptimizer : IDisposable
 {
@@ -37,29 +37,26 @@ public sealed class GroupedOptimizer : IDisposable
     /// <summary>Adam ε.</summary>
     public const double Epsilon = 1e-8;
 
-    readonly Dictionary<Parameter, Tensor> _first = new(ReferenceEqualityComparer.Instance);   // SGD momentum buffer / Adam exp_avg
-    readonly Dictionary<Parameter, Tensor> _second = new(ReferenceEqualityComparer.Instance);  // Adam exp_avg_sq
-    readonly Tensor?[] _flatFirst = Array.Empty<Tensor?>(), _flatSecond = Array.Empty<Tensor?>();  // per flat group
+    readonly Tensor?[] _first, _second;   // per group: SGD momentum buffer / Adam exp_avg, Adam exp_avg_sq (null before the first step)
 
     /// <summary>Creates an optimiser of <paramref name="kind"/> over <paramref name="groups"/>.</summary>
     /// <param name="kind">SGD or AdamW.</param>
     /// <param name="groups">The parameter groups.</param>
-    /// <param name="flat">The same groups laid out flat (same parameters, same order), or null for per-parameter updates.</param>
-    public GroupedOptimizer(OptimizerKind kind, IReadOnlyList<OptimizerGroup> groups, FlatParameters? flat = null)
+    /// <param name="flat">The same groups laid out flat (same parameters, same order).</param>
+    public GroupedOptimizer(OptimizerKind kind, IReadOnlyList<OptimizerGroup> groups, FlatParameters flat)
     {
-        Kind = kind;
-        Groups = groups;
-        if (flat is null) return;
         if (flat.Groups.Count != groups.Count || groups.Where((g, i) => g.Parameters.Count != flat.Groups[i].Parameters.Count ||
                 g.Parameters.Where((p, j) => !ReferenceEquals(p, flat.Groups[i].Parameters[j])).Any()).Any())
             throw new ArgumentException("the flat layout does not hold the optimiser's groups in order", nameof(flat));
+        Kind = kind;
+        Groups = groups;
         Flat = flat;
-        _flatFirst = new Tensor?[groups.Count];
-        _flatSecond = new Tensor?[groups.Count];
+        _first = new Tensor?[groups.Count];
+        _second = new Tensor?[groups.Count];
     }
 
-    /// <summary>The flat layout the updates run on, or null (per parameter).</summary>
-    public FlatParameters? Flat { get; }
+    /// <summary>The flat layout the updates run on.</summary>
+    public FlatParameters Flat { get; }
 
     /// <summary>SGD or AdamW.</summary>
     public OptimizerKind Kind { get; }
@@ -70,7 +67,7 @@ public sealed class GroupedOptimizer : IDisposable
     /// <summary>Optimiser steps taken (Adam's bias correction uses it).</summary>
     public long Steps { get; private set; }
 
-    /// <summary>Applies one update from the parameters' gradients.</summary>
+    /// <summary>Applies one update from the parameters' gradients (the flat gradient buffers).</summary>
     public void Step()
     {
         using var scope = NewDisposeScope();
@@ -78,32 +75,14 @@ public sealed class GroupedOptimizer : IDisposable
         Steps++;
         for (int g = 0; g < Groups.Count; g++)
         {
-            var group = Groups[g];
-            if (Flat is { } flat)
-            {
-                FlatGroup layout = flat.Groups[g];
-                if (layout.Count == 0) continue;
-                if (Kind == OptimizerKind.Sgd) SgdUpdate(group, layout.Values, layout.Gradients, ref _flatFirst[g]);
-                else AdamWUpdate(group, layout.Values, layout.Gradients, ref _flatFirst[g], ref _flatSecond[g]);
-            }
-            else if (Kind == OptimizerKind.Sgd) SgdStep(group);
-            else AdamWStep(group);
+            FlatGroup layout = Flat.Groups[g];
+            if (layout.Count == 0) continue;
+            if (Kind == OptimizerKind.Sgd) SgdUpdate(Groups[g], layout.Values, layout.Gradients, ref _first[g]);
+            else AdamWUpdate(Groups[g], layout.Values, layout.Gradients, ref _first[g], ref _second[g]);
         }
     }
 
     // torch.optim.SGD(nesterov=True, dampening=0): d = g + wd·p; buf = d (first) or m·buf + d; p −= lr·(d + m·buf).
-    void SgdStep(OptimizerGroup group)
-    {
-        foreach (var parameter in group.Parameters)
-        {
-            if (parameter.grad is not { } grad) continue;
-            Tensor? buffer = _first.GetValueOrDefault(parameter);
-            SgdUpdate(group, parameter, grad, ref buffer);
-            _first[parameter] = buffer!;
-        }
-    }
-
-    // One SGD update of values from gradients (a parameter, or a flat group); buffer null before the first step.
     static void SgdUpdate(OptimizerGroup group, Tensor values, Tensor gradients, ref Tensor? buffer)
     {
         using Scalar decay = group.WeightDecay.ToScalar(), momentum = group.Momentum.ToScalar(), step = (-group.LearningRate).ToScalar();
@@ -116,19 +95,6 @@ public sealed class GroupedOptimizer : IDisposable
 
     // torch.optim.AdamW: p ·= 1 − lr·wd; m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
     // p −= lr/(1 − β1^t) · m / (√v / √(1 − β2^t) + ε).
-    void AdamWStep(OptimizerGroup group)
-    {
-        foreach (var parameter in group.Parameters)
-        {
-            if (parameter.grad is not { } grad) continue;
-            Tensor? average = _first.GetValueOrDefault(parameter), squares = _second.GetValueOrDefault(parameter);
-            AdamWUpdate(group, parameter, grad, ref average, ref squares);
-            _first[parameter] = average!;
-            _second[parameter] = squares!;
-        }
-    }
-
-    // One AdamW update of values from gradients (a parameter, or a flat group); the moments null before the first step.
     void AdamWUpdate(OptimizerGroup group, Tensor values, Tensor gradients, ref Tensor? average, ref Tensor? squares)
     {
         double beta1 = group.Momentum;
@@ -147,24 +113,11 @@ public sealed class GroupedOptimizer : IDisposable
         values.addcdiv_(average, denominator, value: step);
     }
 
-    /// <summary>Sets every gradient to null (as PyTorch's zero_grad(set_to_none=True)).
-    /// With a flat layout the gradient buffers are zeroed instead (the gradients stay views of them).</summary>
-    public void ZeroGrad()
-    {
-        if (Flat is { } flat)
-        {
-            flat.ZeroGradients();
-            return;
-        }
-        foreach (var group in Groups)
-            foreach (var parameter in group.Parameters)
-            {
-                parameter.grad?.Dispose();
-                parameter.grad = null;
-            }
-    }
+    /// <summary>Zeroes every gradient (the flat gradient buffers; PyTorch's <c>zero_grad(set_to_none=False)</c>): the
+    /// gradients stay views of them.</summary>
+    public void ZeroGrad() => Flat.ZeroGradients();
 
-    /// <summary>Writes the step count, group hyperparameters and every state tensor.</summary>
+    /// <summary>Writes the step count, group hyperparameters and every parameter's state tensors.</summary>
     public void Save(BinaryWriter writer)
     {
         writer.Write((int)Kind);
@@ -180,16 +133,14 @@ public sealed class GroupedOptimizer : IDisposable
             for (int i = 0; i < group.Parameters.Count; i++)
             {
                 using var scope = NewDisposeScope();
-                WriteState(writer, StateOf(_first, _flatFirst, g, i));
-                WriteState(writer, StateOf(_second, _flatSecond, g, i));
+                WriteState(writer, StateOf(_first, g, i));
+                WriteState(writer, StateOf(_second, g, i));
             }
         }
     }
 
-    // Parameter i of group g's state: its own tensor, or (flat layout) a copy of its part of the group's buffer.
-    Tensor? StateOf(Dictionary<Parameter, Tensor> states, Tensor?[] flatStates, int g, int i) => Flat is { } flat
-        ? flatStates[g] is { } buffer ? flat.Groups[g].Slice(buffer, i).clone() : null
-        : states.GetValueOrDefault(Groups[g].Parameters[i]);
+    // Parameter i of group g's state: a copy of its part of the group's buffer (null before the first step).
+    Tensor? StateOf(Tensor?[] states, int g, int i) => states[g] is { } buffer ? Flat.Groups[g].Slice(buffer, i).clone() : null;
 
     /// <summary>Restores what <see cref="Save"/> wrote (same model and groups).</summary>
     public void Load(BinaryReader reader)
@@ -204,16 +155,13 @@ public sealed class GroupedOptimizer : IDisposable
             group.Momentum = reader.ReadDouble();
             group.WeightDecay = reader.ReadDouble();
             if (reader.ReadInt32() != group.Parameters.Count) throw new InvalidDataException("optimizer state has other parameters");
-            if (Flat is not null)
-            {
-                _flatFirst[g]?.Dispose();
-                _flatSecond[g]?.Dispose();
-                _flatFirst[g] = _flatSecond[g] = null;
-            }
+            _first[g]?.Dispose();
+            _second[g]?.Dispose();
+            _first[g] = _second[g] = null;
             for (int i = 0; i < group.Parameters.Count; i++)
             {
-                ReadState(reader, _first, _flatFirst, g, i);
-                ReadState(reader, _second, _flatSecond, g, i);
+                ReadState(reader, _first, g, i);
+                ReadState(reader, _second, g, i);
             }
         }
     }
@@ -227,26 +175,20 @@ public sealed class GroupedOptimizer : IDisposable
         state.Save(writer);
     }
 
-    // Reads parameter i of group g's state. Flat layout: into its part of the group's buffer, which starts as zeros where a
-    // parameter had no state yet (the same next step: SGD's m·0 + d = d, Adam's moments start at zero).
-    void ReadState(BinaryReader reader, Dictionary<Parameter, Tensor> states, Tensor?[] flatStates, int g, int i)
+    // Reads parameter i of group g's state into its part of the group's buffer, which starts as zeros where a parameter had
+    // no state yet (the same next step: SGD's m·0 + d = d, Adam's moments start at zero).
+    void ReadState(BinaryReader reader, Tensor?[] states, int g, int i)
     {
         Parameter parameter = Groups[g].Parameters[i];
-        if (Flat is null && states.Remove(parameter, out var old)) old.Dispose();
         if (!reader.ReadBoolean()) return;
         var shape = new long[reader.ReadInt32()];
         for (int d = 0; d < shape.Length; d++) shape[d] = reader.ReadInt64();
         // Tensor.Load writes the bytes straight into the tensor's memory: read on the CPU, then copy to the device.
         using var host = empty(shape, dtype: parameter.dtype);
         host.Load(reader);
-        if (Flat is not { } flat)
-        {
-            states[parameter] = host.to(parameter.device, copy: true).DetachFromDisposeScope();
-            return;
-        }
-        FlatGroup layout = flat.Groups[g];
-        flatStates[g] ??= zeros(layout.Count, dtype: parameter.dtype, device: parameter.device).DetachFromDisposeScope();
-        using var part = layout.Slice(flatStates[g]!, i);
+        FlatGroup layout = Flat.Groups[g];
+        states[g] ??= zeros(layout.Count, dtype: parameter.dtype, device: parameter.device).DetachFromDisposeScope();
+        using var part = layout.Slice(states[g]!, i);
         using var noGrad = no_grad();
         part.copy_(host.view(part.shape));
     }
@@ -254,9 +196,7 @@ public sealed class GroupedOptimizer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var t in _first.Values.Concat(_second.Values).Concat(_flatFirst.Concat(_flatSecond).OfType<Tensor>())) t.Dispose();
-        _first.Clear();
-        _second.Clear();
+        foreach (var t in _first.Concat(_second).OfType<Tensor>()) t.Dispose();
     }
 }
 

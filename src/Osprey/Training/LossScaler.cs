@@ -1,6 +1,5 @@
 using Osprey.Distributed;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Osprey.Training;
@@ -28,10 +27,14 @@ public sealed class LossScaler
     /// <summary>GradScaler's growth_interval.</summary>
     public const int DefaultGrowthInterval = 2000;
 
-    /// <summary>A scaler with PyTorch's defaults, or the given constants.</summary>
-    public LossScaler(double initialScale = DefaultInitialScale, double growthFactor = DefaultGrowthFactor,
+    readonly DataParallel _parallel;
+
+    /// <summary>A scaler with PyTorch's defaults, or the given constants; under data parallel every rank takes the same
+    /// skip decision through <paramref name="parallel"/> (null: one process).</summary>
+    public LossScaler(DataParallel? parallel = null, double initialScale = DefaultInitialScale, double growthFactor = DefaultGrowthFactor,
         double backoffFactor = DefaultBackoffFactor, int growthInterval = DefaultGrowthInterval)
     {
+        _parallel = parallel ?? new DataParallel();
         if (initialScale <= 0 || growthFactor <= 1 || backoffFactor is <= 0 or >= 1 || growthInterval < 1)
             throw new ArgumentException("loss scaler: scale > 0, growth > 1, 0 < backoff < 1, interval ≥ 1");
         Scale = initialScale;
@@ -76,21 +79,11 @@ public sealed class LossScaler
     }
 
     /// <summary>
-    /// Multiplies every gradient of <paramref name="parameters"/> by 1/scale in place and returns true when any of
-    /// them holds an inf or NaN, on this rank or (with <paramref name="group"/>) on any other: every rank then takes
-    /// the same decision. One device → host sync.
+    /// Multiplies every gradient (the flat gradient buffers) by 1/scale in place and returns true when any of them holds an
+    /// inf or NaN, on this rank or on any other (<see cref="DataParallel.AnyRank"/>): every rank then takes the same
+    /// decision. One device → host sync.
     /// </summary>
-    public bool UnscaleAndCheck(IEnumerable<Parameter> parameters, IProcessGroup? group = null)
-    {
-        using var scope = NewDisposeScope();
-        var list = parameters.ToList();
-        Device device = list.Count > 0 ? list[^1].device : CPU;
-        return UnscaleAndCheck(list.Select(p => p.grad).OfType<Tensor>().ToList(), device, group);
-    }
-
-    /// <summary>As <see cref="UnscaleAndCheck(IEnumerable{Parameter}, IProcessGroup?)"/> on the gradients themselves
-    /// (per parameter, or the flat buffers of <see cref="FlatParameters"/>) on <paramref name="device"/>.</summary>
-    public bool UnscaleAndCheck(IReadOnlyList<Tensor> gradients, Device device, IProcessGroup? group = null)
+    public bool UnscaleAndCheck(IReadOnlyList<Tensor> gradients, Device device)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -106,9 +99,7 @@ public sealed class LossScaler
             }
         }
         found ??= zeros(1, dtype: ScalarType.Float32, device: device);
-        var flag = found.reshape(1).contiguous();
-        if (group is { Communicates: true }) group.AllReduce(flag, ReduceOp.Max);  // agree across ranks
-        return flag.cpu().item<float>() != 0;                                   // note: a device → host sync point
+        return _parallel.AnyRank(found);                                      // note: a device → host sync point
     }
 
     /// <summary>

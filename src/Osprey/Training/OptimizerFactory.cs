@@ -76,10 +76,10 @@ public sealed class TrainingOptimizer
     /// Builds the optimiser. <paramref name="name"/> is SGD, AdamW or auto: auto picks AdamW with
     /// <c>lr = round(0.002·5/(4 + nc), 6)</c>, momentum 0.9 for runs of at most 10 000 iterations, else SGD(0.01, 0.9).
     /// Weight decay is scaled by <c>batch·accumulate/nbs</c>. <paramref name="flat"/>: the groups laid out flat
-    /// (<see cref="FlatParameters"/>, built from <see cref="ParameterGroups.Of"/> in the order pg0, pg1, pg2), or null.
+    /// (<see cref="FlatParameters.For"/>: <see cref="ParameterGroups.Of"/> in the order pg0, pg1, pg2).
     /// </summary>
     public static TrainingOptimizer Create(nn.Module model, string name, double lr0, double momentum, double weightDecay,
-        double warmupBiasLr, int nc, long iterations, int batch, int accumulate, int nominalBatch, FlatParameters? flat = null)
+        double warmupBiasLr, int nc, long iterations, int batch, int accumulate, int nominalBatch, FlatParameters flat)
     {
         double decay = weightDecay * batch * accumulate / nominalBatch;
         string kind = name.ToLowerInvariant();

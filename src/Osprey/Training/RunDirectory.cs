@@ -18,3 +18,32 @@ public static class RunDirectory
         return path;
     }
 }
+
+/// <summary>The files of a training run's folder.</summary>
+/// <param name="Directory">The run folder.</param>
+public sealed record RunFiles(string Directory)
+{
+    /// <summary>weights/.</summary>
+    public string Weights => Path.Combine(Directory, "weights");
+
+    /// <summary>weights/last.safetensors: the EMA after the last epoch.</summary>
+    public string Last => Path.Combine(Weights, "last.safetensors");
+
+    /// <summary>weights/best.safetensors: the EMA of the best epoch by fitness.</summary>
+    public string Best => Path.Combine(Weights, "best.safetensors");
+
+    /// <summary>weights/last.ckpt: the full-state checkpoint for resume.</summary>
+    public string Checkpoint => Path.Combine(Weights, "last.ckpt");
+
+    /// <summary>weights/epochN.safetensors (<c>save_period</c>).</summary>
+    public string EpochWeights(int epoch) => Path.Combine(Weights, $"epoch{epoch}.safetensors");
+
+    /// <summary>args.yaml.</summary>
+    public string Args => Path.Combine(Directory, "args.yaml");
+
+    /// <summary>results.csv.</summary>
+    public string Results => Path.Combine(Directory, "results.csv");
+
+    /// <summary>step_times.csv.</summary>
+    public string StepTimes => Path.Combine(Directory, StepTimesCsv.FileName);
+}

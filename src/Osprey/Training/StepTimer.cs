@@ -25,6 +25,14 @@ public enum StepPhase
     Other,
 }
 
+/// <summary>Receives the phase boundaries of a training step (<see cref="TrainStep"/>): each lap charges the time since the
+/// previous one to <paramref name="phase"/>.</summary>
+public interface IStepClock
+{
+    /// <summary>The step has just finished <paramref name="phase"/>.</summary>
+    void Lap(StepPhase phase);
+}
+
 /// <summary>Per-step means of one epoch's phases (milliseconds), over <see cref="Steps"/> timed steps.</summary>
 /// <param name="Epoch">1-based epoch, as results.csv.</param>
 /// <param name="Steps">Steps the means are over (on CUDA with sampling, the synchronised steps only).</param>
@@ -53,7 +61,7 @@ public sealed record StepTimes(int Epoch, int Steps, IReadOnlyList<double> Milli
 /// steps only), so that the cost of the synchronisations stays small; <c>every = 0</c> never synchronises (host times).
 /// On the CPU there is nothing to synchronise and every step is timed.
 /// </remarks>
-public sealed class StepTimer
+public sealed class StepTimer : IStepClock
 {
     /// <summary>Environment variable: on CUDA, synchronise and time one step in N (default 10; 0 = never synchronise,
     /// host times of every step; 1 = every step).</summary>

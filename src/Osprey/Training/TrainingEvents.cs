@@ -22,7 +22,14 @@ public sealed record EpochStarted(int Epoch, int Epochs, int Batches, bool Mosai
 /// <param name="MeanLosses">Running mean of box, cls, dfl over the epoch so far.</param>
 /// <param name="Instances">Boxes in this batch.</param>
 public sealed record BatchFinished(int Epoch, int Epochs, int Batch, int Batches, IReadOnlyList<double> MeanLosses,
-    int Instances, int ImageSize, double Seconds) : TrainingEvent;
+    int Instances, int ImageSize, double Seconds) : TrainingEvent
+{
+    /// <summary>The global micro-batch counter (Ultralytics' <c>ni</c>).</summary>
+    public long Iteration { get; init; }
+
+    /// <summary>The batch itself: valid only while the callbacks run (the trainer disposes it after the step).</summary>
+    public Batch? Images { get; init; }
+}
 
 /// <summary>Validation of the epoch starts (<paramref name="Batches"/> batches).</summary>
 public sealed record ValidationStarted(int Epoch, int Batches) : TrainingEvent;
@@ -33,6 +40,10 @@ public sealed record ValidationBatchFinished(int Batch, int Batches) : TrainingE
 /// <summary>An epoch is done: its results.csv row, the validation result (null when not validated) and the mean time of
 /// each phase of its training steps (also in step_times.csv).</summary>
 public sealed record EpochFinished(EpochResult Result, ValidationResult? Validation, bool IsBest, StepTimes? StepTimes = null) : TrainingEvent;
+
+/// <summary>One batch of the final validation of the best weights, with its detections (per image (n, 6) in batch
+/// pixels): valid only while the callbacks run.</summary>
+public sealed record FinalValidationBatch(int Index, Batch Images, IReadOnlyList<TorchSharp.torch.Tensor> Detections) : TrainingEvent;
 
 /// <summary>A line of setup information, e.g. AutoBatch's decision (Ultralytics logs these).</summary>
 public sealed record TrainingMessage(string Text) : TrainingEvent;

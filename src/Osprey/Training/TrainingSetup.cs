@@ -100,6 +100,28 @@ public static class TrainingSetup
                 parameter.requires_grad = false;
     }
 
+    /// <summary>
+    /// The arguments a run uses and the checkpoint it resumes from (null for a fresh run). Ultralytics resumes with the
+    /// checkpoint's arguments; only where to run (device, workers) may change.
+    /// </summary>
+    public static (OspreyArgs Args, string? ResumeFrom) Resume(OspreyArgs args)
+    {
+        string? checkpoint = args.Resume.ToLowerInvariant() switch
+        {
+            "false" or "0" or "no" or "" => null,
+            "true" or "1" or "yes" => FindLastCheckpoint(args.Project),
+            _ => File.Exists(args.Resume) ? args.Resume : throw new FileNotFoundException($"resume={args.Resume}: no such checkpoint", args.Resume),
+        };
+        if (checkpoint is null) return (args, null);
+        var saved = ArgsYaml.Deserialize(Checkpoint.ReadState(checkpoint).Args).With(a =>
+        {
+            a.Resume = checkpoint;
+            if (args.Device is not null) a.Device = args.Device;
+            a.Workers = args.Workers;
+        });
+        return (saved, checkpoint);
+    }
+
     /// <summary>The newest weights/last.ckpt under runs/ (for <c>resume=True</c>).</summary>
     public static string FindLastCheckpoint(string? project)
     {

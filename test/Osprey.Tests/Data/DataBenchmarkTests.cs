@@ -1,3 +1,4 @@
+using Osprey.Benchmarks;
 using Osprey.Data;
 
 namespace Osprey.Tests.Data;

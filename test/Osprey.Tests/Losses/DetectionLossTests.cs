@@ -137,9 +137,9 @@ public class DetectionLossTests
         var local = new DetectionLoss(new DetectionLossOptions
         {
             NumClasses = NumClasses,
-            ReduceTargetScoresSum = s => { localSum = s.item<float>(); return s; },
+            GlobalSum = s => { localSum = s.item<float>(); return s; },
         });
-        var doubled = new DetectionLoss(new DetectionLossOptions { NumClasses = NumClasses, ReduceTargetScoresSum = s => s * 2 });
+        var doubled = new DetectionLoss(new DetectionLossOptions { NumClasses = NumClasses, GlobalSum = s => s * 2 });
         using var a = local.Compute(features, Targets());
         using var b = doubled.Compute(features, Targets());
         Assert.True(localSum >= 1, $"local Σ target scores {localSum}");
@@ -171,14 +171,14 @@ public class DetectionLossTests
         for (int r = 0; r < 2; r++)
         {
             int rank = r;
-            using var probe = new DetectionLoss(options with { ReduceTargetScoresSum = s => { localSums[rank] = s.item<float>(); return s; } })
+            using var probe = new DetectionLoss(options with { GlobalSum = s => { localSums[rank] = s.item<float>(); return s; } })
                 .Compute(shards[r], shardTargets[r]);
         }
         var globalSum = localSums.Sum();
         var items = zeros(3);
         for (int r = 0; r < 2; r++)
         {
-            using var part = new DetectionLoss(options with { ReduceTargetScoresSum = s => full_like(s, globalSum) })
+            using var part = new DetectionLoss(options with { GlobalSum = s => full_like(s, globalSum) })
                 .Compute(shards[r], shardTargets[r]);
             items += part.Items;
         }

@@ -122,17 +122,17 @@ public class AutoBatchTests
         var lines = new List<string>();
         int probes = 0;
         IDeviceMemoryProbe Probe() { probes++; return new FakeProbe(8, 1, b => 0.5 + 0.25 * b); }
-        using var group = new SingleProcessGroup();
-        Assert.Equal(16, AutoBatch.Resolve(-1, 640, CPU, group, Probe, lines.Add));
+        using var parallel = new DataParallel();
+        Assert.Equal(16, AutoBatch.Resolve(-1, 640, CPU, parallel, Probe, lines.Add));
         Assert.Equal(new[]
         {
             "AutoBatch: Computing optimal batch size for imgsz=640 at 60.0% CUDA memory utilization.",
             "AutoBatch: intended for CUDA devices, using default batch-size 16",
         }, lines);
-        Assert.Equal(16, AutoBatch.Resolve(0.5, 640, CPU, group, Probe));
-        Assert.Equal(8, AutoBatch.Resolve(8, 640, CPU, group, Probe));
+        Assert.Equal(16, AutoBatch.Resolve(0.5, 640, CPU, parallel, Probe));
+        Assert.Equal(8, AutoBatch.Resolve(8, 640, CPU, parallel, Probe));
         Assert.Equal(0, probes);
-        var e = Assert.Throws<ArgumentsException>(() => AutoBatch.Resolve(16.5, 640, CPU, group, Probe));
+        var e = Assert.Throws<ArgumentsException>(() => AutoBatch.Resolve(16.5, 640, CPU, parallel, Probe));
         Assert.Contains("batch=16.5", e.Message);
     }
 }

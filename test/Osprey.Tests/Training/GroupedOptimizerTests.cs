@@ -15,11 +15,21 @@ public class GroupedOptimizerTests
         return (model, model.parameters().ToArray());
     }
 
+    // The same random gradients for a step: assigned (TorchSharp's optimisers), or written into the flat layout's views.
     static void FeedGradients(Parameter[] parameters, int step)
     {
         var generator = new Generator((ulong)(100 + step));
-        foreach (var p in parameters) p.grad = randn(p.shape, generator: generator);
+        foreach (var p in parameters)
+        {
+            var gradient = randn(p.shape, generator: generator);
+            if (p.grad is { } view) view.copy_(gradient);
+            else p.grad = gradient;
+        }
     }
+
+    // Our optimiser over these groups, laid out flat as the trainer lays them out.
+    static GroupedOptimizer Ours(OptimizerKind kind, params OptimizerGroup[] groups) =>
+        new(kind, groups, FlatParameters.Create(groups.Select(g => g.Parameters).ToArray(), null));
 
     static void AssertSame(Parameter[] a, Parameter[] b)
     {
@@ -37,10 +47,7 @@ public class GroupedOptimizerTests
             new SGD.ParamGroup(reference[..2], 0.05, 0.9, 0, 0.01, true, false),
             new SGD.ParamGroup(reference[2..], 0.05, 0.9, 0, 0, true, false),
         }, 0.05, 0.9, 0, 0, true, false);
-        var ourSgd = new GroupedOptimizer(OptimizerKind.Sgd, new[]
-        {
-            new OptimizerGroup(ours[..2], 0.05, 0.9, 0.01), new OptimizerGroup(ours[2..], 0.05, 0.9, 0),
-        });
+        var ourSgd = Ours(OptimizerKind.Sgd, new OptimizerGroup(ours[..2], 0.05, 0.9, 0.01), new OptimizerGroup(ours[2..], 0.05, 0.9, 0));
         for (int step = 0; step < 5; step++)
         {
             FeedGradients(reference, step);
@@ -61,10 +68,7 @@ public class GroupedOptimizerTests
             new AdamW.ParamGroup(reference[..2], 0.01, 0.9, 0.999, 1e-8, 0.05, false, false),
             new AdamW.ParamGroup(reference[2..], 0.01, 0.9, 0.999, 1e-8, 0, false, false),
         }, 0.01, 0.9, 0.999, 1e-8, 0, false, false);
-        var ourAdam = new GroupedOptimizer(OptimizerKind.AdamW, new[]
-        {
-            new OptimizerGroup(ours[..2], 0.01, 0.9, 0.05), new OptimizerGroup(ours[2..], 0.01, 0.9, 0),
-        });
+        var ourAdam = Ours(OptimizerKind.AdamW, new OptimizerGroup(ours[..2], 0.01, 0.9, 0.05), new OptimizerGroup(ours[2..], 0.01, 0.9, 0));
         for (int step = 0; step < 5; step++)
         {
             FeedGradients(reference, step);
@@ -80,13 +84,13 @@ public class GroupedOptimizerTests
     {
         var (_, a) = Model(3);
         var (_, b) = Model(4);
-        var first = new GroupedOptimizer(OptimizerKind.AdamW, new[] { new OptimizerGroup(a, 0.01, 0.9, 0.01) });
+        var first = Ours(OptimizerKind.AdamW, new OptimizerGroup(a, 0.01, 0.9, 0.01));
         FeedGradients(a, 0);
         first.Step();
         using var stream = new MemoryStream();
         using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) first.Save(writer);
         using (no_grad()) for (int i = 0; i < a.Length; i++) b[i].copy_(a[i]);
-        var second = new GroupedOptimizer(OptimizerKind.AdamW, new[] { new OptimizerGroup(b, 0.5, 0.5, 0.5) });
+        var second = Ours(OptimizerKind.AdamW, new OptimizerGroup(b, 0.5, 0.5, 0.5));
         stream.Position = 0;
         using (var reader = new BinaryReader(stream)) second.Load(reader);
         Assert.Equal((0.01, 0.9, 0.01, 1L), (second.Groups[0].LearningRate, second.Groups[0].Momentum, second.Groups[0].WeightDecay, second.Steps));

@@ -30,7 +30,7 @@ public class LossScalerTests
     {
         var scaler = new LossScaler();
         using var p = WithGrad(new[] { 65536f, -131072f, 3f });
-        Assert.False(scaler.UnscaleAndCheck(new[] { p }));
+        Assert.False(scaler.UnscaleAndCheck(new[] { p.grad! }, CPU));
         Assert.Equal(new[] { 1f, -2f, 3f / 65536f }, p.grad!.data<float>().ToArray());
     }
 
@@ -43,7 +43,7 @@ public class LossScalerTests
         var scaler = new LossScaler();
         using var good = WithGrad(new[] { 1f, 2f });
         using var broken = WithGrad(new[] { 0f, bad, 5f });
-        Assert.True(scaler.UnscaleAndCheck(new[] { good, broken }));
+        Assert.True(scaler.UnscaleAndCheck(new[] { good.grad!, broken.grad! }, CPU));
         scaler.Update(foundInf: true);
         Assert.Equal(32768.0, scaler.Scale);
         Assert.Equal(0, scaler.GrowthTracker);
@@ -91,12 +91,12 @@ public class LossScalerTests
         var model = torch.nn.Linear(2, 1, hasBias: false);
         using (no_grad()) model.weight!.zero_();
         var ema = new ModelEma(torch.nn.Linear(2, 1, hasBias: false));
-        using var optimizer = new GroupedOptimizer(OptimizerKind.Sgd,
-            new[] { new OptimizerGroup(new[] { model.weight! }, 0.1, 0.0, 0.0) });
-        model.weight!.grad = tensor(scaledGradient).view(1, 2);
+        using var flat = FlatParameters.Create(new[] { new[] { model.weight! } }, null);
+        using var optimizer = new GroupedOptimizer(OptimizerKind.Sgd, new[] { new OptimizerGroup(new[] { model.weight! }, 0.1, 0.0, 0.0) }, flat);
+        model.weight!.grad!.copy_(tensor(scaledGradient).view(1, 2));
         var scaler = new LossScaler();
-        Trainer.OptimizerStep(model, optimizer, ema, scaler, new SingleProcessGroup());
-        Assert.Null(model.weight!.grad);                                      // zeroed either way
+        new WeightUpdate(model, optimizer, ema, scaler).Apply();
+        Assert.Equal(new[] { 0f, 0f }, model.weight!.grad!.data<float>().ToArray()); // zeroed either way
         return (model.weight!.data<float>().ToArray(), ema.Updates, scaler);
     }
 

@@ -1,11 +1,12 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Osprey.Benchmarks;
 using Osprey.Tests.Distributed;
 using Osprey.Tests.Models;
 using Osprey.Training;
 using Xunit.Abstractions;
 
-namespace Osprey.Tests.Training;
+namespace Osprey.Tests.Benchmarks;
 
 /// <summary><c>osprey bench ddp</c> end to end: a tiny model at 64 px; one process, one rank alone, two independent
 /// processes side by side and two MPI ranks; two small buffers.</summary>
@@ -97,7 +98,7 @@ public class BenchDdpCliTests(ITestOutputHelper log)
         Assert.True(parts.Where(p => p.Run == "data parallel").Any(p => p.Transfer > 0), "data-parallel ranks transfer gradients");
         foreach (string name in new[] { "BN buffer broadcast", "loss normaliser", "loss items", "gradients" })
             Assert.Matches($@"  {name}: wait \d+\.\d\d / \d+\.\d\d ms, transfer \d+\.\d\d / \d+\.\d\d ms", output);
-        Assert.Contains("gradients are views of the flat buckets (no copies)", output);
+        Assert.Contains("gradients are all-reduced in place in the flat gradient buffers (no copies)", output);
 
         // all-reduce table: the two sizes at 2 MPI ranks; busbw = algbw (2(W − 1)/W = 1) = MB / ms
         var reduce = Regex.Matches(output, @"^\s*mpi\s+2\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", RegexOptions.Multiline)

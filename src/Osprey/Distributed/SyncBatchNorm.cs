@@ -1,10 +1,9 @@
 using Osprey.Runtime;
-using Osprey.Distributed;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Osprey.Training;
+namespace Osprey.Distributed;
 
 /// <summary>
 /// PyTorch's <c>SyncBatchNorm</c> semantics for every <see cref="BatchNorm2d"/> of a model (TorchSharp has none): in

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 
-namespace Osprey.Data;
+namespace Osprey.Benchmarks;
 
 /// <summary>Options of the data benchmark (training pipeline: mosaic, affine, HSV, flips, collate).</summary>
 /// <param name="Data"><c>data=</c> string (a YAML or <c>shapes</c>).</param>

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Osprey.Distributed;
+namespace Osprey.Benchmarks;
 
 /// <summary>One all-reduce size, timed.</summary>
 /// <param name="Backend">"mpi", "nccl" (or "single").</param>

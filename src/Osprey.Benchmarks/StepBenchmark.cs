@@ -6,7 +6,7 @@ using Osprey.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Osprey.Training;
+namespace Osprey.Benchmarks;
 
 /// <summary>What <see cref="StepBenchmark"/> trains.</summary>
 /// <param name="Model"><c>model=</c> (a YAML or weights).</param>
@@ -26,17 +26,16 @@ public sealed record StepBenchmarkOptions(string Model, int GlobalBatch, int Ima
 /// <param name="StepSeconds">Each timed step, whole (warm-up excluded).</param>
 /// <param name="ForwardSeconds">Each timed step's forward + loss (with the loss's cross-rank sums).</param>
 /// <param name="BackwardSeconds">Each timed step's backward.</param>
-/// <param name="AllReduceSeconds">Each timed step's gradient all-reduce (<see cref="DataParallel.AverageGradients"/>).</param>
+/// <param name="AllReduceSeconds">Each timed step's gradient all-reduce (<see cref="Replica.AverageGradients"/>).</param>
 /// <param name="OptimizerSeconds">Each timed step's clipping, SGD step and EMA update.</param>
 /// <param name="GradientBucketBytes">The model's gradient buckets in all-reduce order.</param>
 /// <param name="Ranks">Each rank's breakdown (compute, copies, collectives split into wait and transfer).</param>
 /// <param name="Concurrent">Processes that ran the step side by side: <paramref name="World"/>, or W independent world-1
 /// processes (no communication: what sharing the machine alone costs).</param>
-/// <param name="GradientAsBucketView">Whether the gradients lived in the flat buckets (<see cref="DataParallel.GradientAsBucketView"/>).</param>
 public sealed record StepTiming(int World, int ThreadsPerRank, int GlobalBatch, int ImageSize, IReadOnlyList<double> StepSeconds,
     IReadOnlyList<double> ForwardSeconds, IReadOnlyList<double> BackwardSeconds, IReadOnlyList<double> AllReduceSeconds,
     IReadOnlyList<double> OptimizerSeconds, IReadOnlyList<long> GradientBucketBytes, IReadOnlyList<RankBreakdown> Ranks,
-    int Concurrent, bool GradientAsBucketView)
+    int Concurrent)
 {
     /// <summary>Images per step on each rank.</summary>
     public int RankBatch => GlobalBatch / World;
@@ -55,10 +54,10 @@ public sealed record StepTiming(int World, int ThreadsPerRank, int GlobalBatch, 
 }
 
 /// <summary>
-/// Times the trainer's step on a fixed synthetic batch (random images, four boxes per image), so data loading is out of
-/// the measurement: BatchNorm buffers broadcast (world &gt; 1), forward, the v8 loss with its global normaliser, the loss
-/// items summed over ranks, backward, the gradient all-reduce in 25 MB buckets, clipping, SGD and the EMA update. Every
-/// step is an optimiser step (nominal batch = batch), so every step all-reduces, as Ultralytics' DDP does.
+/// Times the trainer's <see cref="TrainStep"/> on a fixed synthetic batch (random images, four boxes per image), so data
+/// loading is out of the measurement: BatchNorm buffers broadcast (world &gt; 1), forward, the v8 loss with its global
+/// normaliser, the loss items summed over ranks, backward, the gradient all-reduce in 25 MB buckets, clipping, SGD and the
+/// EMA update. Every step is an optimiser step (nominal batch = batch), so every step all-reduces, as Ultralytics' DDP does.
 /// </summary>
 public static class StepBenchmark
 {
@@ -69,54 +68,59 @@ public static class StepBenchmark
     /// <param name="progress">One line per step.</param>
     /// <param name="reportGroup">The processes whose times are combined (null: <paramref name="group"/>); a wider group than
     /// <paramref name="group"/> runs independent world-1 steps side by side (started together by a barrier).</param>
-    /// <param name="gradientAsBucketView">Gradients in the buckets or copied (null: <see cref="Trainer.GradientViewVariable"/>, else the default).</param>
     /// <exception cref="ArgumentsException">The batch does not split evenly over the ranks.</exception>
     public static StepTiming Run(StepBenchmarkOptions options, IProcessGroup group, Device device, IProgress<string>? progress = null,
-        IProcessGroup? reportGroup = null, bool? gradientAsBucketView = null)
+        IProcessGroup? reportGroup = null)
     {
         reportGroup ??= group;
         int world = group.WorldSize;
         if (options.GlobalBatch < world || options.GlobalBatch % world != 0)
             throw new ArgumentsException($"batch={options.GlobalBatch} does not split evenly over {world} ranks: use a multiple of {world}");
         if (options.Steps < 1) throw new ArgumentsException("bench ddp needs steps ≥ 1 (timed training steps)");
-        int rankBatch = options.GlobalBatch / world;
-        bool cuda = device.type == DeviceType.CUDA;
-        void Sync() { if (cuda) torch.cuda.synchronize(device); }
-
         torch.manual_seed(options.Seed);
-        long normaliserEnter = 0, normaliserTicks = 0;
+        var parallel = new DataParallel(group);
+        var clock = new StepRecorder(device);
         using DetectionModel model = ModelFactory.Create(options.Model, options.Nc);
         model.to(device);
         model.train();
-        using var flat = Trainer.FlatLayout(model, DataParallel.DefaultSync);      // as the trainer
-        using var ddp = new DataParallel(model, group, gradientAsBucketView: gradientAsBucketView ?? Trainer.GradientAsBucketViewChoice(), flat: flat);
-        ddp.BroadcastState();
+        using var flat = FlatParameters.For(model);                       // as the trainer
+        using var replica = parallel.Wrap(model, flat, syncBatchNorm: false);
         using var emaModel = new DetectionModel(model.Config);
         emaModel.load_state_dict(model.state_dict());
         emaModel.to(device);
         using var ema = new ModelEma(emaModel);
-        if (flat is not null) ema.UseFlatLayout(model, flat);
-        int nc = model.Nc;
+        ema.UseFlatLayout(model, flat);
         var loss = new DetectionLoss(new DetectionLossOptions
         {
-            NumClasses = nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(),
-            ReduceTargetScoresSum = world == 1 ? null : local =>
-            {
-                long enter = Stopwatch.GetTimestamp();
-                var global = local.clone();
-                group.AllReduce(global, ReduceOp.Sum);
-                normaliserEnter = enter;
-                normaliserTicks += Stopwatch.GetTimestamp() - enter;
-                return global;
-            },
+            NumClasses = model.Nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(), GlobalSum = clock.Normaliser(parallel),
         });
-        var optimizer = TrainingOptimizer.Create(model, "SGD", 0.01, 0.937, 0.0005, 0.1, nc, iterations: 1000,
+        var optimizer = TrainingOptimizer.Create(model, "SGD", 0.01, 0.937, 0.0005, 0.1, model.Nc, iterations: 1000,
             batch: options.GlobalBatch, accumulate: 1, nominalBatch: options.GlobalBatch, flat: flat);
-        using var lossScale = torch.tensor((double)world * world);
-
-        // One synthetic batch per rank (different per rank, fixed over steps).
+        var step = new TrainStep(model, replica, loss, new WeightUpdate(model, optimizer.Optimizer, ema, null), null);
         using var batchScope = NewDisposeScope();
-        var generator = new Generator((ulong)(options.Seed * 1000 + group.Rank + 1));
+        var (images, targets) = SyntheticBatch(options, options.GlobalBatch / world, group.Rank, model.Nc, device);
+
+        var records = new double[options.Steps, StepBreakdown.Columns];
+        if (reportGroup.WorldSize > 1) reportGroup.Barrier();          // processes side by side start together
+        for (int i = 0; i < options.WarmupSteps + options.Steps; i++)
+        {
+            using var scope = NewDisposeScope();
+            clock.Begin();
+            replica.BeforeForward();
+            clock.Lap(StepPhase.Other);
+            step.Run(images, targets, optimizerStep: true, clock, $"step {i + 1}");
+            int timed = i - options.WarmupSteps;
+            if (timed >= 0) clock.Record(records, timed, world > 1 ? replica.LastSync : null);
+            progress?.Report($"world {world}{(reportGroup.WorldSize > world ? $" (×{reportGroup.WorldSize} side by side)" : "")}: " +
+                             $"step {i + 1}/{options.WarmupSteps + options.Steps}{(timed < 0 ? " (warm-up)" : "")} {clock.StepSeconds * 1e3:0.0} ms");
+        }
+        return Timing(options, GatherRecords(reportGroup, records, device), world, replica.Buckets, reportGroup.WorldSize);
+    }
+
+    // One synthetic batch per rank (different per rank, fixed over steps): random images, four boxes per image.
+    static (Tensor Images, DetectionTargets Targets) SyntheticBatch(StepBenchmarkOptions options, int rankBatch, int rank, int nc, Device device)
+    {
+        var generator = new Generator((ulong)(options.Seed * 1000 + rank + 1));
         var images = rand(new long[] { rankBatch, 3, options.ImageSize, options.ImageSize }, generator: generator).to(device);
         const int boxesPerImage = 4;
         long objects = rankBatch * boxesPerImage;
@@ -128,53 +132,12 @@ public static class StepBenchmark
                 rand(new long[] { objects, 2 }, generator: generator) * 0.6 + 0.2,     // centres in [0.2, 0.8]
                 rand(new long[] { objects, 2 }, generator: generator) * 0.25 + 0.05,   // sizes in [0.05, 0.3]
             }, 1).to(device));
+        return (images, targets);
+    }
 
-        var records = new double[options.Steps, StepBreakdown.Columns];
-        if (reportGroup.WorldSize > 1) reportGroup.Barrier();          // processes side by side start together
-        for (int step = 0; step < options.WarmupSteps + options.Steps; step++)
-        {
-            using var scope = NewDisposeScope();
-            Sync();
-            long start = Stopwatch.GetTimestamp();
-            normaliserEnter = 0;
-            normaliserTicks = 0;
-            if (world > 1) ddp.BroadcastBuffers();
-            long buffers = Stopwatch.GetTimestamp();
-            ddp.BeginMicroStep(synchronize: true);
-            long prepared = Stopwatch.GetTimestamp();
-            var maps = model.ForwardFeatures(images);
-            using var result = loss.Compute(maps, targets);
-            var (box, cls, dfl) = result.ItemValues();
-            long lossEnd = Stopwatch.GetTimestamp();
-            if (world > 1) ddp.SumOverRanks(new double[] { box, cls, dfl });
-            Sync();
-            long forward = Stopwatch.GetTimestamp();
-            (world == 1 ? result.Total : result.Total * lossScale).backward();
-            Sync();
-            long backward = Stopwatch.GetTimestamp();
-            ddp.AverageGradients();
-            Sync();
-            long allReduce = Stopwatch.GetTimestamp();
-            Trainer.OptimizerStep(model, optimizer.Optimizer, ema, null, group);
-            Sync();
-            long end = Stopwatch.GetTimestamp();
-            int timed = step - options.WarmupSteps;
-            if (timed >= 0)
-            {
-                GradientSyncTimes sync = world > 1 ? ddp.LastSync : new GradientSyncTimes(0, 0, backward, backward);
-                double[] row =
-                {
-                    start, buffers, prepared, normaliserTicks > 0 ? normaliserEnter : prepared, (double)normaliserTicks / Stopwatch.Frequency,
-                    lossEnd, forward, backward, sync.ReduceStart, sync.ReduceEnd, allReduce, end,
-                };
-                for (int c = 0; c < row.Length; c++) records[timed, c] = row[c];
-            }
-            progress?.Report($"world {world}{(reportGroup.WorldSize > world ? $" (×{reportGroup.WorldSize} side by side)" : "")}: " +
-                             $"step {step + 1}/{options.WarmupSteps + options.Steps}{(timed < 0 ? " (warm-up)" : "")} {Seconds(start, end) * 1e3:0.0} ms");
-        }
-
-        // Every process's records (one machine: the timestamps share a clock), then the slowest one per phase and step.
-        double[][,] all = GatherRecords(reportGroup, records, device);
+    // The slowest process per phase and step (every process's records share one machine's clock).
+    static StepTiming Timing(StepBenchmarkOptions options, double[][,] all, int world, IReadOnlyList<long> buckets, int concurrent)
+    {
         var phases = new double[options.Steps, 5];
         foreach (double[,] r in all)
             for (int s = 0; s < options.Steps; s++)
@@ -190,8 +153,7 @@ public static class StepBenchmark
             }
         double[] Column(int c) => Enumerable.Range(0, options.Steps).Select(s => phases[s, c]).ToArray();
         return new StepTiming(world, torch.get_num_threads(), options.GlobalBatch, options.ImageSize,
-            Column(0), Column(1), Column(2), Column(3), Column(4), ddp.BucketBytes, StepBreakdown.Compute(all, collectives: world > 1),
-            reportGroup.WorldSize, ddp.GradientAsBucketView);
+            Column(0), Column(1), Column(2), Column(3), Column(4), buckets, StepBreakdown.Compute(all, collectives: world > 1), concurrent);
     }
 
     // All processes' records, in rank order (all-gather of float64: the tick counts are exact below 2^53).

@@ -7,7 +7,7 @@ using Osprey.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Osprey.Training;
+namespace Osprey.Benchmarks;
 
 /// <summary>What <c>osprey bench ddp</c> measures and models.</summary>
 /// <param name="Steps">The training step to time (model, global batch, image size, steps).</param>
@@ -81,7 +81,7 @@ public static class DdpBenchmark
     public static long GradientBytes(string model, int? nc = null) => GradientBytesCache.GetOrAdd($"{model}|{nc}", _ =>
     {
         using var built = ModelFactory.Create(model, nc);
-        return new DataParallel(built, new SingleProcessGroup()).BucketBytes.Sum();
+        return built.parameters().Where(p => p.requires_grad).Sum(p => p.numel() * p.element_size());
     });
 
     /// <summary>
@@ -110,7 +110,7 @@ public static class DdpBenchmark
     /// <summary>1 MiB (latency), the YOLOv8n gradients, one full 25 MiB bucket, the YOLOv8x gradients, and the benchmarked model's.</summary>
     public static IReadOnlyList<long> DefaultBufferBytes(string? model = null, int? nc = null)
     {
-        var sizes = new List<long> { 1L << 20, GradientBytes("yolov8n.yaml"), DataParallel.DefaultBucketBytes, GradientBytes("yolov8x.yaml") };
+        var sizes = new List<long> { 1L << 20, GradientBytes("yolov8n.yaml"), Replica.DefaultBucketBytes, GradientBytes("yolov8x.yaml") };
         if (model is not null) sizes.Add(GradientBytes(model, nc));
         return sizes.Distinct().Order().ToArray();
     }
@@ -248,7 +248,7 @@ public static class DdpBenchmark
             {
                 // one size, or times that did not grow with the size (noise at small buffers): bandwidth of the largest, α = 0
                 var largest = allReduce.MaxBy(t => t.Bytes)!;
-                cost = new AllReduceCostModel(0, Osprey.Distributed.AllReduceTiming.BusFactor(measuredWorld) * largest.Bytes / largest.Seconds);
+                cost = new AllReduceCostModel(0, AllReduceTiming.BusFactor(measuredWorld) * largest.Bytes / largest.Seconds);
                 notes.Add($"ring: α = 0 and B = {cost.BusBytesPerSecond / 1e9:0.00} GB/s from the largest {allReduce[0].Backend} buffer alone " +
                           $"at {measuredWorld} ranks (the times did not grow with the size, so no line could be fitted)");
             }

@@ -1,6 +1,6 @@
-using static Osprey.Distributed.AllReduceTiming;
+using static Osprey.Benchmarks.AllReduceTiming;
 
-namespace Osprey.Training;
+namespace Osprey.Benchmarks;
 
 /// <summary>
 /// Ring all-reduce cost (the α–β model NCCL's ring follows): W ranks exchange 2(W − 1) chunks of n / W bytes, so

@@ -6,7 +6,7 @@ using Osprey.Config;
 using Osprey.Data;
 using TorchSharp;
 
-namespace Osprey.Training;
+namespace Osprey.Benchmarks;
 
 /// <summary>Osprey's end-to-end training throughput (<c>osprey bench train</c>).</summary>
 /// <param name="Images">Images in the timed batches.</param>

@@ -1,8 +1,8 @@
 using Osprey.Config;
-using Osprey.Distributed;
+using Osprey.Training;
 using Osprey.Runtime;
 
-namespace Osprey.Training;
+namespace Osprey.Distributed;
 
 /// <summary>How a launched data-parallel training job ended.</summary>
 /// <param name="ExitCode">0 when the (last) launch succeeded on every rank.</param>

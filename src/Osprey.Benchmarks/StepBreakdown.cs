@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Osprey.Training;
+namespace Osprey.Benchmarks;
 
 /// <summary>One collective of a data-parallel step, on one rank: waiting for the last rank to arrive, and the rest.</summary>
 /// <param name="Name">What it is (BN buffer broadcast, loss normaliser, loss items, gradients).</param>

@@ -1,9 +1,10 @@
+using Osprey.Benchmarks;
 using Osprey.Cli;
 using Osprey.Config;
 using Osprey.Distributed;
 using Osprey.Training;
 
-namespace Osprey.Tests.Training;
+namespace Osprey.Tests.Benchmarks;
 
 public class DdpBenchmarkTests
 {
@@ -96,7 +97,7 @@ public class DdpBenchmarkTests
 
     static StepTiming Timing(int world, double forward, double backward, double optimizer, params long[] buckets) =>
         new(world, 1, 16, 320, new[] { forward + backward + optimizer }, new[] { forward }, new[] { backward }, new[] { 0.0 },
-            new[] { optimizer }, buckets, Array.Empty<RankBreakdown>(), world, false);
+            new[] { optimizer }, buckets, Array.Empty<RankBreakdown>(), world);
 
     [Fact]
     public void ModelUsesTheMeasuredTwoRankFitAndTheGivenStepTime()

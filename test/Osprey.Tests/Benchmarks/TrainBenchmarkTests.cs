@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Osprey.Benchmarks;
 using Osprey.Config;
 using Osprey.Data;
 using Osprey.Models;
@@ -7,7 +8,7 @@ using Osprey.Tests.Models;
 using Osprey.Training;
 using static TorchSharp.torch;
 
-namespace Osprey.Tests.Training;
+namespace Osprey.Tests.Benchmarks;
 
 public class TrainBenchmarkTests
 {

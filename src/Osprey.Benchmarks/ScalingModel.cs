@@ -1,4 +1,4 @@
-namespace Osprey.Training;
+namespace Osprey.Benchmarks;
 
 /// <summary>One rank's compute per training step, in seconds: what a data-parallel step adds communication to.</summary>
 /// <param name="Forward">Forward and loss (everything before backward).</param>
@@ -45,7 +45,7 @@ public static class ScalingModel
 {
     /// <summary>Predicts the step of <paramref name="world"/> ranks.</summary>
     /// <param name="compute">One rank's step.</param>
-    /// <param name="bucketBytes">Gradient buckets in all-reduce order (<see cref="DataParallel.BucketBytes"/>).</param>
+    /// <param name="bucketBytes">Gradient buckets in all-reduce order (<see cref="Replica.Buckets"/>).</param>
     /// <param name="cost">Ring all-reduce cost.</param>
     /// <param name="world">Ranks (8 for one 8-GPU machine).</param>
     public static ScalingPrediction Predict(StepCompute compute, IReadOnlyList<long> bucketBytes, AllReduceCostModel cost, int world)

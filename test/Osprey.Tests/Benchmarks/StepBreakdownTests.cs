@@ -1,7 +1,8 @@
 using System.Diagnostics;
+using Osprey.Benchmarks;
 using Osprey.Training;
 
-namespace Osprey.Tests.Training;
+namespace Osprey.Tests.Benchmarks;
 
 /// <summary>The DDP benchmark's per-rank breakdown against a hand-made timeline of two ranks.</summary>
 public class StepBreakdownTests

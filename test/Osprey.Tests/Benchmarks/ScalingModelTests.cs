@@ -1,7 +1,8 @@
+using Osprey.Benchmarks;
 using Osprey.Distributed;
 using Osprey.Training;
 
-namespace Osprey.Tests.Training;
+namespace Osprey.Tests.Benchmarks;
 
 public class ScalingModelTests
 {
