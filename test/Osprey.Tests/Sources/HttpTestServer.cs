@@ -2,8 +2,9 @@ using System.Net;
 using System.Text;
 using OpenCvSharp;
 using Osprey.Tests.Data;
+using Osprey.Tests.Inference;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Sources;
 
 /// <summary>An HTTP server on 127.0.0.1 (a free port) that answers each request with a handler, one at a time, until disposed.</summary>
 internal sealed class HttpTestServer : IDisposable

@@ -2,10 +2,11 @@ using System.Net;
 using System.Net.Sockets;
 using OpenCvSharp;
 using Osprey.Inference;
+using Osprey.Sources;
 using Osprey.Tests.Models;
 using static Osprey.Tests.Inference.PredictVideoFiles;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Sources;
 
 /// <summary>
 /// <c>osprey predict</c> on URLs served from 127.0.0.1: an MJPEG stream (alone, inside a <c>.streams</c> file, cut off

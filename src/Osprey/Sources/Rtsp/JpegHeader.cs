@@ -1,4 +1,4 @@
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>
 /// Rebuilds the JFIF headers that RTP/JPEG (RFC 2435) leaves out: quantisation tables (in-band, or from Q by the RFC's

@@ -2,7 +2,7 @@ using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using OpenCvSharp;
 
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>
 /// An RTSP stream of H.264 (RFC 6184), decoded by the FFmpeg inside OpenCV (which has the h264 demuxer and decoder but

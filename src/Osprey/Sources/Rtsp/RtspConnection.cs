@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>An RTSP response: status code and reason, headers (names compared case-insensitively) and body.</summary>
 internal sealed record RtspResponse(int Status, string Reason, IReadOnlyDictionary<string, string> Headers, byte[] Body)

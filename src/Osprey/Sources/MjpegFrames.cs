@@ -1,7 +1,7 @@
 using System.Net.Http.Headers;
 using OpenCvSharp;
 
-namespace Osprey.Inference;
+namespace Osprey.Sources;
 
 /// <summary>
 /// An MJPEG stream over HTTP (<c>multipart/x-mixed-replace; boundary=…</c>, the IP-camera stream that OpenCV's FFmpeg

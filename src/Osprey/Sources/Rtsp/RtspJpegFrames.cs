@@ -1,6 +1,6 @@
 using OpenCvSharp;
 
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>An RTSP stream of RTP/JPEG (RFC 2435): each frame's JPEG rebuilt and decoded with OpenCV's <c>imdecode</c>.</summary>
 internal sealed class RtspJpegFrames(RtspSession session) : IFrameSource

@@ -1,4 +1,4 @@
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>One <c>m=</c> section of an SDP description (RFC 4566) as RTSP's DESCRIBE returns it.</summary>
 /// <param name="Kind">video, audio, …</param>

@@ -1,11 +1,12 @@
 using OpenCvSharp;
 using Osprey.Inference;
-using Osprey.Inference.Rtsp;
+using Osprey.Sources;
+using Osprey.Sources.Rtsp;
 using Osprey.Tests.Data;
 using Osprey.Tests.Models;
 using static Osprey.Tests.Inference.PredictVideoFiles;
 
-namespace Osprey.Tests.Inference.Rtsp;
+namespace Osprey.Tests.Sources.Rtsp;
 
 /// <summary>
 /// rtsp:// with RTP/JPEG (RFC 2435) from an in-process RTSP server: OpenCV-encoded JPEGs are cut into RTP packets

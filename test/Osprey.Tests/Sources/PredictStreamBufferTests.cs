@@ -3,7 +3,7 @@ using Osprey.Inference;
 using Osprey.Tests.Models;
 using static Osprey.Tests.Inference.PredictVideoFiles;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Sources;
 
 /// <summary>
 /// stream_buffer on an MJPEG camera served from 127.0.0.1 that sends numbered grey frames faster than the predictor

@@ -1,4 +1,4 @@
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>An RTP packet (RFC 3550): marker bit, payload type, sequence number, timestamp and payload.</summary>
 internal readonly record struct RtpPacket(bool Marker, int PayloadType, ushort Sequence, uint Timestamp, ArraySegment<byte> Payload)

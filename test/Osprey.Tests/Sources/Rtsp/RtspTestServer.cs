@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace Osprey.Tests.Inference.Rtsp;
+namespace Osprey.Tests.Sources.Rtsp;
 
 /// <summary>
 /// An RTSP/1.0 server on 127.0.0.1 (a free port) for one client at a time: answers OPTIONS, DESCRIBE (the SDP given),

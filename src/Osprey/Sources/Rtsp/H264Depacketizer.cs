@@ -1,4 +1,4 @@
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>
 /// RTP/H.264 (RFC 6184, packetization modes 0 and 1): single NAL unit packets, STAP-A (several NAL units in one packet)

@@ -1,7 +1,7 @@
 using OpenCvSharp;
-using Osprey.Inference;
+using Osprey.Sources;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Sources;
 
 /// <summary>
 /// <see cref="LiveFrames"/> (Ultralytics' LoadStreams) on a source the test releases frame by frame, so that which frame

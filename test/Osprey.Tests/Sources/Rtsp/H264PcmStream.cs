@@ -1,4 +1,4 @@
-namespace Osprey.Tests.Inference.Rtsp;
+namespace Osprey.Tests.Sources.Rtsp;
 
 /// <summary>
 /// An H.264 stream made without an encoder (ITU-T H.264 7.3): a Baseline SPS and PPS, and IDR pictures whose

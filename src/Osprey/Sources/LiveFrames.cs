@@ -1,7 +1,7 @@
 using System.Runtime.ExceptionServices;
 using OpenCvSharp;
 
-namespace Osprey.Inference;
+namespace Osprey.Sources;
 
 /// <summary>
 /// One stream of a streams source read as Ultralytics' <c>LoadStreams</c> reads it: the first frame is read when the

@@ -1,9 +1,10 @@
 using OpenCvSharp;
 using Osprey.Inference;
+using Osprey.Sources;
 using Osprey.Tests.Models;
 using static Osprey.Tests.Inference.PredictVideoFiles;
 
-namespace Osprey.Tests.Inference.Rtsp;
+namespace Osprey.Tests.Sources.Rtsp;
 
 /// <summary>
 /// rtsp:// with H.264 (RFC 6184) from an in-process RTSP server: I_PCM pictures (lossless) sent as STAP-A, FU-A and

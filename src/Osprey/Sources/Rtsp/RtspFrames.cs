@@ -1,4 +1,4 @@
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>Opens an rtsp:// URL as frames, by the encoding of its video stream.</summary>
 internal static class RtspFrames

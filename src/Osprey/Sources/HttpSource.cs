@@ -1,4 +1,4 @@
-namespace Osprey.Inference;
+namespace Osprey.Sources;
 
 /// <summary>A file (a download, a named pipe) in a folder of its own under the temp folder; the folder is deleted on dispose.</summary>
 internal sealed class TempDownload(string path) : IDisposable
@@ -119,7 +119,7 @@ internal static class HttpSource
     /// <summary>Writes the body of <paramref name="response"/> (a GET of <paramref name="url"/>) as <see cref="DownloadOrStream"/> does.</summary>
     public static TempDownload Save(string url, HttpResponseMessage response)
     {
-        var download = TempDownload.In("osprey-", PredictSource.UrlFileName(url));
+        var download = TempDownload.In("osprey-", SourcePaths.UrlFileName(url));
         try
         {
             using var body = response.Content.ReadAsStream();

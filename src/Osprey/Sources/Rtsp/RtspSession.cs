@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>
 /// An RTSP client session for the first video stream Osprey can decode (RTP/JPEG or H.264): OPTIONS, DESCRIBE (SDP),

@@ -1,6 +1,6 @@
 using OpenCvSharp;
 
-namespace Osprey.Inference;
+namespace Osprey.Sources;
 
 /// <summary>One stream of a streams source: a video file, a downloaded video, or an MJPEG stream over HTTP.</summary>
 internal interface IFrameSource : IDisposable
@@ -53,7 +53,7 @@ internal static class FrameSources
     /// </summary>
     public static IFrameSource Open(string path)
     {
-        if (!PredictSource.IsUrl(path)) return new CaptureFrames(OpenFile(path, path));
+        if (!SourcePaths.IsUrl(path)) return new CaptureFrames(OpenFile(path, path));
         var uri = new Uri(path);
         if (HttpSource.IsHttp(path))
         {
@@ -71,7 +71,7 @@ internal static class FrameSources
                 }
             }
             string type = response.Content.Headers.ContentType?.MediaType ?? "no Content-Type";
-            if (PredictSource.IsVideo(PredictSource.UrlFileName(path)))
+            if (SourcePaths.IsVideo(SourcePaths.UrlFileName(path)))
             {
                 TempDownload download;
                 using (response) download = HttpSource.Save(path, response);

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Osprey.Inference;
+namespace Osprey.Sources;
 
 /// <summary>One part of a multipart body.</summary>
 /// <param name="Headers">The part's headers (names compared case-insensitively).</param>

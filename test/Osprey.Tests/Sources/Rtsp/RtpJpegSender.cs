@@ -1,4 +1,4 @@
-namespace Osprey.Tests.Inference.Rtsp;
+namespace Osprey.Tests.Sources.Rtsp;
 
 /// <summary>
 /// The sending side of RTP/JPEG (RFC 2435), written from the RFC for the tests: takes a baseline JFIF (as OpenCV

@@ -1,4 +1,4 @@
-namespace Osprey.Inference.Rtsp;
+namespace Osprey.Sources.Rtsp;
 
 /// <summary>
 /// RTP/JPEG (RFC 2435): gathers a frame's fragments (by fragment offset, until the marker bit) and puts the JFIF

@@ -1,6 +1,6 @@
-using Osprey.Inference.Rtsp;
+using Osprey.Sources.Rtsp;
 
-namespace Osprey.Tests.Inference.Rtsp;
+namespace Osprey.Tests.Sources.Rtsp;
 
 /// <summary>RFC 6184 depacketizing of the packets a sender's bug or the network leaves incomplete.</summary>
 public class H264DepacketizerTests

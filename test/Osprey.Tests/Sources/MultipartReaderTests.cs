@@ -1,7 +1,7 @@
 using System.Text;
-using Osprey.Inference;
+using Osprey.Sources;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Sources;
 
 /// <summary>The multipart parser behind MJPEG streams, on hand-written bodies delivered a few bytes at a time.</summary>
 public class MultipartReaderTests
