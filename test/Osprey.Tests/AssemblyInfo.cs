@@ -7,7 +7,7 @@ namespace Osprey.Tests
     internal static class SuiteEnvironment
     {
         // Live streams end with their source in the suite (the servers here end their streams on purpose); the tests of
-        // reopening set Osprey.Inference.Reconnection.Variable themselves (tests run one at a time).
+        // reopening set Osprey.Sources.Reconnection.Variable themselves (tests run one at a time).
         [System.Runtime.CompilerServices.ModuleInitializer]
         internal static void Set() => Environment.SetEnvironmentVariable("OSPREY_STREAM_RECONNECT", "0");
     }

@@ -2,6 +2,7 @@ using System.Globalization;
 using OpenCvSharp;
 using Osprey.Config;
 using Osprey.Runtime;
+using Osprey.Sources;
 
 namespace Osprey.Inference;
 

@@ -1,5 +1,7 @@
 using System.Text.RegularExpressions;
 using Osprey.Data;
+using Osprey.Sources;
+using static Osprey.Sources.SourcePaths;
 
 namespace Osprey.Inference;
 
@@ -19,28 +21,17 @@ public enum SourceKind
 /// <summary>A source item: an image, a video, or a set of streams (a URL, or the lines of a <c>.streams</c> file).</summary>
 public sealed record PredictSource(SourceKind Kind, IReadOnlyList<string> Paths)
 {
-    private static readonly HashSet<string> VideoExtensions = new(StringComparer.OrdinalIgnoreCase)
-        { ".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".gif", ".ts", ".asf" };
-
-    private static readonly string[] UrlSchemes = { "http://", "https://", "rtsp://", "rtmp://", "tcp://" };
-
     /// <summary>The one path of an image or video item.</summary>
     public string Path => Paths[0];
 
     /// <summary>True for an http(s) URL of an image or video file: downloaded first, then predicted as that file.</summary>
     public bool IsRemoteFile => Kind != SourceKind.Streams && IsUrl(Path);
 
-    /// <summary>True for rtsp://, rtmp://, tcp://, http(s):// sources.</summary>
-    public static bool IsUrl(string source) => UrlSchemes.Any(s => source.StartsWith(s, StringComparison.OrdinalIgnoreCase));
-
     /// <summary>
     /// Ultralytics' <c>clean_str</c>: the characters <c>|@#!¡·$€%&amp;()=?¿^*;:,¨´&gt;&lt;+</c> become '_' (so
     /// <c>http://host:8080/cam</c> → <c>http_//host_8080/cam</c>, whose file name <c>cam</c> names the stream's outputs).
     /// </summary>
     public static string CleanName(string source) => Regex.Replace(source, "[|@#!¡·$€%&()=?¿^*;:,¨´><+]", "_");
-
-    /// <summary>Ultralytics' <c>url2file</c>: the last segment of the URL's unescaped path, without the query.</summary>
-    public static string UrlFileName(string url) => System.IO.Path.GetFileName(Uri.UnescapeDataString(new Uri(url).AbsolutePath));
 
     /// <summary>
     /// Expands a source: an http(s) URL whose path ends in an image or video suffix (downloaded, then predicted as that
@@ -79,7 +70,4 @@ public sealed record PredictSource(SourceKind Kind, IReadOnlyList<string> Paths)
         if (items.Length == 0) throw new FileNotFoundException($"source={source}: no images or videos found.");
         return items;
     }
-
-    /// <summary>True when the path has a video suffix Ultralytics reads (VID_FORMATS).</summary>
-    public static bool IsVideo(string path) => VideoExtensions.Contains(System.IO.Path.GetExtension(path));
 }

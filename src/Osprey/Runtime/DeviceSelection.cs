@@ -49,7 +49,7 @@ public sealed record DeviceRequest(bool IsCuda, IReadOnlyList<int> CudaIndices)
             throw new DeviceException(
                 $"device={string.Join(',', CudaIndices)} asks for CUDA, but CUDA is not available: this Osprey runs on " +
                 $"{TorchBackend.Description}. Use device=cpu, or build with -p:TorchBackend=cuda and put a CUDA " +
-                "libtorch (e.g. PyTorch's torch/lib) on LD_LIBRARY_PATH (see README, 'CUDA').");
+                "libtorch (e.g. PyTorch's torch/lib) on LD_LIBRARY_PATH (see docs/gpu.md, 'Backends: CPU and CUDA').");
         return torch.device(DeviceType.CUDA, CudaIndexFor(CudaIndices, localRank, localWorldSize, torch.cuda.device_count()));
     }
 

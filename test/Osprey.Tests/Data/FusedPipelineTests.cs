@@ -7,11 +7,11 @@ public class FusedPipelineTests
 {
     public static TheoryData<string> Recipes => new() { "default", "flips", "mixup", "rotate", "no-mosaic" };
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(Recipes))]
     public void FusedColourAndSeparableWarpEqualTheOpenCvCalls(string recipe)
     {
-        if (!HsvPlanes.Supported) return;
+        Skip.IfNot(HsvPlanes.Supported, HsvPlanesTests.NoAvx2);
         var augment = recipe switch
         {
             "flips" => AugmentOptions.Default with { FlipUD = 0.5 },

@@ -6,6 +6,8 @@ namespace Osprey.Tests.Data;
 /// <summary>The fused HSV + flips + CHW pass against the straightforward OpenCV path: equal bytes, no tolerance.</summary>
 public class HsvPlanesTests
 {
+    internal const string NoAvx2 = "HsvPlanes.Supported is false: AVX2 or FMA is not available to the runtime on this CPU, and the pipeline keeps Hsv.Apply there (no fused vector path to test)";
+
     /// <summary>Every 24-bit BGR colour once, as a 4096×4096 image.</summary>
     private static Mat AllColours()
     {
@@ -37,10 +39,10 @@ public class HsvPlanesTests
         Assert.Equal(0, bad);
     }
 
-    [Fact]
+    [SkippableFact]
     public void BackwardEqualsOpenCvOnEveryHsvTriple()
     {
-        if (!HsvPlanes.Supported) return;
+        Skip.IfNot(HsvPlanes.Supported, NoAvx2);
         using var hsv = new Mat(180 * 256, 256, MatType.CV_8UC3);
         var span = hsv.AsSpan<byte>();
         for (var i = 0; i < 180 * 256 * 256; i++)
@@ -106,11 +108,11 @@ public class HsvPlanesTests
         Assert.True(exact >= 95, $"{exact}/100");
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(Cases))]
     public void FusedEqualsOpenCvOnEveryColour(double hg, double sg, double vg, bool lr, bool ud)
     {
-        if (!HsvPlanes.Supported) return; // the pipeline keeps Hsv.Apply there
+        Skip.IfNot(HsvPlanes.Supported, NoAvx2);
         using var bgr = AllColours();
         var expected = Straightforward(bgr, hg, sg, vg, lr, ud);
         Assert.True(expected.AsSpan().SequenceEqual(Fused(bgr, hg, sg, vg, lr, ud, vector: true)), "vector path differs");
@@ -123,10 +125,10 @@ public class HsvPlanesTests
         Assert.True(expectedSmall.AsSpan().SequenceEqual(Fused(small, hg, sg, vg, lr, ud, vector: false, pixels: bgr)), "scalar path differs");
     }
 
-    [Fact]
+    [SkippableFact]
     public void FusedEqualsOpenCvOnARealImageWithAGrayBorderOutsideTheActiveRectangle()
     {
-        if (!HsvPlanes.Supported) return;
+        Skip.IfNot(HsvPlanes.Supported, NoAvx2);
         var path = Directory.GetFiles(Path.Combine(DataTestFiles.SharedData, "coco8", "images", "train"))[0];
         using var image = Cv2.ImRead(path);
         using var canvas = new Mat(645, 643, MatType.CV_8UC3, new Scalar(114, 114, 114));

@@ -5,6 +5,7 @@ using OpenCvSharp;
 using Osprey.Config;
 using Osprey.Inference;
 using Osprey.Tests.Data;
+using Osprey.Tests.Sources;
 
 namespace Osprey.Tests.Inference;
 
