@@ -28,7 +28,7 @@ public sealed class DFL : Module<Tensor, Tensor>
 
     /// <summary>
     /// In eval mode, the softmax over the last dimension used instead of libtorch's (an imported ONNX model uses ONNX
-    /// Runtime's, <see cref="MlasSoftmax"/>); null = libtorch's softmax.
+    /// Runtime's, <see cref="Onnx.MlasSoftmax"/>); null = libtorch's softmax.
     /// </summary>
     internal Func<Tensor, Tensor>? SoftmaxFunction { get; set; }
 

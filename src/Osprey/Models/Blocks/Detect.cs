@@ -69,7 +69,7 @@ public sealed class Detect : Module<Tensor[], Tensor[]>
 
     /// <summary>
     /// In eval mode, the function that turns class logits into scores instead of libtorch's sigmoid (an imported ONNX
-    /// model uses ONNX Runtime's, <see cref="MlasLogistic"/>); null = sigmoid.
+    /// model uses ONNX Runtime's, <see cref="Onnx.MlasLogistic"/>); null = sigmoid.
     /// </summary>
     internal Func<Tensor, Tensor>? ScoreFunction { get; set; }
 

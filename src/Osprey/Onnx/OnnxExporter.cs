@@ -7,7 +7,7 @@ using Osprey.Models.Blocks;
 using Osprey.Runtime;
 using static TorchSharp.torch;
 
-namespace Osprey.Export;
+namespace Osprey.Onnx;
 
 /// <summary>Settings of <see cref="OnnxExporter.Export"/> (Ultralytics' export arguments).</summary>
 public sealed record OnnxExportOptions

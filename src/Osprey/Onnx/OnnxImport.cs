@@ -1,13 +1,13 @@
 using System.Globalization;
 using System.Text.Json;
 using Onnx;
-using Osprey.Export;
+using Osprey.Models;
 using Osprey.Models.Blocks;
 using Osprey.Models.Building;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Osprey.Models;
+namespace Osprey.Onnx;
 
 /// <summary>What <see cref="OnnxImport.Import"/> read from an ONNX file.</summary>
 /// <param name="Model">The rebuilt, unfused model (eval mode) carrying the file's weights.</param>
