@@ -1,6 +1,6 @@
 using Osprey.Config;
-using Osprey.Export;
 using Osprey.Models;
+using Osprey.Onnx;
 using Osprey.Runtime;
 using Spectre.Console;
 using TorchSharp;

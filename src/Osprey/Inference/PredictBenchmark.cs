@@ -1,5 +1,5 @@
-using Osprey.Export;
 using Osprey.Models;
+using Osprey.Onnx;
 using static TorchSharp.torch;
 
 namespace Osprey.Inference;

@@ -1,5 +1,6 @@
 using Osprey.Models.Blocks;
 using Osprey.Models.Building;
+using Osprey.Models.Heads;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -21,13 +22,21 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     private readonly BuiltLayer[] layers;
     private readonly bool[] keepOutput;
 
-    /// <summary>Builds the model described by <paramref name="config"/>, measures strides, sets Detect biases.</summary>
-    public DetectionModel(ModelConfig config) : base(nameof(DetectionModel))
+    /// <summary>Builds the model described by <paramref name="config"/> with the known families' blocks
+    /// (<see cref="ModuleRegistry.Default"/>), measures strides, sets the head's biases.</summary>
+    public DetectionModel(ModelConfig config) : this(config, ModuleRegistry.Default)
+    {
+    }
+
+    /// <summary>Builds the model described by <paramref name="config"/> with the blocks of <paramref name="registry"/>,
+    /// measures strides, sets the head's biases.</summary>
+    public DetectionModel(ModelConfig config, ModuleRegistry registry) : base(nameof(DetectionModel))
     {
         Config = config;
-        layers = ModelBuilder.Build(config).ToArray();
-        if (layers.Length == 0 || layers[^1].Module is not Detect)
-            throw new InvalidDataException($"{config.Source}: the last layer must be a Detect head.");
+        Registry = registry;
+        layers = ModelBuilder.Build(config, registry).ToArray();
+        if (layers.Length == 0 || layers[^1].Module is not DetectionHead)
+            throw new InvalidDataException($"{config.Source}: the last layer must be a detection head (Detect).");
         keepOutput = new bool[layers.Length];
         foreach (var layer in layers)
             foreach (int from in layer.From.Where(f => f != -1))
@@ -38,14 +47,19 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
         Head.InitializeBiases();
     }
 
-    /// <summary>Loads a YAML by name or path (see <see cref="ModelConfig.Load"/>) and builds it.</summary>
-    public static DetectionModel FromYaml(string nameOrPath, int? nc = null) => new(ModelConfig.Load(nameOrPath, nc));
+    /// <summary>Loads a YAML by name or path (see <see cref="ModelConfig.Load"/>) and builds it (with
+    /// <paramref name="registry"/>'s blocks; null = <see cref="ModuleRegistry.Default"/>).</summary>
+    public static DetectionModel FromYaml(string nameOrPath, int? nc = null, ModuleRegistry? registry = null) =>
+        new(ModelConfig.Load(nameOrPath, nc), registry ?? ModuleRegistry.Default);
 
     /// <summary>The parsed YAML this model was built from.</summary>
     public ModelConfig Config { get; }
 
-    /// <summary>The Detect head (nc, reg_max, strides, decoding).</summary>
-    public Detect Head => (Detect)model[layers.Length - 1];
+    /// <summary>The registry the model was built with (pass it on to build another copy of the model).</summary>
+    public ModuleRegistry Registry { get; }
+
+    /// <summary>The detection head (nc, reg_max, strides, decoding).</summary>
+    public DetectionHead Head => (DetectionHead)model[layers.Length - 1];
 
     /// <summary>Number of classes.</summary>
     public int Nc => Head.Nc;
@@ -68,6 +82,9 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     /// <summary>Number of layers (23 for YOLOv8).</summary>
     public int LayerCount => layers.Length;
 
+    /// <summary>The built layers in order (module, <c>from</c> indices, YAML name, arguments).</summary>
+    public IReadOnlyList<BuiltLayer> Layers => layers;
+
     /// <summary>Every parameter's element count, including DFL's fixed 16 (Ultralytics' sum(p.numel())).</summary>
     public long ParameterCount => parameters().Sum(p => p.numel());
 
@@ -79,17 +96,14 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
 
     /// <summary>
     /// Makes every convolution compute under <paramref name="policy"/> (parameters, gradients and BatchNorm
-    /// statistics stay fp32); the raw maps <see cref="ForwardFeatures"/> returns are fp32 and contiguous whatever
-    /// the policy. <see cref="CastPolicy.Float32"/> restores the plain forward.
+    /// statistics stay fp32): sets the policy of every module that is <see cref="ICastPolicyAware"/>. The raw maps
+    /// <see cref="ForwardFeatures"/> returns are fp32 and contiguous whatever the policy. <see cref="CastPolicy.Float32"/>
+    /// restores the plain forward.
     /// </summary>
     public DetectionModel UseCastPolicy(CastPolicy policy)
     {
         Policy = policy;
-        foreach (var module in modules())
-        {
-            if (module is Conv conv) conv.Policy = policy;
-            else if (module is Detect detect) detect.Policy = policy;
-        }
+        foreach (var module in modules().OfType<ICastPolicyAware>()) module.Policy = policy;
         return this;
     }
 

@@ -1,4 +1,5 @@
 using Osprey.Models.Building;
+using Osprey.Onnx;
 
 namespace Osprey.Models;
 

@@ -1,5 +1,5 @@
 using Osprey.Models;
-using Osprey.Models.Blocks;
+using Osprey.Models.Heads;
 using static TorchSharp.torch;
 
 namespace Osprey.Tests.Models;

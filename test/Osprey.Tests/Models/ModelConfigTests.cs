@@ -114,15 +114,22 @@ public class ModelConfigTests
     [Fact]
     public void RegistryAcceptsBothUpsampleNamesAndCustomModules()
     {
-        Assert.True(ModuleRegistry.TryGet("nn.Upsample", out _, out _));
-        Assert.True(ModuleRegistry.TryGet("Upsample", out _, out _));
-        Assert.True(ModuleRegistry.TryGet("C2f", out _, out bool consumesRepeats) && consumesRepeats);
+        var registry = ModuleRegistry.Default;
+        Assert.True(registry.TryGet("nn.Upsample", out _, out _));
+        Assert.True(registry.TryGet("Upsample", out _, out _));
+        Assert.True(registry.TryGet("C2f", out _, out bool consumesRepeats) && consumesRepeats);
 
         // A new block plugs in by name; scaled repeats > 1 (6 × 0.33 → 2) stack it in a Sequential like Ultralytics.
-        ModuleRegistry.Register(c => new LayerBuild(TorchSharp.torch.nn.Identity(), c.InputChannel, "[]"), false, "TestIdentity");
+        var custom = registry.With(new IdentityFamily());
         string yaml = TestModels.TinyYaml().Replace("[-1, 1, SPPF, [1024, 5]]", "[-1, 6, TestIdentity, []]");
-        using var model = new DetectionModel(ModelConfig.Parse(yaml, "custom.yaml"));
+        using var model = new DetectionModel(ModelConfig.Parse(yaml, "custom.yaml"), custom);
         Assert.Equal("TestIdentity", model.Summary()[9].Module);
         Assert.Equal(2, model.Summary()[9].Repeats);
+    }
+
+    private sealed class IdentityFamily : IModelFamily
+    {
+        public void Register(ModuleRegistry registry) =>
+            registry.Register(c => new LayerBuild(TorchSharp.torch.nn.Identity(), c.InputChannel, "[]"), false, "TestIdentity");
     }
 }

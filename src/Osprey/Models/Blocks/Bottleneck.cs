@@ -1,3 +1,4 @@
+using Osprey.Onnx;
 using Osprey.Runtime;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -5,7 +6,7 @@ using static TorchSharp.torch.nn;
 namespace Osprey.Models.Blocks;
 
 /// <summary>Ultralytics <c>Bottleneck</c>: Conv k3 → Conv k3, with a residual add when shortcut and c_in == c_out.</summary>
-public sealed class Bottleneck : Module<Tensor, Tensor>
+public sealed class Bottleneck : Module<Tensor, Tensor>, IOnnxBlock
 {
     private readonly Conv cv1;
     private readonly Conv cv2;
@@ -33,5 +34,13 @@ public sealed class Bottleneck : Module<Tensor, Tensor>
     {
         var y = cv2.call(cv1.call(x)); // (b, c_out, h, w)
         return add ? x.Plus(y) : y;      // explicit alpha: see Scalars
+    }
+
+    /// <summary>cv1, cv2, then <c>Add</c> with the input when the residual applies.</summary>
+    public string Emit(OnnxGraph graph, string prefix, IReadOnlyList<string> inputs)
+    {
+        string x = inputs[0];
+        string y = cv2.Emit(graph, prefix + ".cv2", [cv1.Emit(graph, prefix + ".cv1", [x])]);
+        return add ? graph.Node("Add", $"/{prefix}/Add", [x, y]) : y;
     }
 }

@@ -1,3 +1,4 @@
+using Osprey.Onnx;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -8,7 +9,7 @@ namespace Osprey.Models.Blocks;
 /// Ultralytics <c>C2f</c>: cv1 (1×1) to 2c channels, split in two, chain n bottlenecks on the last split,
 /// concatenate all (2+n)c channels and project with cv2 (1×1).
 /// </summary>
-public sealed class C2f : Module<Tensor, Tensor>
+public sealed class C2f : Module<Tensor, Tensor>, IOnnxBlock
 {
     private readonly Conv cv1;
     private readonly Conv cv2;
@@ -43,5 +44,16 @@ public sealed class C2f : Module<Tensor, Tensor>
         foreach (var bottleneck in m)
             parts.Add(bottleneck.call(parts[^1]));      // + n × (b, c, h, w)
         return cv2.call(cat(parts, 1));                 // (b, (2+n)c, h, w) → (b, c_out, h, w)
+    }
+
+    /// <summary>cv1, Split in two, the bottlenecks on the last part, Concat of all parts, cv2.</summary>
+    public string Emit(OnnxGraph graph, string prefix, IReadOnlyList<string> inputs)
+    {
+        string y = cv1.Emit(graph, prefix + ".cv1", inputs);
+        var parts = graph.Split($"/{prefix}/Split", y, Hidden, Hidden).ToList();
+        for (int j = 0; j < m.Count; j++)
+            parts.Add(graph.Emit(m[j], $"{prefix}.m.{j}", [parts[^1]]));
+        string all = graph.Node("Concat", $"/{prefix}/Concat", parts, OnnxGraph.Attr("axis", 1));
+        return cv2.Emit(graph, prefix + ".cv2", [all]);
     }
 }

@@ -1,3 +1,4 @@
+using Osprey.Onnx;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -9,7 +10,7 @@ namespace Osprey.Models.Blocks;
 /// Ultralytics <c>Conv</c>: Conv2d (no bias, "same" padding) → BatchNorm2d (eps 1e-3, momentum 0.03) → SiLU.
 /// After <see cref="Fuse"/> the batch norm is folded into the convolution (which gains a bias) and removed.
 /// </summary>
-public sealed class Conv : Module<Tensor, Tensor>
+public sealed class Conv : Module<Tensor, Tensor>, ICastPolicyAware, IOnnxBlock
 {
     /// <summary>Batch-norm epsilon used by Ultralytics (initialize_weights sets 1e-3).</summary>
     public const double BatchNormEps = 1e-3;
@@ -60,7 +61,7 @@ public sealed class Conv : Module<Tensor, Tensor>
     internal BatchNorm2d? Norm => bn;
 
     /// <summary>How the convolution computes (<see cref="DetectionModel.UseCastPolicy"/> sets it).</summary>
-    internal CastPolicy Policy { get; set; } = CastPolicy.Float32;
+    public CastPolicy Policy { get; set; } = CastPolicy.Float32;
 
     /// <summary>Ultralytics autopad: padding that keeps h, w (divided by stride) for odd kernels.</summary>
     public static long AutoPad(long kernel, long dilation = 1)
@@ -76,6 +77,17 @@ public sealed class Conv : Module<Tensor, Tensor>
         var y = Policy.Conv(conv, x);
         if (bn is not null) y = bn.call(y); // low-precision y with fp32 γ, β and running statistics
         return act.call(y);
+    }
+
+    /// <summary>Conv (fused weight and bias), then Sigmoid·Mul for SiLU: <c>/model.0/conv/Conv</c>, <c>/model.0/act/Mul</c>.</summary>
+    public string Emit(OnnxGraph graph, string prefix, IReadOnlyList<string> inputs)
+    {
+        if (!IsFused) throw new InvalidOperationException($"ONNX export: {prefix} is not fused (export fuses the model first).");
+        string scope = OnnxGraph.Scope(prefix);
+        string y = graph.Conv(scope + "/conv/Conv", inputs[0], prefix + ".conv", conv);
+        if (act is not TorchSharp.Modules.SiLU) return y;
+        string sigmoid = graph.Node("Sigmoid", scope + "/act/Sigmoid", [y]);
+        return graph.Node("Mul", scope + "/act/Mul", [y, sigmoid]);
     }
 
     /// <summary>

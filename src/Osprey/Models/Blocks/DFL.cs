@@ -1,3 +1,4 @@
+using Osprey.Onnx;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -8,7 +9,7 @@ namespace Osprey.Models.Blocks;
 /// Distribution Focal Loss integral: softmax over the reg_max bins of each box side, expectation via a fixed
 /// 1×1 convolution whose weight is arange(reg_max) (not trained).
 /// </summary>
-public sealed class DFL : Module<Tensor, Tensor>
+public sealed class DFL : Module<Tensor, Tensor>, IOnnxBlock
 {
     private readonly Conv2d conv;
     private readonly long bins;
@@ -28,7 +29,7 @@ public sealed class DFL : Module<Tensor, Tensor>
 
     /// <summary>
     /// In eval mode, the softmax over the last dimension used instead of libtorch's (an imported ONNX model uses ONNX
-    /// Runtime's, <see cref="MlasSoftmax"/>); null = libtorch's softmax.
+    /// Runtime's, <see cref="Onnx.MlasSoftmax"/>); null = libtorch's softmax.
     /// </summary>
     internal Func<Tensor, Tensor>? SoftmaxFunction { get; set; }
 
@@ -41,5 +42,17 @@ public sealed class DFL : Module<Tensor, Tensor>
             ? softmax(grouped.transpose(3, 2)).permute(0, 3, 1, 2)                   // (b, 4, A, bins) → (b, bins, 4, A)
             : grouped.transpose(2, 1).softmax(1);                                    // (b, bins, 4, A)
         return conv.call(probabilities).view(batch, 4, anchors);                    // (b, 1, 4, A) → (b, 4, A)
+    }
+
+    /// <summary>Reshape to (b, 4, bins, A), Transpose to (b, bins, 4, A), Softmax over the bins, the arange Conv,
+    /// Reshape to (b, 4, A).</summary>
+    public string Emit(OnnxGraph graph, string prefix, IReadOnlyList<string> inputs)
+    {
+        string scope = OnnxGraph.Scope(prefix);
+        string d = graph.Node("Reshape", scope + "/Reshape", [inputs[0], graph.Int64s(0, 4, bins, -1)]);   // (b, 4, bins, A)
+        d = graph.Node("Transpose", scope + "/Transpose", [d], OnnxGraph.Attr("perm", 0, 2, 1, 3));        // (b, bins, 4, A)
+        d = graph.SoftmaxAxis1(scope + "/Softmax", d);
+        d = graph.Conv(scope + "/conv/Conv", d, prefix + ".conv", conv);                                     // (b, 1, 4, A)
+        return graph.Node("Reshape", scope + "/Reshape_1", [d, graph.Int64s(0, 4, -1)]);                      // (b, 4, A)
     }
 }

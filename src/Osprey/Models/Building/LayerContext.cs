@@ -94,6 +94,17 @@ public sealed class LayerContext
     /// <summary>String arg with surrounding quotes removed.</summary>
     public string? String(int index) => HasArg(index) ? ScalarArg(index).Trim('"', '\'') : null;
 
+    /// <summary>Resolved arguments as the layer table writes them: <c>[3, 16, 3, 2]</c> (invariant culture).</summary>
+    public static string FormatArguments(params object[] values) => "[" + string.Join(", ", values.Select(FormatArgument)) + "]";
+
+    /// <summary>One argument in the layer table's form (numbers in the invariant culture).</summary>
+    public static string FormatArgument(object value) => value switch
+    {
+        double d => d.ToString(CultureInfo.InvariantCulture),
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+
     /// <summary>An <see cref="InvalidDataException"/> naming the file, layer and module.</summary>
     public InvalidDataException Error(string problem) =>
         new($"{Config.Source}: layer {Row.Index} ({Row.Module}): {problem}");

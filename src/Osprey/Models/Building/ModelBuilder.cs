@@ -13,21 +13,21 @@ namespace Osprey.Models.Building;
 public sealed record BuiltLayer(int Index, int[] From, int Repeats, string ModuleName, string Arguments, long OutChannels,
     Module Module);
 
-/// <summary>Ultralytics' parse_model: YAML rows → modules with resolved channels, via <see cref="ModuleRegistry"/>.</summary>
+/// <summary>Ultralytics' parse_model: YAML rows → modules with resolved channels, via a <see cref="ModuleRegistry"/>.</summary>
 public static class ModelBuilder
 {
-    /// <summary>Builds every layer of <paramref name="config"/> in order.</summary>
+    /// <summary>Builds every layer of <paramref name="config"/> in order with the factories of <paramref name="registry"/>.</summary>
     /// <exception cref="InvalidDataException">Unknown module, bad <c>from</c> index or bad args (names the file).</exception>
-    public static IReadOnlyList<BuiltLayer> Build(ModelConfig config)
+    public static IReadOnlyList<BuiltLayer> Build(ModelConfig config, ModuleRegistry registry)
     {
         var layers = new List<BuiltLayer>();
         var channels = new List<long>();
         foreach (var row in config.Layers)
         {
-            if (!ModuleRegistry.TryGet(row.Module, out var factory, out bool consumesRepeats))
+            if (!registry.TryGet(row.Module, out var factory, out bool consumesRepeats))
                 throw new InvalidDataException(
                     $"{config.Source}: layer {row.Index}: unknown module '{row.Module}' " +
-                    $"(known: {string.Join(", ", ModuleRegistry.Names)}).");
+                    $"(known: {string.Join(", ", registry.Names)}).");
             if (row.From.Length == 0) throw new InvalidDataException($"{config.Source}: layer {row.Index}: empty 'from'.");
             var inputs = row.From.Select(f => InputChannels(config, row, channels, f)).ToArray();
             int repeats = row.Repeats > 1 ? Math.Max((int)Math.Round(row.Repeats * config.Depth, MidpointRounding.ToEven), 1) : row.Repeats;

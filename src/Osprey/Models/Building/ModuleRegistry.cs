@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using Osprey.Models.Families;
 using static TorchSharp.torch.nn;
 
 namespace Osprey.Models.Building;
@@ -13,27 +13,54 @@ public sealed record LayerBuild(Module Module, long OutChannels, string Argument
 public delegate LayerBuild LayerFactory(LayerContext context);
 
 /// <summary>
-/// Module name → factory. YOLOv8's blocks are registered by default; later families (YOLO11, YOLOv10) add theirs
-/// with <see cref="Register"/>. A factory with <c>consumesRepeats</c> gets the scaled repeats as an argument
-/// (C2f); other modules are stacked in a Sequential when repeats &gt; 1, like Ultralytics.
+/// YAML module name → factory, filled by model families (<see cref="IModelFamily"/>) when it is built and fixed after.
+/// A factory with <c>consumesRepeats</c> gets the scaled repeats as an argument (C2f); other modules are stacked in a
+/// Sequential when repeats &gt; 1, like Ultralytics. A later family's registration of a name replaces an earlier one's
+/// (a family may extend a name such as <c>Detect</c>).
 /// </summary>
-public static class ModuleRegistry
+public sealed class ModuleRegistry
 {
-    private static readonly ConcurrentDictionary<string, (LayerFactory Factory, bool ConsumesRepeats)> Factories =
-        new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (LayerFactory Factory, bool ConsumesRepeats)> factories = new(StringComparer.Ordinal);
+    private readonly IModelFamily[] families;
+    private readonly bool built;
 
-    static ModuleRegistry() => YoloV8Modules.RegisterAll();
-
-    /// <summary>Registers (or replaces) a factory under one or more names (e.g. <c>Upsample</c>, <c>nn.Upsample</c>).</summary>
-    public static void Register(LayerFactory factory, bool consumesRepeats, params string[] names)
+    /// <summary>The families Osprey knows, in registration order. A new family adds one line here.</summary>
+    public static IReadOnlyList<IModelFamily> KnownFamilies { get; } = new IModelFamily[]
     {
-        foreach (var name in names) Factories[name] = (factory, consumesRepeats);
+        new YoloV8Family(),
+    };
+
+    /// <summary>The registry of <see cref="KnownFamilies"/>: what models are built with unless given another.</summary>
+    public static ModuleRegistry Default { get; } = new(KnownFamilies);
+
+    /// <summary>A registry holding what <paramref name="families"/> register, in order.</summary>
+    public ModuleRegistry(IEnumerable<IModelFamily> families)
+    {
+        this.families = families.ToArray();
+        foreach (var family in this.families) family.Register(this);
+        built = true;
+    }
+
+    /// <summary>The families this registry was built from.</summary>
+    public IReadOnlyList<IModelFamily> Families => families;
+
+    /// <summary>A new registry with this one's families followed by <paramref name="more"/> (this one is unchanged).</summary>
+    public ModuleRegistry With(params IModelFamily[] more) => new(families.Concat(more));
+
+    /// <summary>Registers (or replaces) a factory under one or more names (e.g. <c>Upsample</c>, <c>nn.Upsample</c>);
+    /// only while the registry is being built (from <see cref="IModelFamily.Register"/>).</summary>
+    /// <exception cref="InvalidOperationException">The registry is already built.</exception>
+    public void Register(LayerFactory factory, bool consumesRepeats, params string[] names)
+    {
+        if (built)
+            throw new InvalidOperationException("A module registry is fixed once built; add a family with With(...) instead.");
+        foreach (var name in names) factories[name] = (factory, consumesRepeats);
     }
 
     /// <summary>Looks up a factory by YAML module name.</summary>
-    public static bool TryGet(string name, out LayerFactory factory, out bool consumesRepeats)
+    public bool TryGet(string name, out LayerFactory factory, out bool consumesRepeats)
     {
-        if (Factories.TryGetValue(name, out var entry))
+        if (factories.TryGetValue(name, out var entry))
         {
             (factory, consumesRepeats) = entry;
             return true;
@@ -44,5 +71,5 @@ public static class ModuleRegistry
     }
 
     /// <summary>All registered names.</summary>
-    public static IReadOnlyCollection<string> Names => Factories.Keys.OrderBy(n => n, StringComparer.Ordinal).ToArray();
+    public IReadOnlyCollection<string> Names => factories.Keys.Order(StringComparer.Ordinal).ToArray();
 }

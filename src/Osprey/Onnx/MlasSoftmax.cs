@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Osprey.Models;
+namespace Osprey.Onnx;
 
 /// <summary>
 /// Softmax over the last dimension exactly as ONNX Runtime's CPU Softmax computes it on x86-64 (MLAS

@@ -1,11 +1,10 @@
 using Onnx;
-using Osprey.Export;
 using Osprey.Models;
-using Osprey.Tests.Inference;
+using Osprey.Onnx;
 using Osprey.Tests.Models;
 using static TorchSharp.torch;
 
-namespace Osprey.Tests.Export;
+namespace Osprey.Tests.Onnx;
 
 /// <summary>
 /// Every supported opset runs in ONNX Runtime and gives TorchSharp's output (1e-4), static and dynamic: below 13 the

@@ -2,12 +2,11 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Onnx;
-using Osprey.Export;
-using Osprey.Models;
+using Osprey.Onnx;
 using static TorchSharp.torch;
 using Tensor = TorchSharp.torch.Tensor;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Onnx;
 
 /// <summary>
 /// The pieces that make an imported int8 model compute what ONNX Runtime computes, each against ONNX Runtime itself

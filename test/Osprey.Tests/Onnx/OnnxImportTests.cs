@@ -1,8 +1,9 @@
-using Osprey.Export;
 using Osprey.Inference;
 using Osprey.Models;
+using Osprey.Onnx;
+using Osprey.Tests.Inference;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Onnx;
 
 /// <summary>Importing the real Ultralytics int8 YOLOv8n ONNX export and matching ONNX Runtime's reference detections.</summary>
 public class OnnxImportTests
@@ -103,7 +104,7 @@ public class OrtReferenceTests
     public void OrtWithOurPreAndPostprocessingMatchesReference()
     {
         using var ort = new OrtRunner(ReferenceDetections.OnnxPath);
-        var names = Osprey.Export.UltralyticsMetadata.ParseNames(ort.Session.ModelMetadata.CustomMetadataMap["names"]);
+        var names = UltralyticsMetadata.ParseNames(ort.Session.ModelMetadata.CustomMetadataMap["names"]);
         var problems = new List<string>();
         foreach (var expected in ReferenceDetections.Load())
             problems.AddRange(ReferenceDetections.Compare(expected, ort.Predict(expected.Image, names), 0.0011f, 0.11f));

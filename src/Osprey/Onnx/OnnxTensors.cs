@@ -2,7 +2,7 @@ using Google.Protobuf;
 using Onnx;
 using static TorchSharp.torch;
 
-namespace Osprey.Export;
+namespace Osprey.Onnx;
 
 /// <summary>ONNX <c>TensorProto</c> ↔ TorchSharp tensors (the element types a YOLO export uses).</summary>
 public static class OnnxTensors

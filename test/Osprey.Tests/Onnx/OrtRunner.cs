@@ -6,7 +6,7 @@ using Osprey.Inference;
 using static TorchSharp.torch;
 using Tensor = TorchSharp.torch.Tensor;
 
-namespace Osprey.Tests.Inference;
+namespace Osprey.Tests.Onnx;
 
 /// <summary>ONNX Runtime on an exported/reference file: (b, 3, H, W) float tensor in, output0 out.</summary>
 internal sealed class OrtRunner : IDisposable

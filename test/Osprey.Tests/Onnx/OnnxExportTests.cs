@@ -1,11 +1,11 @@
 using OpenCvSharp;
-using Osprey.Export;
 using Osprey.Inference;
 using Osprey.Models;
+using Osprey.Onnx;
 using Osprey.Tests.Inference;
 using static TorchSharp.torch;
 
-namespace Osprey.Tests.Export;
+namespace Osprey.Tests.Onnx;
 
 /// <summary>Exported graphs run in ONNX Runtime and give TorchSharp's output (fp32, 1e-4).</summary>
 public class OnnxExportTests

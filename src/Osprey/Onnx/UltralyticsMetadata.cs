@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Osprey.Export;
+namespace Osprey.Onnx;
 
 /// <summary>
 /// The metadata an Ultralytics export writes (ONNX <c>metadata_props</c>), with its Python-repr formats:

@@ -1,20 +1,26 @@
-using System.Globalization;
 using Osprey.Models.Blocks;
+using Osprey.Models.Building;
+using Osprey.Models.Heads;
+using static Osprey.Models.Building.LayerContext;
 
-namespace Osprey.Models.Building;
+namespace Osprey.Models.Families;
 
-/// <summary>Registry factories for the YOLOv8 blocks, mirroring Ultralytics' parse_model.</summary>
-internal static class YoloV8Modules
+/// <summary>
+/// The YOLOv8 family: Conv, C2f, Bottleneck, SPPF, Concat, Upsample (also <c>nn.Upsample</c>) and Detect, each
+/// built as Ultralytics' parse_model builds it.
+/// </summary>
+public sealed class YoloV8Family : IModelFamily
 {
-    public static void RegisterAll()
+    /// <inheritdoc/>
+    public void Register(ModuleRegistry registry)
     {
-        ModuleRegistry.Register(BuildConv, false, "Conv");
-        ModuleRegistry.Register(BuildC2f, true, "C2f");
-        ModuleRegistry.Register(BuildBottleneck, false, "Bottleneck");
-        ModuleRegistry.Register(BuildSppf, false, "SPPF");
-        ModuleRegistry.Register(BuildConcat, false, "Concat");
-        ModuleRegistry.Register(BuildUpsample, false, "Upsample", "nn.Upsample");
-        ModuleRegistry.Register(BuildDetect, false, "Detect");
+        registry.Register(BuildConv, false, "Conv");
+        registry.Register(BuildC2f, true, "C2f");
+        registry.Register(BuildBottleneck, false, "Bottleneck");
+        registry.Register(BuildSppf, false, "SPPF");
+        registry.Register(BuildConcat, false, "Concat");
+        registry.Register(BuildUpsample, false, "Upsample", "nn.Upsample");
+        registry.Register(BuildDetect, false, "Detect");
     }
 
     private static LayerBuild BuildConv(LayerContext c)
@@ -25,7 +31,7 @@ internal static class YoloV8Modules
         long? padding = c.IntOrNull(3);
         bool activation = c.Bool(6, true);
         var module = new Conv(inChannels, outChannels, kernel, stride, padding, groups, dilation, activation);
-        return new LayerBuild(module, outChannels, Format(inChannels, outChannels, kernel, stride));
+        return new LayerBuild(module, outChannels, FormatArguments(inChannels, outChannels, kernel, stride));
     }
 
     private static LayerBuild BuildC2f(LayerContext c)
@@ -36,7 +42,7 @@ internal static class YoloV8Modules
         long groups = c.Int(2, 1);
         double expansion = c.Double(3, 0.5);
         var module = new C2f(inChannels, outChannels, c.Repeats, shortcut, groups, expansion);
-        return new LayerBuild(module, outChannels, Format(inChannels, outChannels, c.Repeats, shortcut ? "True" : "False"));
+        return new LayerBuild(module, outChannels, FormatArguments(inChannels, outChannels, c.Repeats, shortcut ? "True" : "False"));
     }
 
     private static LayerBuild BuildBottleneck(LayerContext c)
@@ -47,7 +53,7 @@ internal static class YoloV8Modules
         long groups = c.Int(2, 1);
         double expansion = c.Double(4, 0.5);
         var module = new Bottleneck(inChannels, outChannels, shortcut, groups, 3, 3, expansion);
-        return new LayerBuild(module, outChannels, Format(inChannels, outChannels, shortcut ? "True" : "False"));
+        return new LayerBuild(module, outChannels, FormatArguments(inChannels, outChannels, shortcut ? "True" : "False"));
     }
 
     private static LayerBuild BuildSppf(LayerContext c)
@@ -55,14 +61,14 @@ internal static class YoloV8Modules
         // args: [c2, k=5]
         long inChannels = c.InputChannel, outChannels = c.ScaleChannels(c.Int(0, 0));
         long kernel = c.Int(1, 5);
-        return new LayerBuild(new SPPF(inChannels, outChannels, kernel), outChannels, Format(inChannels, outChannels, kernel));
+        return new LayerBuild(new SPPF(inChannels, outChannels, kernel), outChannels, FormatArguments(inChannels, outChannels, kernel));
     }
 
     private static LayerBuild BuildConcat(LayerContext c)
     {
         long dimension = c.Int(0, 1);
         if (dimension != 1) throw c.Error("only channel concatenation (dimension 1) is supported.");
-        return new LayerBuild(new Concat(dimension), c.InputChannels.Sum(), Format(dimension));
+        return new LayerBuild(new Concat(dimension), c.InputChannels.Sum(), FormatArguments(dimension));
     }
 
     private static LayerBuild BuildUpsample(LayerContext c)
@@ -72,7 +78,7 @@ internal static class YoloV8Modules
         string mode = c.String(2) ?? "nearest";
         if (mode != "nearest") throw c.Error($"only nearest upsampling is supported, got '{mode}'.");
         double scale = c.Double(1, 2);
-        return new LayerBuild(new Upsample(scale), c.InputChannel, $"[None, {Fmt(scale)}, 'nearest']");
+        return new LayerBuild(new Upsample(scale), c.InputChannel, $"[None, {FormatArgument(scale)}, 'nearest']");
     }
 
     private static LayerBuild BuildDetect(LayerContext c)
@@ -80,15 +86,6 @@ internal static class YoloV8Modules
         // args: [nc]; Ultralytics appends the list of input channels.
         int nc = checked((int)c.Int(0, c.Nc));
         var detect = new Detect(nc, c.InputChannels.ToArray());
-        return new LayerBuild(detect, nc + 4 * detect.RegMax, $"[{nc}, [{string.Join(", ", c.InputChannels)}]]");
+        return new LayerBuild(detect, detect.OutputsPerAnchor, $"[{nc}, [{string.Join(", ", c.InputChannels)}]]");
     }
-
-    private static string Format(params object[] values) => "[" + string.Join(", ", values.Select(Fmt)) + "]";
-
-    private static string Fmt(object value) => value switch
-    {
-        double d => d.ToString(CultureInfo.InvariantCulture),
-        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
-        _ => value.ToString() ?? "",
-    };
 }

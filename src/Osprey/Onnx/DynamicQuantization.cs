@@ -3,7 +3,7 @@ using Osprey.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Osprey.Models;
+namespace Osprey.Onnx;
 
 /// <summary>
 /// Reproduces ONNX Runtime's dynamically quantised convolution (DynamicQuantizeLinear → ConvInteger → Cast →

@@ -2,13 +2,12 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Onnx;
-using Osprey.Export;
 using Osprey.Models;
-using Osprey.Tests.Inference;
+using Osprey.Onnx;
 using Osprey.Tests.Models;
 using static TorchSharp.torch;
 
-namespace Osprey.Tests.Export;
+namespace Osprey.Tests.Onnx;
 
 /// <summary>
 /// <c>half=True</c>: on the CPU the export warns as Ultralytics does and writes the fp32 graph; the float16 graph a CUDA

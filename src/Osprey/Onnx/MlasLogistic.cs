@@ -2,7 +2,7 @@ using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Osprey.Models;
+namespace Osprey.Onnx;
 
 /// <summary>
 /// The logistic function σ(x) exactly as ONNX Runtime's CPU kernels compute it on x86-64 with AVX2/FMA3

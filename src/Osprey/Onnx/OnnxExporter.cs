@@ -1,0 +1,130 @@
+using System.Globalization;
+using Google.Protobuf;
+using Onnx;
+using Osprey.Models;
+using Osprey.Runtime;
+
+namespace Osprey.Onnx;
+
+/// <summary>Settings of <see cref="OnnxExporter.Export"/> (Ultralytics' export arguments).</summary>
+public sealed record OnnxExportOptions
+{
+    /// <summary>Input height and width (multiples of the largest stride); 640 × 640.</summary>
+    public int Height { get; init; } = 640;
+
+    /// <inheritdoc cref="Height"/>
+    public int Width { get; init; } = 640;
+
+    /// <summary>Batch size of a static export.</summary>
+    public int Batch { get; init; } = 1;
+
+    /// <summary>Symbolic batch, height and width (anchors computed in the graph).</summary>
+    public bool Dynamic { get; init; }
+
+    /// <summary>float16 weights, input and output.</summary>
+    public bool Half { get; init; }
+
+    /// <summary>ONNX opset (<see cref="OnnxExporter.MinOpset"/> … <see cref="OnnxExporter.MaxOpset"/>), 17.</summary>
+    public int Opset { get; init; } = 17;
+
+    /// <summary>Text of the <c>description</c> metadata; null = "Osprey YOLOv8{scale} model".</summary>
+    public string? Description { get; init; }
+}
+
+/// <summary>
+/// Writes a <see cref="DetectionModel"/> as an ONNX graph the way Ultralytics exports it: BN fused; input <c>images</c>
+/// (B, 3, H, W) float RGB in [0, 1]; output <c>output0</c> (B, 4 + nc, A) = centre-xywh in input pixels and sigmoid
+/// class scores; Ultralytics' metadata_props. Each layer writes its own nodes (<see cref="IOnnxBlock"/>, beside its
+/// forward: Conv(+bias) and Sigmoid·Mul for SiLU, Split/Concat for C2f, MaxPool for SPPF, Resize nearest, the head's
+/// Reshape/Transpose/Softmax/Conv DFL with anchors and strides as constants, or computed from the feature-map shapes
+/// when <see cref="OnnxExportOptions.Dynamic"/>); the exporter walks the layers in order.
+/// </summary>
+public static class OnnxExporter
+{
+    /// <summary>Lowest opset written (Range, the attribute forms of Split/Unsqueeze and 2-D Softmax below 13).</summary>
+    public const int MinOpset = 11;
+
+    /// <summary>Highest opset written.</summary>
+    public const int MaxOpset = 21;
+
+    /// <summary>Ultralytics' warning when <c>half=True</c> is asked of an ONNX export on the CPU.</summary>
+    public const string HalfOnCpuWarning = "half=True only compatible with GPU export, i.e. use device=0";
+
+    /// <summary>
+    /// The options an export on this device gets, as Ultralytics' exporter decides: <c>half=True</c> writes a float16
+    /// graph only for a CUDA export; on the CPU it is set to False and <paramref name="warning"/> says so.
+    /// </summary>
+    public static OnnxExportOptions ForDevice(OnnxExportOptions options, bool cuda, out string? warning)
+    {
+        warning = null;
+        if (!options.Half || cuda) return options;
+        warning = HalfOnCpuWarning;
+        return options with { Half = false };
+    }
+
+    /// <summary>Fuses <paramref name="model"/> (in place) and writes it to <paramref name="path"/>; returns the model proto.</summary>
+    public static ModelProto Export(DetectionModel model, string path, OnnxExportOptions? options = null)
+    {
+        var proto = Build(model, options);
+        var bytes = proto.ToByteArray();
+        Osprey.IO.AtomicFile.WriteVia(path, temporary => File.WriteAllBytes(temporary, bytes));
+        return proto;
+    }
+
+    /// <summary>Builds the ONNX model proto (fuses <paramref name="model"/> in place).</summary>
+    public static ModelProto Build(DetectionModel model, OnnxExportOptions? options = null)
+    {
+        options ??= new OnnxExportOptions();
+        if (options.Opset is < MinOpset or > MaxOpset)
+            throw new ArgumentException($"opset={options.Opset}: Osprey exports ONNX opsets {MinOpset} … {MaxOpset}.");
+        int maxStride = (int)model.Strides.Max();
+        if (options.Height % maxStride != 0 || options.Width % maxStride != 0 || options.Height <= 0 || options.Width <= 0)
+            throw new ArgumentException($"imgsz {options.Height}x{options.Width}: must be positive multiples of {maxStride}.");
+        if (options.Batch < 1) throw new ArgumentException($"batch={options.Batch}: must be ≥ 1.");
+        model.eval();
+        if (!model.IsFused) model.Fuse();
+
+        var graph = new OnnxGraph(options);
+        if (options.Dynamic) graph.AddInput("images", "batch", 3L, "height", "width");
+        else graph.AddInput("images", (long)options.Batch, 3L, (long)options.Height, (long)options.Width);
+        var layers = model.Layers;
+        var outputs = new string[layers.Count];
+        string current = "images";
+        for (int i = 0; i < layers.Count; i++)
+        {
+            string Input(int from) => from == -1 ? current : outputs[from < 0 ? i + from : from];
+            current = graph.Emit(layers[i].Module, $"model.{i}", layers[i].From.Select(Input).ToArray());
+            outputs[i] = current;
+        }
+        if (current != OnnxGraph.OutputName)
+            throw new InvalidOperationException($"ONNX export: the head wrote '{current}', not '{OnnxGraph.OutputName}'.");
+        long rows = 4 + model.Nc;
+        if (options.Dynamic) graph.AddOutput(OnnxGraph.OutputName, "batch", rows, "anchors");
+        else graph.AddOutput(OnnxGraph.OutputName, (long)options.Batch, rows, AnchorCount(model, options));
+        return graph.ToModel(Metadata(model, options));
+    }
+
+    private static long AnchorCount(DetectionModel model, OnnxExportOptions options) =>
+        model.Strides.Sum(s => (long)(options.Height / s) * (long)(options.Width / s));
+
+    // Ultralytics' metadata_props, in its order.
+    private static IEnumerable<(string, string)> Metadata(DetectionModel model, OnnxExportOptions options)
+    {
+        string scale = model.Scale ?? "";
+        yield return ("description", options.Description ?? $"Osprey YOLOv8{scale} model");
+        yield return ("author", "Osprey");
+        yield return ("date", DateTime.Now.ToString("yyyy-MM-ddTHH:mm:ss.ffffff", CultureInfo.InvariantCulture));
+        yield return ("version", TorchRuntime.OspreyVersion);
+        yield return ("license", "AGPL-3.0 License (https://ultralytics.com/license)");
+        yield return ("docs", "https://docs.ultralytics.com");
+        yield return ("stride", ((int)model.Strides.Max()).ToString(CultureInfo.InvariantCulture));
+        yield return ("task", "detect");
+        yield return ("batch", options.Batch.ToString(CultureInfo.InvariantCulture));
+        yield return ("imgsz", UltralyticsMetadata.FormatInts(new[] { options.Height, options.Width }));
+        yield return ("names", UltralyticsMetadata.FormatNames(model.Names));
+        yield return ("args", $"{{'batch': {options.Batch}, 'half': {Py(options.Half)}, 'dynamic': {Py(options.Dynamic)}, 'opset': {options.Opset}, 'nms': False}}");
+        yield return ("channels", model.Config.InputChannels.ToString(CultureInfo.InvariantCulture));
+    }
+
+    private static string Py(bool value) => value ? "True" : "False";
+}
