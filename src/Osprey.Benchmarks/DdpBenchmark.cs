@@ -11,7 +11,8 @@ namespace Osprey.Benchmarks;
 
 /// <summary>What <c>osprey bench ddp</c> measures and models.</summary>
 /// <param name="Steps">The training step to time (model, global batch, image size, steps).</param>
-/// <param name="Device"><c>device=</c>: cpu (MPI ranks), or CUDA indices (NCCL; two ranks need two GPUs).</param>
+/// <param name="Device"><c>device=</c>: cpu (MPI ranks), or CUDA indices (NCCL; two ranks need two GPUs); null: CUDA 0 when
+/// available, else the CPU.</param>
 /// <param name="World">Ranks of the data-parallel run compared with one process (CPU: <c>nproc</c>; CUDA: the GPUs listed).</param>
 /// <param name="BufferBytes">All-reduce sizes (null: <see cref="DdpBenchmark.DefaultBufferBytes"/>).</param>
 /// <param name="Repetitions">Timed all-reduces per size.</param>
@@ -19,7 +20,7 @@ namespace Osprey.Benchmarks;
 /// <param name="StepSeconds">One GPU's step time for the scaling model (null: the measured one-process step).</param>
 /// <param name="BusBytesPerSecond">Bus bandwidth for the scaling model (null: fitted to the measured all-reduce times).</param>
 /// <param name="Cores">Cores shared by the ranks (null: this machine's).</param>
-public sealed record DdpBenchmarkOptions(StepBenchmarkOptions Steps, string? Device = "cpu", int World = 2,
+public sealed record DdpBenchmarkOptions(StepBenchmarkOptions Steps, DeviceRequest? Device = null, int World = 2,
     IReadOnlyList<long>? BufferBytes = null, int Repetitions = 5, int PredictWorld = 8, double? StepSeconds = null,
     double? BusBytesPerSecond = null, int? Cores = null);
 
@@ -118,7 +119,7 @@ public static class DdpBenchmark
     /// <summary>One rank of the W-rank run (started by mpirun or spawned): times the step and the all-reduces.</summary>
     public static DdpRankReport RunRank(DdpBenchmarkOptions options, DistributedEnvironment environment, IProgress<string>? progress = null)
     {
-        Device device = DeviceRequest.Parse(options.Device).Resolve(environment.LocalRank, environment.LocalWorldSize);
+        Device device = (options.Device ?? DeviceRequest.Parse(null)).Resolve(environment.LocalRank, environment.LocalWorldSize);
         torch.set_num_threads(ThreadsPerRank(options, environment.WorldSize));
         IReadOnlyList<long> sizes = BufferBytes(options);
         using IProcessGroup group = ProcessGroupFactory.Create(device, environment);
@@ -157,7 +158,7 @@ public static class DdpBenchmark
     public static DdpBenchmarkResult Run(DdpBenchmarkOptions options, string program, IReadOnlyList<string> programArguments,
         IProgress<string>? progress = null)
     {
-        var request = DeviceRequest.Parse(options.Device);
+        var request = options.Device ?? DeviceRequest.Parse(null);
         Device device = request.Resolve();
         int world = request.IsCuda ? request.CudaIndices.Count : options.World;
         if (world < 1) throw new ArgumentsException("bench ddp needs nproc ≥ 1");

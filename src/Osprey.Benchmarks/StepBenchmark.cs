@@ -94,7 +94,7 @@ public static class StepBenchmark
         {
             NumClasses = model.Nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(), GlobalSum = clock.Normaliser(parallel),
         });
-        var optimizer = TrainingOptimizer.Create(model, "SGD", 0.01, 0.937, 0.0005, 0.1, model.Nc, iterations: 1000,
+        var optimizer = TrainingOptimizer.Create(model, OptimizerChoice.SGD, 0.01, 0.937, 0.0005, 0.1, model.Nc, iterations: 1000,
             batch: options.GlobalBatch, accumulate: 1, nominalBatch: options.GlobalBatch, flat: flat);
         var step = new TrainStep(model, replica, loss, new WeightUpdate(model, optimizer.Optimizer, ema, null), null);
         using var batchScope = NewDisposeScope();

@@ -56,11 +56,9 @@ public static class TrainBenchmark
         {
             int needed = (WarmupBatches + timedBatches + 1) * batch;
             string yaml = RepeatedDataset(config, work, needed, progress);
-            var run = args.Clone();
-            foreach (var (key, value) in new[] { ("data", yaml), ("epochs", "1"), ("val", "False"), ("save", "False"),
-                         ("plots", "False"), ("close_mosaic", "0"), ("project", work), ("name", "run"), ("exist_ok", "True"),
-                         ("resume", "False") })
-                ArgsParser.Set(run, key, value);
+            var run = ArgsParser.Parse(new[] { ("data", yaml), ("epochs", "1"), ("val", "False"), ("save", "False"), ("plots", "False"),
+                ("close_mosaic", "0"), ("project", work), ("name", "run"), ("exist_ok", "True"), ("resume", "False") }
+                .Select(p => new KeyValuePair<string, string>(p.Item1, p.Item2)), args);
 
             var clock = new Stopwatch();
             int last = WarmupBatches + timedBatches - 1, images = 0;

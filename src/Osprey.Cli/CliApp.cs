@@ -76,14 +76,9 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
             foreach (var (_, option) in options) cmd.Options.Add(option);
             cmd.SetAction(parse =>
             {
-                var args = command.Defaults();
-                foreach (var (spec, option) in options)
-                {
-                    var result = parse.GetResult(option);
-                    if (result is null) continue;
-                    ArgsParser.Set(args, spec.Key, parse.GetValue(option) ?? "True");
-                }
-                return command.Execute(args, output);
+                var given = options.Where(o => parse.GetResult(o.option) is not null)
+                    .Select(o => new KeyValuePair<string, string>(o.spec.Key, parse.GetValue(o.option) ?? "True"));
+                return command.Execute(ArgsParser.Parse(given, command.Defaults()), output);
             });
             root.Subcommands.Add(cmd);
         }

@@ -25,7 +25,7 @@ public sealed class BenchDataCommand : ICliCommand
         string data = args.Data ?? throw new ArgumentsException("bench data needs data=… (e.g. data=coco128.yaml)");
         if (args.Epochs <= 0) throw new ArgumentsException("bench data needs epochs ≥ 1 (passes over the train split to time)");
         if (args.Workers <= 0) throw new ArgumentsException("bench data needs workers ≥ 1");
-        var cache = args.Cache.ToLowerInvariant() == "disk" ? ImageCacheMode.Disk : ImageCacheMode.Ram;
+        var cache = args.Cache == ImageCacheMode.Disk ? ImageCacheMode.Disk : ImageCacheMode.Ram;
         int count = DetectionDataset.Load(data, DatasetSplit.Train).Count;
         // OSPREY_MOSAIC_BUFFER=0: both sides with uniform mosaic partners and a decode per tile (the semantics before the buffer)
         int buffer = int.TryParse(Environment.GetEnvironmentVariable("OSPREY_MOSAIC_BUFFER"), out var b) ? b : new LoaderOptions().MosaicBuffer;
@@ -36,7 +36,7 @@ public sealed class BenchDataCommand : ICliCommand
         var progress = new BenchProgress(output);
         var c = DataBenchmark.Compare(options, script, python, progress, cache);
         // gpu_augment=True: the device path too, from the cache, drawn on the selected device (device=…; default cuda:0 when available)
-        var device = args.GpuAugment ? Osprey.Runtime.DeviceRequest.Parse(args.Device).Resolve(0) : null;
+        var device = args.GpuAugment ? args.DeviceOrDefault().Resolve(0) : null;
         var onDevice = device is null ? [] : new[] { DataBenchmark.Run(options, cache, progress, device) };
 
         var table = new Table().Border(TableBorder.Simple).AddColumn("pipeline").AddColumn("mode")

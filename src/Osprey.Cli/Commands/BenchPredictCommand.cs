@@ -28,8 +28,8 @@ public sealed class BenchPredictCommand : ICliCommand
     {
         string model = args.Model ?? "yolov8n.yaml";
         if (args.Runs < 1) throw new ArgumentsException($"runs={args.Runs}: bench predict needs runs ≥ 1");
-        if (args.Device is { } device && !device.Equals("cpu", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentsException($"device={device}: bench predict times the CPU only (device=cpu)");
+        if (args.Device is { IsCuda: true } device)
+            throw new ArgumentsException($"device={ArgsSchema.Format(device)}: bench predict times the CPU only (device=cpu)");
         string folder = Path.Combine(Path.GetTempPath(), $"osprey-bench-predict-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
         try

@@ -34,7 +34,7 @@ public sealed class BenchTrainCommand : ICliCommand
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"osprey    {osprey.ImagesPerSecond,9:0.0} img/s  ({osprey.Images} images in {osprey.Batches} batches, {osprey.Seconds:0.00} s; {osprey.Precision}; {osprey.Device}; {osprey.Parameters:N0} parameters; {Environment.ProcessorCount} cores)"));
 
-        var device = DeviceRequest.Parse(args.Device).Resolve();
+        var device = args.DeviceOrDefault().Resolve();
         bool cuda = device.type == TorchSharp.DeviceType.CUDA;
         var precision = MixedPrecision.Resolve(args, device);
         string model = args.Model ?? TrainingSetup.DefaultModel;

@@ -22,13 +22,11 @@ public sealed class ExportCommand : ICliCommand
     public int Execute(OspreyArgs args, IAnsiConsole output)
     {
         string modelPath = args.Model ?? throw new ArgumentsException("export needs model=… (weights, YAML or .onnx)");
-        if (!args.Format.Equals("onnx", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentsException($"format={args.Format}: only onnx is supported");
         if (args.Opset is < OnnxExporter.MinOpset or > OnnxExporter.MaxOpset)
             throw new ArgumentsException($"opset={args.Opset}: Osprey exports ONNX opsets {OnnxExporter.MinOpset} … {OnnxExporter.MaxOpset}.");
         using var model = ModelFactory.Create(modelPath);
         string path = Path.ChangeExtension(modelPath, null) + (Path.GetExtension(modelPath).Equals(".onnx", StringComparison.OrdinalIgnoreCase) ? ".osprey.onnx" : ".onnx");
-        bool cuda = args.Device is not null && DeviceRequest.Parse(args.Device).Resolve().type == DeviceType.CUDA;
+        bool cuda = args.Device is not null && args.Device.Resolve().type == DeviceType.CUDA;
         var options = OnnxExporter.ForDevice(new OnnxExportOptions
         {
             Height = args.Imgsz, Width = args.Imgsz, Batch = args.WholeBatch("export"), Dynamic = args.Dynamic, Half = args.Half, Opset = args.Opset,

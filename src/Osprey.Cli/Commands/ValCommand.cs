@@ -15,7 +15,7 @@ public sealed class ValCommand : ICliCommand
     {
         var report = ValidationRun.Run(args);
         var d = report.Dataset;
-        output.WriteLine($"{args.Split}: {d.Images} images, {d.Backgrounds} backgrounds, {d.Boxes} boxes");
+        output.WriteLine($"{ArgsSchema.Format(args.Split)}: {d.Images} images, {d.Backgrounds} backgrounds, {d.Boxes} boxes");
         output.Write(MetricsTable.Build(report.Result, report.Names));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"Speed: {report.Result.MillisecondsPerImage:0.0} ms inference + NMS per image"));

@@ -54,20 +54,25 @@ public static class ArgsParser
         return pairs;
     }
 
-    /// <summary>Parses tokens onto a copy of <paramref name="defaults"/> (or fresh defaults).</summary>
-    public static OspreyArgs Parse(IReadOnlyList<string> tokens, OspreyArgs? defaults = null)
-    {
-        var args = defaults?.Clone() ?? new OspreyArgs();
-        foreach (var (key, value) in Tokenize(tokens)) Set(args, key, value);
-        return args;
-    }
+    /// <summary>Parses tokens into new arguments: <paramref name="defaults"/> (or fresh defaults) with the tokens applied.</summary>
+    public static OspreyArgs Parse(IReadOnlyList<string> tokens, OspreyArgs? defaults = null) => Parse(Tokenize(tokens), defaults);
 
-    /// <summary>Sets one argument from its text form, converting to the property's type.</summary>
-    public static void Set(OspreyArgs args, string key, string text)
+    /// <summary>
+    /// New arguments: <paramref name="defaults"/> (or fresh defaults) with each (key, text) pair converted to its argument's
+    /// type and marked as given. Every value is checked here, so a bad one fails before anything runs.
+    /// </summary>
+    /// <exception cref="ArgumentsException">An unknown key or a value its argument does not take.</exception>
+    public static OspreyArgs Parse(IEnumerable<KeyValuePair<string, string>> pairs, OspreyArgs? defaults = null)
     {
-        ArgSpec spec = Check(key);
-        spec.Property.SetValue(args, Convert(spec, text.Trim()));
-        args.GivenKeys.Add(key);
+        var given = new HashSet<string>(defaults?.GivenKeys ?? Enumerable.Empty<string>(), StringComparer.Ordinal);
+        var args = (defaults ?? new OspreyArgs()) with { GivenKeys = given };   // a new object: set while it is being made
+        foreach (var (key, text) in pairs)
+        {
+            ArgSpec spec = Check(key);
+            spec.Property.SetValue(args, Convert(spec, text.Trim()));
+            given.Add(key);
+        }
+        return args;
     }
 
     static ArgSpec Check(string key) =>
@@ -95,6 +100,7 @@ public static class ArgsParser
         bool nullable = spec.Type != type || !spec.Type.IsValueType;
         if (nullable && (text is "None" or "none" or "null" or "")) return null;
         if (type == typeof(string)) return text;
+        if (ArgumentValues.Handles(type)) return ArgumentValues.Parse(type, text, spec.Key);
         if (type == typeof(bool))
             return TryBool(text, out bool b) ? b : throw Bad(spec, text, "True or False");
         if (type == typeof(int))

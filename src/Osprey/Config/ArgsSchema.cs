@@ -63,6 +63,7 @@ public static class ArgsSchema
     public static string Format(object? value) => value switch
     {
         null => "null",
+        _ when ArgumentValues.Handles(value.GetType()) => ArgumentValues.Format(value),
         bool b => b ? "True" : "False",
         double d => d.ToString("R", CultureInfo.InvariantCulture),
         IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),

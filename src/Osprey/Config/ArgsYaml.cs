@@ -12,10 +12,12 @@ public static class ArgsYaml
         foreach (ArgSpec spec in ArgsSchema.All)
         {
             object? value = spec.Property.GetValue(args);
-            string text = value is string s ? Quote(s) : ArgsSchema.Format(value) switch
+            string text = ArgsSchema.Format(value);
+            text = value is string s ? Quote(s) : text switch
             {
                 "True" => "true",
                 "False" => "false",
+                _ when value is not null && ArgumentValues.Handles(value.GetType()) => Quote(text),
                 var other => other,
             };
             sb.Append(spec.Key).Append(": ").Append(text).Append('\n');
@@ -26,7 +28,7 @@ public static class ArgsYaml
     /// <summary>Reads args.yaml text back (unknown keys are errors, as on the command line).</summary>
     public static OspreyArgs Deserialize(string yaml)
     {
-        var args = new OspreyArgs();
+        var pairs = new List<KeyValuePair<string, string>>();
         foreach (string line in yaml.Split('\n'))
         {
             if (line.Length == 0 || line.StartsWith('#')) continue;
@@ -34,9 +36,9 @@ public static class ArgsYaml
             if (colon < 0) throw new InvalidDataException($"args.yaml: bad line '{line}'");
             string value = line[(colon + 2)..];
             if (value.StartsWith('\'')) value = value[1..^1].Replace("''", "'");
-            ArgsParser.Set(args, line[..colon], value);
+            pairs.Add(new(line[..colon], value));
         }
-        return args;
+        return ArgsParser.Parse(pairs);
     }
 
     static string Quote(string s) =>

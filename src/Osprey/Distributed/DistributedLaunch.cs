@@ -23,7 +23,7 @@ public static class DistributedLaunch
     /// <summary>Ranks the arguments ask for on this machine: one per listed GPU, else <c>nproc</c>.</summary>
     public static int ProcessCount(OspreyArgs args)
     {
-        var request = DeviceRequest.Parse(args.Device);
+        var request = args.DeviceOrDefault();
         return request.IsCuda && request.CudaIndices.Count > 1 ? request.CudaIndices.Count : Math.Max(args.Nproc, 1);
     }
 
@@ -54,13 +54,8 @@ public static class DistributedLaunch
         CancellationToken cancellation = default)
     {
         int processes = ProcessCount(args);
-        bool cuda = DeviceRequest.Parse(args.Device).IsCuda;
-        string? resume = args.Resume.ToLowerInvariant() switch
-        {
-            "false" or "0" or "no" or "" => null,
-            "true" or "1" or "yes" => TrainingSetup.FindLastCheckpoint(args.Project),
-            _ => Path.GetFullPath(args.Resume),
-        };
+        bool cuda = args.DeviceOrDefault().IsCuda;
+        string? resume = TrainingSetup.ResumeCheckpoint(args) is { } given ? Path.GetFullPath(given) : null;
         string runDirectory = resume is not null
             ? Checkpoint.ReadState(resume).RunDirectory
             : RunDirectory.Create(args.Project, args.Name, "train", args.ExistOk);

@@ -24,14 +24,8 @@ public static class ValidationRun
         string model = args.Model ?? throw new ArgumentsException("val needs model=… (weights, e.g. runs/detect/train/weights/best.safetensors)");
         if (args.Imgsz < 32 || args.Imgsz % 32 != 0)
             throw new ArgumentsException($"imgsz={args.Imgsz}: must be a positive multiple of 32 (the largest stride)");
-        var device = DeviceRequest.Parse(args.Device).Resolve();
-        var split = args.Split.ToLowerInvariant() switch
-        {
-            "val" => DatasetSplit.Val,
-            "test" => DatasetSplit.Test,
-            "train" => DatasetSplit.Train,
-            _ => throw new ArgumentsException($"split={args.Split} is not valid: use val, test or train"),
-        };
+        var device = args.DeviceOrDefault().Resolve();
+        var split = args.Split;
         DatasetConfig config = DatasetCatalog.Resolve(data);
         var dataset = DetectionDataset.Load(config, split);
         var detector = ModelFactory.Create(model);
@@ -42,7 +36,7 @@ public static class ValidationRun
         string runDirectory = Training.RunDirectory.Create(args.Project, args.Name, "val", args.ExistOk);
         using var loader = DataLoader.ForValidation(dataset, new LoaderOptions(
             ImageSize: args.Imgsz, BatchSize: Math.Max(args.WholeBatch("val"), 1), Workers: Math.Clamp(args.Workers, 1, Environment.ProcessorCount),
-            Seed: args.Seed, Cache: Training.TrainingSetup.CacheMode(args.Cache)));
+            Seed: args.Seed, Cache: args.Cache));
         var nms = new NmsOptions
         {
             ConfidenceThreshold = (float)(args.Conf ?? NmsOptions.ValidationConfidence),

@@ -42,7 +42,7 @@ public static class PredictRun
         string source = args.Source ?? throw new ArgumentsException("predict needs source=… (image, folder, glob, video, URL or .streams)");
         if (args.VidStride < 1) throw new ArgumentsException($"vid_stride={args.VidStride}: must be ≥ 1");
         var options = Options(args);
-        var device = DeviceRequest.Parse(args.Device).Resolve();
+        var device = args.DeviceOrDefault().Resolve();
         var sources = PredictSource.Resolve(source);
         using var predictor = Predictor.Load(model, options, device);
         var outputs = new Outputs(args, predictor, Training.RunDirectory.Create(args.Project, args.Name, "predict", args.ExistOk), progress);
@@ -80,23 +80,10 @@ public static class PredictRun
     {
         if (args.Imgsz < 32 || args.Imgsz % 32 != 0)
             throw new ArgumentsException($"imgsz={args.Imgsz}: must be a positive multiple of 32 (the largest stride)");
-        int[]? classes = null;
-        if (!string.IsNullOrWhiteSpace(args.Classes))
-        {
-            try
-            {
-                classes = args.Classes.Trim('[', ']', ' ').Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                    .Select(c => int.Parse(c, NumberStyles.Integer, CultureInfo.InvariantCulture)).ToArray();
-            }
-            catch (FormatException)
-            {
-                throw new ArgumentsException($"classes={args.Classes}: expected class indices like 0,2");
-            }
-        }
         return new PredictOptions
         {
             ImageSize = args.Imgsz, Confidence = (float)(args.Conf ?? 0.25), Iou = (float)args.Iou, MaxDetections = args.MaxDet,
-            Classes = classes, Agnostic = args.AgnosticNms, Half = args.Half,
+            Classes = args.Classes?.Indices.ToArray(), Agnostic = args.AgnosticNms, Half = args.Half,
         };
     }
 

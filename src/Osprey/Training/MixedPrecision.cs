@@ -30,12 +30,11 @@ public sealed record PrecisionChoice(CastPolicy Policy, string Note)
 public static class MixedPrecision
 {
     /// <summary>The dtype <c>amp_dtype</c> names, or null for <c>auto</c>.</summary>
-    public static ScalarType? ParseDtype(string text) => text.Trim().ToLowerInvariant() switch
+    public static ScalarType? DtypeOf(AmpDtype dtype) => dtype switch
     {
-        "auto" or "" => null,
-        "bf16" or "bfloat16" => ScalarType.BFloat16,
-        "fp16" or "float16" or "half" => ScalarType.Float16,
-        _ => throw new ArgumentsException($"amp_dtype={text} is not valid: use auto, bf16 or fp16 (amp=False for fp32)"),
+        AmpDtype.BF16 => ScalarType.BFloat16,
+        AmpDtype.FP16 => ScalarType.Float16,
+        _ => null,
     };
 
     /// <summary>The run's precision for <paramref name="args"/> on <paramref name="device"/>.</summary>
@@ -52,15 +51,16 @@ public static class MixedPrecision
     /// <param name="ampDtypeGiven">amp_dtype was given explicitly.</param>
     /// <param name="cuda">The device is a GPU.</param>
     /// <param name="capabilityMajor">Its compute capability major, or null when unknown.</param>
-    public static PrecisionChoice Resolve(bool amp, string ampDtype, bool ampDtypeGiven, bool cuda, int? capabilityMajor)
+    public static PrecisionChoice Resolve(bool amp, AmpDtype ampDtype, bool ampDtypeGiven, bool cuda, int? capabilityMajor)
     {
-        ScalarType? requested = ParseDtype(ampDtype);
+        ScalarType? requested = DtypeOf(ampDtype);
+        string name = ArgsSchema.Format(ampDtype);
         if (!amp) return new(new CastPolicy(ScalarType.Float32, cuda), "amp=False");
         if (!cuda)
             return requested is { } forced && ampDtypeGiven
-                ? new(new CastPolicy(forced), $"amp_dtype={ampDtype} on the CPU")
+                ? new(new CastPolicy(forced), $"amp_dtype={name} on the CPU")
                 : new(CastPolicy.Float32, "AMP is for CUDA only");
-        if (requested is { } dtype) return new(new CastPolicy(dtype, true), $"amp_dtype={ampDtype}");
+        if (requested is { } dtype) return new(new CastPolicy(dtype, true), $"amp_dtype={name}");
         return capabilityMajor switch
         {
             >= 8 => new(new CastPolicy(ScalarType.BFloat16, true), $"compute capability {capabilityMajor}.x has bf16"),

@@ -1,3 +1,4 @@
+using Osprey.Config;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -78,23 +79,17 @@ public sealed class TrainingOptimizer
     /// Weight decay is scaled by <c>batch·accumulate/nbs</c>. <paramref name="flat"/>: the groups laid out flat
     /// (<see cref="FlatParameters.For"/>: <see cref="ParameterGroups.Of"/> in the order pg0, pg1, pg2).
     /// </summary>
-    public static TrainingOptimizer Create(nn.Module model, string name, double lr0, double momentum, double weightDecay,
+    public static TrainingOptimizer Create(nn.Module model, OptimizerChoice name, double lr0, double momentum, double weightDecay,
         double warmupBiasLr, int nc, long iterations, int batch, int accumulate, int nominalBatch, FlatParameters flat)
     {
         double decay = weightDecay * batch * accumulate / nominalBatch;
-        string kind = name.ToLowerInvariant();
-        if (kind == "auto")
+        if (name == OptimizerChoice.Auto)
         {
-            (kind, lr0, momentum) = iterations > 10000 ? ("sgd", 0.01, 0.9) : ("adamw", Math.Round(0.002 * 5 / (4 + nc), 6), 0.9);
+            (name, lr0, momentum) = iterations > 10000 ? (OptimizerChoice.SGD, 0.01, 0.9) : (OptimizerChoice.AdamW, Math.Round(0.002 * 5 / (4 + nc), 6), 0.9);
             warmupBiasLr = 0.0;
         }
         var groups = ParameterGroups.Of(model);
-        OptimizerKind algorithm = kind switch
-        {
-            "sgd" => OptimizerKind.Sgd,
-            "adamw" => OptimizerKind.AdamW,
-            _ => throw new ArgumentException($"optimizer={name} is not supported: use SGD, AdamW or auto"),
-        };
+        OptimizerKind algorithm = name == OptimizerChoice.SGD ? OptimizerKind.Sgd : OptimizerKind.AdamW;
         var optimizer = new GroupedOptimizer(algorithm, new[]
         {
             new OptimizerGroup(groups.Biases, lr0, momentum, 0),

@@ -54,7 +54,7 @@ public sealed class Trainer
     {
         DistributedEnvironment job = _environment ?? DistributedEnvironment.FromProcess();
         var (args, resumeFrom) = TrainingSetup.Resume(_args);
-        Device device = DeviceRequest.Parse(args.Device).Resolve(job.LocalRank, job.LocalWorldSize);
+        Device device = args.DeviceOrDefault().Resolve(job.LocalRank, job.LocalWorldSize);
         using var parallel = DataParallel.Start(job, device);
         return parallel.Run(() => Train(args, resumeFrom, device, parallel, cancellationToken), _fatal);
     }

@@ -158,7 +158,7 @@ public sealed class TrainingRun : IDisposable
         int batch = AutoBatch.Resolve(Args.Batch, Args.Imgsz, Device, Parallel, ProbeModel, _setupLog.Add);
         if (batch % Parallel.World != 0)
             throw new ArgumentsException($"batch={batch} does not split evenly over {Parallel.World} ranks: use a multiple of {Parallel.World}");
-        Args = Args.With(a => a.Batch = batch);
+        Args = Args with { Batch = batch };
         string folder = saved?.RunDirectory ?? Parallel.MainDecides(IsMain ? RunDirectory.Create(Args.Project, Args.Name, "train", Args.ExistOk) : null)!;
         Files = new RunFiles(folder);
         if (IsMain) Directory.CreateDirectory(Files.Weights);
@@ -181,14 +181,13 @@ public sealed class TrainingRun : IDisposable
     void SetUpData()
     {
         int rankBatch = (int)Args.Batch / Parallel.World;
-        var cache = TrainingSetup.CacheMode(Args.Cache);
         Augmentation = TrainingSetup.Augmentation(Args);
         TrainLoader = DataLoader.ForTraining(DetectionDataset.Load(Data, DatasetSplit.Train), Parallel.Shard(new LoaderOptions(
-            ImageSize: Args.Imgsz, BatchSize: rankBatch, Workers: Math.Max(Args.Workers, 1), Seed: Args.Seed, Cache: cache,
+            ImageSize: Args.Imgsz, BatchSize: rankBatch, Workers: Math.Max(Args.Workers, 1), Seed: Args.Seed, Cache: Args.Cache,
             Augment: Augmentation, Epochs: Args.Epochs, PinMemory: TrainingSetup.PinMemory(Device),
             SampleDelay: FaultInjection.DataDelay(), DeviceAugment: Args.GpuAugment)));
         ValLoader = DataLoader.ForValidation(DetectionDataset.Load(Data, DatasetSplit.Val), Parallel.Shard(new LoaderOptions(
-            ImageSize: Args.Imgsz, BatchSize: rankBatch * 2, Workers: Math.Max(Args.Workers, 1), Seed: Args.Seed, Cache: cache)));
+            ImageSize: Args.Imgsz, BatchSize: rankBatch * 2, Workers: Math.Max(Args.Workers, 1), Seed: Args.Seed, Cache: Args.Cache)));
     }
 
     // The model on its device under the run's precision (fp32 master weights, BN statistics, loss, optimiser and EMA; on

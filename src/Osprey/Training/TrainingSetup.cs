@@ -35,14 +35,13 @@ public static class TrainingSetup
     /// </summary>
     public static OspreyArgs ResolveDefaults(OspreyArgs args, bool cpu)
     {
-        var resolved = args.Clone();
-        resolved.Workers = Math.Min(args.Workers, Environment.ProcessorCount);
-        if (cpu && DatasetCatalog.IsShapes(args.Data))
+        bool shapes = cpu && DatasetCatalog.IsShapes(args.Data);
+        return args with
         {
-            if (!args.IsGiven("imgsz")) resolved.Imgsz = ShapesCpuImageSize;
-            if (!args.IsGiven("epochs")) resolved.Epochs = ShapesCpuEpochs;
-        }
-        return resolved;
+            Workers = Math.Min(args.Workers, Environment.ProcessorCount),
+            Imgsz = shapes && !args.IsGiven("imgsz") ? ShapesCpuImageSize : args.Imgsz,
+            Epochs = shapes && !args.IsGiven("epochs") ? ShapesCpuEpochs : args.Epochs,
+        };
     }
 
     /// <summary>Fails on arguments that Osprey does not implement yet, instead of silently ignoring them.</summary>
@@ -58,15 +57,6 @@ public static class TrainingSetup
         if (args.GpuAugment && args.Mixup > 0)
             throw new ArgumentsException($"mixup={args.Mixup.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not supported with gpu_augment=True: use mixup=0.0 or gpu_augment=False");
     }
-
-    /// <summary>cache=false|true|ram|disk → the loader's mode (true means ram, as in Ultralytics).</summary>
-    public static ImageCacheMode CacheMode(string cache) => cache.ToLowerInvariant() switch
-    {
-        "false" or "none" or "0" => ImageCacheMode.None,
-        "true" or "ram" or "1" => ImageCacheMode.Ram,
-        "disk" => ImageCacheMode.Disk,
-        _ => throw new ArgumentsException($"cache={cache} is not valid: use false, ram or disk"),
-    };
 
     /// <summary>The training augmentation of <paramref name="args"/>.</summary>
     public static AugmentOptions Augmentation(OspreyArgs args) => new(
@@ -84,17 +74,10 @@ public static class TrainingSetup
     /// Freezes parameters as Ultralytics does: always the DFL projection; <c>freeze=N</c> the first N layers,
     /// <c>freeze=0,3,5</c> those layer indices.
     /// </summary>
-    public static void Freeze(DetectionModel model, string? freeze)
+    public static void Freeze(DetectionModel model, FreezeLayers? freeze)
     {
         var prefixes = new List<string> { ".dfl" };
-        if (!string.IsNullOrWhiteSpace(freeze) && freeze is not ("None" or "null"))
-        {
-            string[] parts = freeze.Trim('[', ']').Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            var layers = parts.Length == 1
-                ? Enumerable.Range(0, int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture))
-                : parts.Select(p => int.Parse(p, System.Globalization.CultureInfo.InvariantCulture));
-            prefixes.AddRange(layers.Select(i => $"model.{i}."));
-        }
+        if (freeze is not null) prefixes.AddRange(freeze.Indices.Select(i => $"model.{i}."));
         foreach (var (name, parameter) in model.named_parameters())
             if (prefixes.Any(p => p.StartsWith('.') ? name.Contains(p, StringComparison.Ordinal) : name.StartsWith(p, StringComparison.Ordinal)))
                 parameter.requires_grad = false;
@@ -106,21 +89,20 @@ public static class TrainingSetup
     /// </summary>
     public static (OspreyArgs Args, string? ResumeFrom) Resume(OspreyArgs args)
     {
-        string? checkpoint = args.Resume.ToLowerInvariant() switch
-        {
-            "false" or "0" or "no" or "" => null,
-            "true" or "1" or "yes" => FindLastCheckpoint(args.Project),
-            _ => File.Exists(args.Resume) ? args.Resume : throw new FileNotFoundException($"resume={args.Resume}: no such checkpoint", args.Resume),
-        };
+        string? checkpoint = ResumeCheckpoint(args);
         if (checkpoint is null) return (args, null);
-        var saved = ArgsYaml.Deserialize(Checkpoint.ReadState(checkpoint).Args).With(a =>
-        {
-            a.Resume = checkpoint;
-            if (args.Device is not null) a.Device = args.Device;
-            a.Workers = args.Workers;
-        });
-        return (saved, checkpoint);
+        var saved = ArgsYaml.Deserialize(Checkpoint.ReadState(checkpoint).Args);
+        return (saved with { Resume = ResumeSetting.From(checkpoint), Device = args.Device ?? saved.Device, Workers = args.Workers }, checkpoint);
     }
+
+    /// <summary>The checkpoint <c>resume=</c> names: none (False), the newest under the project (True), or the path given.</summary>
+    /// <exception cref="FileNotFoundException">There is no such checkpoint.</exception>
+    public static string? ResumeCheckpoint(OspreyArgs args) => args.Resume switch
+    {
+        { Checkpoint: { } path } => File.Exists(path) ? path : throw new FileNotFoundException($"resume={path}: no such checkpoint", path),
+        { Latest: true } => FindLastCheckpoint(args.Project),
+        _ => null,
+    };
 
     /// <summary>The newest weights/last.ckpt under runs/ (for <c>resume=True</c>).</summary>
     public static string FindLastCheckpoint(string? project)

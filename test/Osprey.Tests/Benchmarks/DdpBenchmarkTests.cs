@@ -12,9 +12,7 @@ public class DdpBenchmarkTests
 
     static OspreyArgs Args(params string[] tokens)
     {
-        var args = new BenchDdpCommand().Defaults();
-        foreach (var (key, value) in ArgsParser.Tokenize(tokens)) ArgsParser.Set(args, key, value);
-        return args;
+        return ArgsParser.Parse(tokens, new BenchDdpCommand().Defaults());
     }
 
     [Fact]

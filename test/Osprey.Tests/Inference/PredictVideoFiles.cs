@@ -68,14 +68,9 @@ internal static class PredictVideoFiles
 
     public static OspreyArgs Args(string project, string source, params (string Key, string Value)[] extra)
     {
-        var args = new OspreyArgs();
-        ArgsParser.Set(args, "model", Model);
-        ArgsParser.Set(args, "source", source);
-        ArgsParser.Set(args, "project", project);
-        ArgsParser.Set(args, "imgsz", ImageSize.ToString(CultureInfo.InvariantCulture));
-        ArgsParser.Set(args, "device", "cpu");
-        foreach (var (key, value) in extra) ArgsParser.Set(args, key, value);
-        return args;
+        var pairs = new[] { ("model", Model), ("source", source), ("project", project),
+            ("imgsz", ImageSize.ToString(CultureInfo.InvariantCulture)), ("device", "cpu") }.Concat(extra);
+        return ArgsParser.Parse(pairs.Select(p => new KeyValuePair<string, string>(p.Item1, p.Item2)));
     }
 
     /// <summary>Asserts that a label file holds the prediction's YOLO lines (numbers within 1e-4); no file when it found nothing.</summary>

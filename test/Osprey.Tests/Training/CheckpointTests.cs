@@ -1,3 +1,4 @@
+using Osprey.Config;
 using Osprey.Tests.Models;
 using Osprey.Training;
 using TorchSharp;
@@ -15,7 +16,7 @@ public class CheckpointTests
         var model = nn.Sequential(("conv", nn.Conv2d(3, 4, 3, bias: false)), ("bn", nn.BatchNorm2d(4)), ("head", nn.Conv2d(4, 2, 1)));
         var ema = nn.Sequential(("conv", nn.Conv2d(3, 4, 3, bias: false)), ("bn", nn.BatchNorm2d(4)), ("head", nn.Conv2d(4, 2, 1)));
         ema.load_state_dict(model.state_dict());
-        var optimizer = TrainingOptimizer.Create(model, "SGD", 0.1, 0.9, 0.01, 0.0, 2, 1, 8, 1, 8, FlatParameters.For(model));
+        var optimizer = TrainingOptimizer.Create(model, OptimizerChoice.SGD, 0.1, 0.9, 0.01, 0.0, 2, 1, 8, 1, 8, FlatParameters.For(model));
         return new(model, ema, new ModelEma(ema), optimizer);
     }
 

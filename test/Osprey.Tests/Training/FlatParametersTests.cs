@@ -1,3 +1,4 @@
+using Osprey.Config;
 using Osprey.Distributed;
 using Osprey.Models;
 using Osprey.Tests.Models;
@@ -100,7 +101,7 @@ public class FlatParametersTests
     [InlineData("SGD", 0.01, 3)]     // gradients below the clip norm
     [InlineData("SGD", 5000.0, 1)]   // clipped (more steps would amplify the clip norm's rounding through BatchNorm)
     [InlineData("AdamW", 0.01, 3)]
-    public void FlatStepFollowsTorchSharpsOptimiserClipAndAnEmaPerTensor(string optimizerName, double gain, int steps)
+    public void FlatStepFollowsTorchSharpsOptimiserClipAndAnEmaPerTensor(string optimizer, double gain, int steps)
     {
         using var scope = NewDisposeScope();
         var (plain, flatModel) = Pair();
@@ -113,7 +114,7 @@ public class FlatParametersTests
         var averageFlat = new ModelEma(emaFlat, tau: 2);
         averageFlat.UseFlatLayout(flatModel, flat);
         TrainingOptimizer Make(DetectionModel m, FlatParameters f) =>
-            TrainingOptimizer.Create(m, optimizerName, 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, f);
+            TrainingOptimizer.Create(m, Enum.Parse<OptimizerChoice>(optimizer), 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, f);
         var optimizerFlat = Make(flatModel, flat);
         Assert.Same(flat, optimizerFlat.Optimizer.Flat);
         var reference = Reference(plain, optimizerFlat);
@@ -196,7 +197,7 @@ public class FlatParametersTests
         using var scope = NewDisposeScope();
         var (_, model) = Pair();
         using var flat = Flatten(model);
-        var optimizer = TrainingOptimizer.Create(model, "SGD", 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flat);
+        var optimizer = TrainingOptimizer.Create(model, OptimizerChoice.SGD, 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flat);
         Backward(model, rand(2, 3, 64, 64, generator: new Generator(2)), 1.0);
         new WeightUpdate(model, optimizer.Optimizer, new ModelEma(TestModels.Tiny(3)), null).Apply();
         byte[] state = Save(optimizer.Optimizer);
@@ -204,7 +205,7 @@ public class FlatParametersTests
         var elsewhere = TestModels.Tiny(3);
         elsewhere.to(DeviceType.META);
         using var flatElsewhere = Flatten(elsewhere);
-        var loaded = TrainingOptimizer.Create(elsewhere, "SGD", 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flatElsewhere);
+        var loaded = TrainingOptimizer.Create(elsewhere, OptimizerChoice.SGD, 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flatElsewhere);
         Load(loaded.Optimizer, state);
         Assert.Equal(1, loaded.Optimizer.Steps);
     }
@@ -217,7 +218,7 @@ public class FlatParametersTests
         using var scope = NewDisposeScope();
         var (_, model) = Pair();
         using var flat = Flatten(model);
-        var optimizer = TrainingOptimizer.Create(model, "SGD", 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flat);
+        var optimizer = TrainingOptimizer.Create(model, OptimizerChoice.SGD, 0.01, 0.937, 0.0005, 0.1, 3, 100, 4, 1, 4, flat);
         var emaModel = TestModels.Tiny(3);
         emaModel.load_state_dict(model.state_dict());
         using var ema = new ModelEma(emaModel, tau: 2);

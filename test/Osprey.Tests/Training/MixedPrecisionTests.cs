@@ -10,15 +10,15 @@ public class MixedPrecisionTests
     [Fact]
     public void AmpIsOffOnTheCpuUnlessADtypeIsGivenExplicitly()
     {
-        var cpu = MixedPrecision.Resolve(amp: true, "auto", ampDtypeGiven: false, cuda: false, capabilityMajor: null);
+        var cpu = MixedPrecision.Resolve(amp: true, AmpDtype.Auto, ampDtypeGiven: false, cuda: false, capabilityMajor: null);
         Assert.Equal(ScalarType.Float32, cpu.Policy.ComputeType);
         Assert.False(cpu.Policy.ChannelsLast);
         Assert.False(cpu.UsesLossScaler);
 
-        var forced = MixedPrecision.Resolve(amp: true, "bf16", ampDtypeGiven: true, cuda: false, capabilityMajor: null);
+        var forced = MixedPrecision.Resolve(amp: true, AmpDtype.BF16, ampDtypeGiven: true, cuda: false, capabilityMajor: null);
         Assert.Equal(ScalarType.BFloat16, forced.Policy.ComputeType);
         Assert.False(forced.Policy.ChannelsLast);
-        var off = MixedPrecision.Resolve(amp: false, "bf16", ampDtypeGiven: true, cuda: false, capabilityMajor: null);
+        var off = MixedPrecision.Resolve(amp: false, AmpDtype.BF16, ampDtypeGiven: true, cuda: false, capabilityMajor: null);
         Assert.Equal(ScalarType.Float32, off.Policy.ComputeType);
     }
 
@@ -29,9 +29,10 @@ public class MixedPrecisionTests
     [InlineData(null, "auto", ScalarType.Float16)] // capability unknown: Ultralytics' fp16
     [InlineData(9, "fp16", ScalarType.Float16)]
     [InlineData(7, "bfloat16", ScalarType.BFloat16)]
-    public void OnCudaBf16WhereSupportedElseFp16WithTheScalerAlwaysChannelsLast(int? major, string dtype, ScalarType expected)
+    public void OnCudaBf16WhereSupportedElseFp16WithTheScalerAlwaysChannelsLast(int? major, string text, ScalarType expected)
     {
-        var choice = MixedPrecision.Resolve(amp: true, dtype, ampDtypeGiven: dtype != "auto", cuda: true, capabilityMajor: major);
+        var dtype = ArgsParser.Parse(new[] { $"amp_dtype={text}" }).AmpDtype;
+        var choice = MixedPrecision.Resolve(amp: true, dtype, ampDtypeGiven: text != "auto", cuda: true, capabilityMajor: major);
         Assert.Equal(expected, choice.Policy.ComputeType);
         Assert.True(choice.Policy.ChannelsLast);
         Assert.Equal(expected == ScalarType.Float16, choice.UsesLossScaler);
@@ -44,7 +45,7 @@ public class MixedPrecisionTests
     [Fact]
     public void ABadDtypeNamesTheChoices()
     {
-        var e = Assert.Throws<ArgumentsException>(() => MixedPrecision.ParseDtype("int8"));
+        var e = Assert.Throws<ArgumentsException>(() => ArgsParser.Parse(new[] { "amp_dtype=int8" }));
         Assert.Contains("amp_dtype=int8", e.Message);
         Assert.Contains("bf16", e.Message);
     }

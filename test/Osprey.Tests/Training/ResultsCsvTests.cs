@@ -45,7 +45,9 @@ public class ResultsCsvTests
         Assert.Contains("data: 'my data.yaml'\n", yaml);
         Assert.Contains("conf: null\n", yaml);
         var back = ArgsYaml.Deserialize(yaml);
-        foreach (var spec in ArgsSchema.All)
-            Assert.Equal(spec.Property.GetValue(args), spec.Property.GetValue(back));
+        foreach (var spec in ArgsSchema.All)                                     // the same values, typed ones by their text
+            Assert.Equal(ArgsSchema.Format(spec.Property.GetValue(args)), ArgsSchema.Format(spec.Property.GetValue(back)));
+        Assert.Equal(new[] { 0, 1 }, back.Device!.CudaIndices);
+        Assert.True(back.Resume.Latest);
     }
 }
