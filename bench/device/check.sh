@@ -178,16 +178,7 @@ gpu_augment() {
   cpur=$(awk '$1 == "osprey" && $2 == "ram" && $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {print $5}' "$WORK/gpu_augment.log" | head -1)
   echo "RESULT INFO samples/s: device path $dev, CPU pipeline jpeg $cpuj / ram $cpur ($workers workers); train step $step ms"
 }
-# 11. issue #7: the flat parameter layout (default; 44 tensor operations per YOLOv8n optimiser step) against the
-#     per-parameter path (OSPREY_FLAT_PARAMETERS=0, ~1,760): bench_bf16's run again without it (no reference this time)
-flat_ab() {
-  local data=$coco64; $gpu || data=$coco8
-  OSPREY_FLAT_PARAMETERS=0 OSPREY_TRAIN_REFERENCE=/nonexistent/skip.py $OSPREY bench train model=yolov8n.yaml data=$data imgsz=$big \
-    batch=$batch epochs=$bench_epochs $common || exit 1
-  local per flat; per=$(grep -E '^osprey ' "$WORK/flat_ab.log" | awk '{print $2}'); flat=$(grep -E '^osprey ' "$WORK/bench_bf16.log" 2>/dev/null | awk '{print $2}')
-  echo "RESULT INFO img/s: flat layout ${flat:-? (bench_bf16 did not run)} (bench_bf16), per parameter $per"
-}
-export -f info nccl_train export_fp16 bench_train bench_bf16 bench_fp32 bench_ddp precision_run prec_fp32 prec_bf16 prec_fp16 autobatch pinned gpu_augment flat_ab
+export -f info nccl_train export_fp16 bench_train bench_bf16 bench_fp32 bench_ddp precision_run prec_fp32 prec_bf16 prec_fp16 autobatch pinned gpu_augment
 
 echo "osprey device check: DEVICE=$DEVICE, budget $BUDGET_S s, logs $WORK, results $OUT"
 item info 60 info
@@ -202,7 +193,6 @@ item prec_fp16 120 prec_fp16
 item autobatch 90 autobatch
 item pinned 120 pinned
 item gpu_augment 90 gpu_augment
-item flat_ab 90 flat_ab
 rows+=("total $((SECONDS - start)) s of BUDGET_S=$BUDGET_S; DEVICE=$DEVICE; $(date -u +%FT%TZ)")
 pack_out
 echo

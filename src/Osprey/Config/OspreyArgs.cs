@@ -119,7 +119,7 @@ public sealed record OspreyArgs
     [Description("mixup probability")] public double Mixup { get; init; }
 
     /// <summary>Keys the user gave explicitly (command line or args.yaml), as opposed to defaults.</summary>
-    public IReadOnlySet<string> GivenKeys { get; init; } = new HashSet<string>(StringComparer.Ordinal);
+    public IReadOnlySet<string> GivenKeys { get; internal init; } = new HashSet<string>(StringComparer.Ordinal);
 
     /// <summary><c>device</c>, or Ultralytics' default when none was given: CUDA 0 when available, else the CPU.</summary>
     public DeviceRequest DeviceOrDefault() => Device ?? DeviceRequest.Parse(null);

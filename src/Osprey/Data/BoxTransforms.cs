@@ -99,4 +99,18 @@ public static class BoxTransforms
         }
         return (c.ToArray(), b.ToArray());
     }
+
+    /// <summary>Pixel xyxy boxes → centre-xywh normalised by the image side.</summary>
+    public static float[] ToNormalisedXywh(float[] xyxy, int side)
+    {
+        var result = new float[xyxy.Length];
+        for (var i = 0; i < xyxy.Length; i += 4)
+        {
+            result[i] = (xyxy[i] + xyxy[i + 2]) / 2 / side;
+            result[i + 1] = (xyxy[i + 1] + xyxy[i + 3]) / 2 / side;
+            result[i + 2] = (xyxy[i + 2] - xyxy[i]) / side;
+            result[i + 3] = (xyxy[i + 3] - xyxy[i + 1]) / side;
+        }
+        return result;
+    }
 }

@@ -16,7 +16,7 @@ public sealed record ProcessedSample(int[] Classes, float[] Boxes, ImageInfo Inf
 /// </summary>
 public sealed class SamplePipeline
 {
-    private static readonly Scalar Gray = new(114, 114, 114);
+    private static readonly Scalar Gray = Warps.Gray;
     private readonly IReadOnlyList<LabeledImage> _images;
     private readonly IImageStore _store;
 
@@ -60,7 +60,7 @@ public sealed class SamplePipeline
         {
             Augmented(index, epoch, mosaicActive, destination, null, out classes, out boxes, out info);
         }
-        return new ProcessedSample(classes, ToNormalisedXywh(boxes, ImageSize), info);
+        return new ProcessedSample(classes, BoxTransforms.ToNormalisedXywh(boxes, ImageSize), info);
     }
 
     /// <summary>
@@ -73,7 +73,7 @@ public sealed class SamplePipeline
     {
         if (Augment is null) throw new InvalidOperationException("The device path augments training samples only.");
         Augmented(index, epoch, mosaicActive, slots, plan, out var classes, out var boxes, out var info);
-        return new ProcessedSample(classes, ToNormalisedXywh(boxes, ImageSize), info);
+        return new ProcessedSample(classes, BoxTransforms.ToNormalisedXywh(boxes, ImageSize), info);
     }
 
     /// <summary>Use the fused HSV pass (<see cref="HsvPlanes"/>) where it gives OpenCV's bytes; false: the OpenCV calls.</summary>
@@ -237,7 +237,7 @@ public sealed class SamplePipeline
         var xc = (int)rng.Uniform(s / 2.0, 1.5 * s);
         var yc = (int)rng.Uniform(s / 2.0, 1.5 * s);
         var inputSide = useMosaic ? 2 * s : s;
-        var m = AffineMatrix(ref rng, inputSide, s, out var gain);
+        var m = Warps.AffineMatrix(Augment!, ref rng, inputSide, s, out var gain);
 
         var primary = _images[index];
         using var first = _store.Load(index);
@@ -270,14 +270,14 @@ public sealed class SamplePipeline
             double sx = (double)nw / w, sy = (double)nh / h;
             var letterbox = new[] { sx, 0, left, 0, sy, top, 0, 0, 1 };
             if (device is ({ } plan, var slots))
-                plan.Record(0, image, Multiply(m, letterbox), (-0.5, -0.5, w - 0.5, h - 0.5), replicate: false, slots, s);
+                plan.Record(0, image, Warps.Multiply(m, letterbox), (-0.5, -0.5, w - 0.5, h - 0.5), replicate: false, slots, s);
             else
-                Warp(image, output, Multiply(m, letterbox), new Rect(0, 0, s, s), BorderTypes.Constant);
+                Warps.Warp(image, output, Warps.Multiply(m, letterbox), new Rect(0, 0, s, s), BorderTypes.Constant);
             beforeClasses = primary.Classes;
             before = BoxTransforms.ToPixelXyxy(primary.Boxes, w, h, sx, sy, left, top);
         }
 
-        var after = IsAffine(m) ? BoxTransforms.Affine(before, m) : BoxTransforms.Perspective(before, m);
+        var after = Warps.IsAffine(m) ? BoxTransforms.Affine(before, m) : BoxTransforms.Perspective(before, m);
         BoxTransforms.Clip(after, s, s);
         var scaled = before.Select(v => (float)(v * gain)).ToArray();
         (classes, boxes) = BoxTransforms.Select(beforeClasses, after, k => BoxTransforms.IsCandidate(scaled, after, k * 4));
@@ -299,77 +299,26 @@ public sealed class SamplePipeline
             for (var t = 0; t < 4; t++)
             {
                 var image = loaded[t].Image;
-                var (h, w) = (image.Height, image.Width);
-                int x1a, y1a, x2a, y2a, x1b, y1b, x2b, y2b;
-                switch (t)
-                {
-                    case 0:
-                        (x1a, y1a, x2a, y2a) = (Math.Max(xc - w, 0), Math.Max(yc - h, 0), xc, yc);
-                        (x1b, y1b, x2b, y2b) = (w - (x2a - x1a), h - (y2a - y1a), w, h);
-                        break;
-                    case 1:
-                        (x1a, y1a, x2a, y2a) = (xc, Math.Max(yc - h, 0), Math.Min(xc + w, 2 * s), yc);
-                        (x1b, y1b, x2b, y2b) = (0, h - (y2a - y1a), Math.Min(w, x2a - x1a), h);
-                        break;
-                    case 2:
-                        (x1a, y1a, x2a, y2a) = (Math.Max(xc - w, 0), yc, xc, Math.Min(2 * s, yc + h));
-                        (x1b, y1b, x2b, y2b) = (w - (x2a - x1a), 0, w, Math.Min(y2a - y1a, h));
-                        break;
-                    default:
-                        (x1a, y1a, x2a, y2a) = (xc, yc, Math.Min(xc + w, 2 * s), Math.Min(2 * s, yc + h));
-                        (x1b, y1b, x2b, y2b) = (0, 0, Math.Min(w, x2a - x1a), Math.Min(y2a - y1a, h));
-                        break;
-                }
-                int padw = x1a - x1b, padh = y1a - y1b;
-                if (x2a > x1a && y2a > y1a && device is ({ } plan, var slots))
+                var tile = MosaicTile.Of(t, xc, yc, image.Width, image.Height, s);
+                if (tile.Visible && device is ({ } plan, var slots))
                 {
                     // scale and translation: the tile owns the output pixels whose canvas coordinate lies in [x1a − ½, x2a − ½) ×
                     // [y1a − ½, y2a − ½), border replicate, as below; otherwise its crop is part of a gray canvas, as below
-                    plan.Record(t, image, Multiply(m, [1, 0, padw, 0, 1, padh, 0, 0, 1]), (x1b - 0.5, y1b - 0.5, x2b - 0.5, y2b - 0.5),
-                        replicate: scaleTranslate, slots, s);
+                    plan.Record(t, image, Warps.Multiply(m, [1, 0, tile.PadW, 0, 1, tile.PadH, 0, 0, 1]),
+                        (tile.X1b - 0.5, tile.Y1b - 0.5, tile.X2b - 0.5, tile.Y2b - 0.5), replicate: scaleTranslate, slots, s);
                 }
-                else if (x2a > x1a && y2a > y1a)
+                else if (tile.Visible && canvas is not null)
                 {
-                    if (canvas is not null)
-                    {
-                        using var from = new Mat(image, new Rect(x1b, y1b, x2b - x1b, y2b - y1b));
-                        using var to = new Mat(canvas, new Rect(x1a, y1a, x2a - x1a, y2a - y1a));
-                        from.CopyTo(to);
-                    }
-                    else
-                    {
-                        // output pixels whose canvas coordinate falls in this tile's rectangle
-                        int u0 = Math.Clamp((int)Math.Ceiling(m[0] * (x1a - 0.5) + m[2]), 0, s), u1 = Math.Clamp((int)Math.Ceiling(m[0] * (x2a - 0.5) + m[2]), 0, s);
-                        int v0 = Math.Clamp((int)Math.Ceiling(m[4] * (y1a - 0.5) + m[5]), 0, s), v1 = Math.Clamp((int)Math.Ceiling(m[4] * (y2a - 0.5) + m[5]), 0, s);
-                        if (u1 > u0 && v1 > v0)
-                        {
-                            var region = new Rect(u0, v0, u1 - u0, v1 - v0);
-                            if (SeparableWarp)
-                            {
-                                ScaleWarp.Apply(image, output, m[0], m[0] * padw + m[2], m[4], m[4] * padh + m[5], region);
-                            }
-                            else
-                            {
-                                var tileMatrix = new[] { m[0], 0, m[0] * padw + m[2], 0, m[4], m[4] * padh + m[5], 0, 0, 1 };
-                                Warp(image, output, tileMatrix, region, BorderTypes.Replicate);
-                            }
-                            written = (Math.Min(written.X0, u0), Math.Min(written.Y0, v0), Math.Max(written.X1, u1), Math.Max(written.Y1, v1));
-                        }
-                    }
+                    using var from = new Mat(image, new Rect(tile.X1b, tile.Y1b, tile.X2b - tile.X1b, tile.Y2b - tile.Y1b));
+                    using var to = new Mat(canvas, new Rect(tile.X1a, tile.Y1a, tile.X2a - tile.X1a, tile.Y2a - tile.Y1a));
+                    from.CopyTo(to);
                 }
-                var labeled = _images[tiles[t]];
-                var pixel = BoxTransforms.ToPixelXyxy(labeled.Boxes, w, h, 1, 1, padw, padh);
-                BoxTransforms.Clip(pixel, 2 * s, 2 * s);
-                for (var k = 0; k < labeled.Classes.Length; k++)
-                {
-                    if (pixel[k * 4 + 2] - pixel[k * 4] <= 0 || pixel[k * 4 + 3] - pixel[k * 4 + 1] <= 0) continue;
-                    classes.Add(labeled.Classes[k]);
-                    boxes.AddRange(pixel.AsSpan(k * 4, 4));
-                }
+                else if (tile.Visible) WarpTile(image, tile, m, output, ref written);
+                AddLabels(_images[tiles[t]], image.Width, image.Height, tile, classes, boxes);
             }
             if (canvas is not null)
             {
-                Warp(canvas, output, m, new Rect(0, 0, s, s), BorderTypes.Constant);
+                Warps.Warp(canvas, output, m, new Rect(0, 0, s, s), BorderTypes.Constant);
                 written = (0, 0, s, s);
             }
         }
@@ -380,53 +329,36 @@ public sealed class SamplePipeline
         return (classes.ToArray(), boxes.ToArray());
     }
 
-    /// <summary>Ultralytics <c>RandomPerspective.affine_transform</c>: M = T·S·R·P·C (row-major 3×3). Always consumes 8 draws.</summary>
-    private double[] AffineMatrix(ref SampleRandom rng, int inputSide, int outputSide, out double gain)
+    // Scale and translation: the output pixels whose canvas coordinate falls in this tile's rectangle, warped from its image.
+    private void WarpTile(Mat image, MosaicTile tile, double[] m, Mat output, ref (int X0, int Y0, int X1, int Y1) written)
     {
-        var a = Augment!;
-        var c = new double[] { 1, 0, -inputSide / 2.0, 0, 1, -inputSide / 2.0, 0, 0, 1 };
-        var p = new double[] { 1, 0, 0, 0, 1, 0, rng.Uniform(-a.Perspective, a.Perspective), rng.Uniform(-a.Perspective, a.Perspective), 1 };
-        var angle = rng.Uniform(-a.Degrees, a.Degrees) * Math.PI / 180;
-        gain = rng.Uniform(1 - a.Scale, 1 + a.Scale);
-        double alpha = gain * Math.Cos(angle), beta = gain * Math.Sin(angle);
-        var r = new[] { alpha, beta, 0, -beta, alpha, 0, 0, 0, 1 };
-        var sh = new double[] { 1, Math.Tan(rng.Uniform(-a.Shear, a.Shear) * Math.PI / 180), 0, Math.Tan(rng.Uniform(-a.Shear, a.Shear) * Math.PI / 180), 1, 0, 0, 0, 1 };
-        var t = new double[] { 1, 0, rng.Uniform(0.5 - a.Translate, 0.5 + a.Translate) * outputSide, 0, 1, rng.Uniform(0.5 - a.Translate, 0.5 + a.Translate) * outputSide, 0, 0, 1 };
-        return Multiply(t, Multiply(sh, Multiply(r, Multiply(p, c))));
-    }
-
-    private static bool IsAffine(double[] m) => m[6] == 0 && m[7] == 0 && m[8] == 1;
-
-    private static double[] Multiply(double[] x, double[] y)
-    {
-        var z = new double[9];
-        for (var i = 0; i < 3; i++)
-            for (var j = 0; j < 3; j++)
-                z[i * 3 + j] = x[i * 3] * y[j] + x[i * 3 + 1] * y[3 + j] + x[i * 3 + 2] * y[6 + j];
-        return z;
-    }
-
-    /// <summary>Warps <paramref name="source"/> by <paramref name="m"/> (source → output coordinates) into the
-    /// <paramref name="region"/> of <paramref name="output"/>.</summary>
-    private static void Warp(Mat source, Mat output, double[] m, Rect region, BorderTypes border)
-    {
-        using var roi = new Mat(output, region);
-        var shifted = (double[])m.Clone();
-        // shift into region coordinates: subtract region origin (times the projective row for perspective)
-        for (var j = 0; j < 3; j++)
+        var s = ImageSize;
+        int u0 = Math.Clamp((int)Math.Ceiling(m[0] * (tile.X1a - 0.5) + m[2]), 0, s), u1 = Math.Clamp((int)Math.Ceiling(m[0] * (tile.X2a - 0.5) + m[2]), 0, s);
+        int v0 = Math.Clamp((int)Math.Ceiling(m[4] * (tile.Y1a - 0.5) + m[5]), 0, s), v1 = Math.Clamp((int)Math.Ceiling(m[4] * (tile.Y2a - 0.5) + m[5]), 0, s);
+        if (u1 <= u0 || v1 <= v0) return;
+        var region = new Rect(u0, v0, u1 - u0, v1 - v0);
+        if (SeparableWarp)
         {
-            shifted[j] -= region.X * m[6 + j];
-            shifted[3 + j] -= region.Y * m[6 + j];
-        }
-        if (IsAffine(m))
-        {
-            using var matrix = Mat.FromPixelData(2, 3, MatType.CV_64FC1, shifted[..6]);
-            Cv2.WarpAffine(source, roi, matrix, region.Size, InterpolationFlags.Linear, border, Gray);
+            ScaleWarp.Apply(image, output, m[0], m[0] * tile.PadW + m[2], m[4], m[4] * tile.PadH + m[5], region);
         }
         else
         {
-            using var matrix = Mat.FromPixelData(3, 3, MatType.CV_64FC1, shifted);
-            Cv2.WarpPerspective(source, roi, matrix, region.Size, InterpolationFlags.Linear, border, Gray);
+            var tileMatrix = new[] { m[0], 0, m[0] * tile.PadW + m[2], 0, m[4], m[4] * tile.PadH + m[5], 0, 0, 1 };
+            Warps.Warp(image, output, tileMatrix, region, BorderTypes.Replicate);
+        }
+        written = (Math.Min(written.X0, u0), Math.Min(written.Y0, v0), Math.Max(written.X1, u1), Math.Max(written.Y1, v1));
+    }
+
+    // The tile's boxes on the canvas (clipped to it; empty ones dropped).
+    private void AddLabels(LabeledImage labeled, int w, int h, MosaicTile tile, List<int> classes, List<float> boxes)
+    {
+        var pixel = BoxTransforms.ToPixelXyxy(labeled.Boxes, w, h, 1, 1, tile.PadW, tile.PadH);
+        BoxTransforms.Clip(pixel, 2 * ImageSize, 2 * ImageSize);
+        for (var k = 0; k < labeled.Classes.Length; k++)
+        {
+            if (pixel[k * 4 + 2] - pixel[k * 4] <= 0 || pixel[k * 4 + 3] - pixel[k * 4 + 1] <= 0) continue;
+            classes.Add(labeled.Classes[k]);
+            boxes.AddRange(pixel.AsSpan(k * 4, 4));
         }
     }
 
@@ -445,18 +377,5 @@ public sealed class SamplePipeline
         using var g = Mat.FromPixelData(s, s, MatType.CV_8UC1, destination + plane);
         using var b = Mat.FromPixelData(s, s, MatType.CV_8UC1, destination + 2 * plane);
         Cv2.MixChannels([bgr], [r, g, b], [2, 0, 1, 1, 0, 2]);
-    }
-
-    private static float[] ToNormalisedXywh(float[] xyxy, int side)
-    {
-        var result = new float[xyxy.Length];
-        for (var i = 0; i < xyxy.Length; i += 4)
-        {
-            result[i] = (xyxy[i] + xyxy[i + 2]) / 2 / side;
-            result[i + 1] = (xyxy[i + 1] + xyxy[i + 3]) / 2 / side;
-            result[i + 2] = (xyxy[i + 2] - xyxy[i]) / side;
-            result[i + 3] = (xyxy[i + 3] - xyxy[i + 1]) / side;
-        }
-        return result;
     }
 }

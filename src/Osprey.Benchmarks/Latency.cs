@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Osprey.Inference;
+namespace Osprey.Benchmarks;
 
 /// <summary>Timings of repeated runs, in milliseconds, with their mean, median and 90th percentile.</summary>
 /// <param name="Milliseconds">Each timed run, in the order run.</param>

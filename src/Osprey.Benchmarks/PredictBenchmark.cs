@@ -2,7 +2,7 @@ using Osprey.Models;
 using Osprey.Onnx;
 using static TorchSharp.torch;
 
-namespace Osprey.Inference;
+namespace Osprey.Benchmarks;
 
 /// <summary>
 /// The TorchSharp half of <c>osprey bench predict</c>: the model fused in eval mode, its ONNX export (for another

@@ -1,10 +1,12 @@
+using Osprey.Tests.Cli;
+using Osprey.Benchmarks;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Osprey.Cli;
 using Osprey.Inference;
 using Osprey.Tests.Models;
 
-namespace Osprey.Tests.Cli;
+namespace Osprey.Tests.Benchmarks;
 
 /// <summary><c>osprey bench predict</c>: both backends timed in one run, and the ratio of the medians it prints.</summary>
 public class BenchPredictCliTests

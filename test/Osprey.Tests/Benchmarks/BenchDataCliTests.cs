@@ -1,6 +1,9 @@
+using Osprey.Tests.Cli;
+using Osprey.Tests.Data;
+using Osprey.Benchmarks;
 using Osprey.Cli;
 
-namespace Osprey.Tests.Data;
+namespace Osprey.Tests.Benchmarks;
 
 public class BenchDataCliTests
 {

@@ -1,7 +1,8 @@
+using Osprey.Tests.Data;
 using Osprey.Benchmarks;
 using Osprey.Data;
 
-namespace Osprey.Tests.Data;
+namespace Osprey.Tests.Benchmarks;
 
 public class DataBenchmarkTests
 {
