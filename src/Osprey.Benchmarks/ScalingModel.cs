@@ -36,8 +36,8 @@ public sealed record ScalingPrediction(int World, StepCompute Compute, IReadOnly
 /// <summary>
 /// Data-parallel scaling (weak scaling: every rank keeps its batch) from one rank's compute and a ring all-reduce model.
 /// Without overlap the step is compute + the all-reduce of every bucket. With overlap (PyTorch DDP's) bucket i is ready
-/// when backward has produced its gradients — assumed at a constant rate in bytes over backward, buckets in reverse
-/// registration order as <see cref="DataParallel"/> fills them — and the buckets are all-reduced one after another, each
+/// when backward has produced its gradients — assumed at a constant rate in bytes over backward, buckets in the order
+/// <see cref="Replica"/> reduces them — and the buckets are all-reduced one after another, each
 /// starting when it is ready and the previous one is done; the optimiser starts after the later of backward's end and the
 /// last bucket's end.
 /// </summary>
