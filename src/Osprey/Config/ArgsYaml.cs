@@ -25,6 +25,10 @@ public static class ArgsYaml
         return sb.ToString();
     }
 
+    /// <summary>Keys an earlier Osprey wrote to args.yaml (and into checkpoints) that no argument reads any more: skipped when
+    /// reading, so that those runs still resume. <c>pretrained</c> was never read.</summary>
+    static readonly HashSet<string> RetiredKeys = new(StringComparer.Ordinal) { "pretrained" };
+
     /// <summary>Reads args.yaml text back (unknown keys are errors, as on the command line).</summary>
     public static OspreyArgs Deserialize(string yaml)
     {
@@ -34,9 +38,10 @@ public static class ArgsYaml
             if (line.Length == 0 || line.StartsWith('#')) continue;
             int colon = line.IndexOf(": ", StringComparison.Ordinal);
             if (colon < 0) throw new InvalidDataException($"args.yaml: bad line '{line}'");
-            string value = line[(colon + 2)..];
+            string key = line[..colon], value = line[(colon + 2)..];
+            if (RetiredKeys.Contains(key)) continue;
             if (value.StartsWith('\'')) value = value[1..^1].Replace("''", "'");
-            pairs.Add(new(line[..colon], value));
+            pairs.Add(new(key, value));
         }
         return ArgsParser.Parse(pairs);
     }

@@ -49,5 +49,9 @@ public class ResultsCsvTests
             Assert.Equal(ArgsSchema.Format(spec.Property.GetValue(args)), ArgsSchema.Format(spec.Property.GetValue(back)));
         Assert.Equal(new[] { 0, 1 }, back.Device!.CudaIndices);
         Assert.True(back.Resume.Latest);
+
+        // an args.yaml of an earlier Osprey (strings for cache and resume, the never-read pretrained) still reads
+        var old = ArgsYaml.Deserialize("cache: 'false'\npretrained: 'true'\nresume: 'false'\noptimizer: auto\nepochs: 3\n");
+        Assert.Equal((Osprey.Data.ImageCacheMode.None, false, OptimizerChoice.Auto, 3), (old.Cache, old.Resume.Enabled, old.Optimizer, old.Epochs));
     }
 }
