@@ -85,7 +85,7 @@ public static class StepBenchmark
         model.train();
         using var flat = FlatParameters.For(model);                       // as the trainer
         using var replica = parallel.Wrap(model, flat, syncBatchNorm: false);
-        using var emaModel = new DetectionModel(model.Config);
+        using var emaModel = new DetectionModel(model.Config, model.Registry);
         emaModel.load_state_dict(model.state_dict());
         emaModel.to(device);
         using var ema = new ModelEma(emaModel);

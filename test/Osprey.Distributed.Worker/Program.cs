@@ -1,5 +1,5 @@
 // One rank of Osprey's multi-process tests. Usage: Osprey.Distributed.Worker <scenario> <output folder> [args]
-// Scenarios: collectives, kill, hang, bench, overlap, overlap-bench (OverlapScenarios.cs), rendezvous, autobatch, nccl-smoke (GPU machine: one rank per GPU, CUDA libtorch). Each rank writes rank<R>.json (results) into the folder;
+// Scenarios: collectives, kill, hang, bench, validate, rendezvous, autobatch, nccl-smoke (GPU machine: one rank per GPU, CUDA libtorch). Each rank writes rank<R>.json (results) into the folder;
 // failures go to stderr with the rank's name and a non-zero exit code.
 using System.Diagnostics;
 using System.Text.Json;

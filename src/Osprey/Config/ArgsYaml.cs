@@ -2,13 +2,20 @@ using System.Text;
 
 namespace Osprey.Config;
 
-/// <summary>args.yaml: every resolved argument, one <c>key: value</c> line each, as Ultralytics saves it.</summary>
+/// <summary>
+/// args.yaml: every resolved argument, one <c>key: value</c> line each, as Ultralytics saves it, after a comment naming the
+/// dialect (<see cref="Marker"/>). A file without it was written by Osprey before the typed arguments (2026-12-07) and is
+/// read with that Osprey's meaning where it differed: <c>freeze=[N]</c> (one index) froze the first N layers.
+/// </summary>
 public static class ArgsYaml
 {
+    /// <summary>The first line of an args.yaml in today's dialect.</summary>
+    public const string Marker = "# osprey args 2";
+
     /// <summary>The YAML text of <paramref name="args"/>.</summary>
     public static string Serialize(OspreyArgs args)
     {
-        var sb = new StringBuilder();
+        var sb = new StringBuilder(Marker).Append('\n');
         foreach (ArgSpec spec in ArgsSchema.All)
         {
             object? value = spec.Property.GetValue(args);
@@ -25,10 +32,6 @@ public static class ArgsYaml
         return sb.ToString();
     }
 
-    /// <summary>Keys an earlier Osprey wrote to args.yaml (and into checkpoints) that no argument reads any more: skipped when
-    /// reading, so that those runs still resume. <c>pretrained</c> was never read.</summary>
-    static readonly HashSet<string> RetiredKeys = new(StringComparer.Ordinal) { "pretrained" };
-
     /// <summary>Reads args.yaml text back (unknown keys are errors, as on the command line).</summary>
     public static OspreyArgs Deserialize(string yaml)
     {
@@ -38,12 +41,14 @@ public static class ArgsYaml
             if (line.Length == 0 || line.StartsWith('#')) continue;
             int colon = line.IndexOf(": ", StringComparison.Ordinal);
             if (colon < 0) throw new InvalidDataException($"args.yaml: bad line '{line}'");
-            string key = line[..colon], value = line[(colon + 2)..];
-            if (RetiredKeys.Contains(key)) continue;
+            string value = line[(colon + 2)..];
             if (value.StartsWith('\'')) value = value[1..^1].Replace("''", "'");
-            pairs.Add(new(key, value));
+            pairs.Add(new(line[..colon], value));
         }
-        return ArgsParser.Parse(pairs);
+        var args = ArgsParser.Parse(pairs);
+        bool earlier = !yaml.StartsWith(Marker + "\n", StringComparison.Ordinal);
+        // Osprey before the typed arguments read a one-element freeze list as a count: a resumed run keeps what it trained with
+        return earlier && args.Freeze is { Count: null, Indices: [var n] } ? args with { Freeze = new FreezeLayers(n, Enumerable.Range(0, n).ToArray()) } : args;
     }
 
     static string Quote(string s) =>

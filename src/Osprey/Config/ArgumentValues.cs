@@ -51,6 +51,19 @@ public sealed record ResumeSetting(bool Latest, string? Checkpoint)
     public override string ToString() => Checkpoint ?? (Latest ? "True" : "False");
 }
 
+/// <summary><c>pretrained=</c>: Ultralytics' True or False (which change nothing: <c>model=</c> weights are loaded either way)
+/// or a weights file whose tensors are loaded into the model where name and shape match.</summary>
+/// <param name="Enabled">True or False as given.</param>
+/// <param name="Weights">A weights path, or null.</param>
+public sealed record PretrainedWeights(bool Enabled, string? Weights)
+{
+    /// <summary>pretrained=True.</summary>
+    public static PretrainedWeights Default { get; } = new(true, null);
+
+    /// <inheritdoc/>
+    public override string ToString() => Weights ?? (Enabled ? "True" : "False");
+}
+
 /// <summary><c>freeze=</c>: the first N layers (<c>freeze=10</c>) or a list of layer indices (<c>freeze=[0,3,5]</c>).</summary>
 /// <param name="Count">freeze=N, or null for a list.</param>
 /// <param name="Indices">The layer indices frozen.</param>
@@ -86,6 +99,7 @@ public static class ArgumentValues
         [typeof(ExportFormat)] = new(ParseFormat, v => v.ToString()!.ToLowerInvariant()),
         [typeof(DeviceRequest)] = new(ParseDevice, v => ((DeviceRequest)v).IsCuda ? string.Join(',', ((DeviceRequest)v).CudaIndices) : "cpu"),
         [typeof(ResumeSetting)] = new(ParseResume, v => v.ToString()!),
+        [typeof(PretrainedWeights)] = new(ParsePretrained, v => v.ToString()!),
         [typeof(FreezeLayers)] = new(ParseFreeze, v => v.ToString()!),
         [typeof(ClassFilter)] = new((text, key) => new ClassFilter(ParseIndices(text, key, "class indices like 0,2")), v => v.ToString()!),
     };
@@ -156,6 +170,13 @@ public static class ArgumentValues
         "false" or "0" or "no" => ResumeSetting.Off,
         "true" or "1" or "yes" => new ResumeSetting(true, null),
         _ => ResumeSetting.From(text),
+    };
+
+    static object ParsePretrained(string text, string key) => text.ToLowerInvariant() switch
+    {
+        "true" or "1" or "yes" => PretrainedWeights.Default,
+        "false" or "0" or "no" => new PretrainedWeights(false, null),
+        _ => new PretrainedWeights(true, text),
     };
 
     static object ParseFreeze(string text, string key)

@@ -37,6 +37,8 @@ public sealed record OspreyArgs
     [Description("project folder (default runs/detect)")] public string? Project { get; init; }
     [Description("run name (default train, val, predict … with a number)")] public string? Name { get; init; }
     [Description("reuse an existing run folder")] public bool ExistOk { get; init; }
+    [Description("True, False, or weights to start from (every tensor whose name and shape match, as Ultralytics' pretrained=path)")]
+    public PretrainedWeights Pretrained { get; init; } = PretrainedWeights.Default;
     [Description("optimizer: SGD, AdamW or auto")] public OptimizerChoice Optimizer { get; init; }
     [Description("print more, and stack traces on errors")] public bool Verbose { get; init; }
     [Description("random seed")] public int Seed { get; init; }

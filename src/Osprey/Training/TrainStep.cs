@@ -24,6 +24,10 @@ public sealed class TrainStep(DetectionModel model, Replica replica, DetectionLo
 {
     bool _overflowed;                                                     // fp16: a micro-step since the last optimiser step overflowed
 
+    /// <summary>An epoch starts: an overflow in the previous epoch's last micro-steps (after its last optimiser step) does not
+    /// skip this epoch's first step, as a run resumed at the epoch boundary would not either.</summary>
+    public void BeginEpoch() => _overflowed = false;
+
     /// <summary>Runs one micro-step on a loader batch (<paramref name="epoch"/> is for messages).</summary>
     public StepResult Run(Batch batch, Device device, bool optimizerStep, IStepClock clock, int epoch)
     {

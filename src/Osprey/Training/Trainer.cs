@@ -91,6 +91,7 @@ public sealed class Trainer
         run.Model.train();
         Publish(run, new EpochStarted(epoch, run.Args.Epochs, run.BatchesPerEpoch, run.Augmentation.MosaicActive(epoch, run.Args.Epochs)));
         var progress = EpochProgress.Start(run.State, epoch);
+        run.Step.BeginEpoch();
         var clock = Stopwatch.StartNew();
         foreach (var batch in run.Timer.Timed(run.Batches(epoch, cancellationToken)))
         {

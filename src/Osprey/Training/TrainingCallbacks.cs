@@ -21,11 +21,19 @@ public interface ITrainingCallback
     void On(TrainingEvent e, TrainingRun run);
 }
 
-/// <summary>Forwards every event to a delegate (the command line renders them; tests and benchmarks watch them).</summary>
+/// <summary>
+/// Forwards the events to a delegate (the command line renders them on another thread; tests and benchmarks watch them).
+/// What is valid only during the call stays behind: <see cref="BatchFinished.Images"/> is cleared and
+/// <see cref="FinalValidationBatch"/> is not forwarded (a callback of its own sees both).
+/// </summary>
 public sealed class EventSink(Action<TrainingEvent> events) : ITrainingCallback
 {
     /// <inheritdoc/>
-    public void On(TrainingEvent e, TrainingRun run) => events(e);
+    public void On(TrainingEvent e, TrainingRun run)
+    {
+        if (e is FinalValidationBatch) return;
+        events(e is BatchFinished { Images: not null } batch ? batch with { Images = null } : e);
+    }
 }
 
 /// <summary>The run's logs: results.csv, step_times.csv, TensorBoard scalars, results.png, and predictions.json of the

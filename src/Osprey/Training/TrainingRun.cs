@@ -196,6 +196,8 @@ public sealed class TrainingRun : IDisposable
     void SetUpModel(bool fresh)
     {
         Model = TrainingSetup.CreateModel(Args.Model, Data.ClassCount);
+        if (fresh && Args.Pretrained.Weights is { } weights)                // Ultralytics' pretrained=path: intersect_dicts
+            _setupLog.Add($"Transferred {ModelWeights.LoadMatching(Model, weights)}/{Model.state_dict().Count} items from pretrained weights");
         TrainingSetup.Freeze(Model, Args.Freeze);
         Model.to(Device);
         if (fresh && Path.GetExtension(Args.Model ?? "").Equals(".onnx", StringComparison.OrdinalIgnoreCase))
@@ -206,7 +208,7 @@ public sealed class TrainingRun : IDisposable
         Scaler = Precision.UsesLossScaler ? new LossScaler(Parallel) : null;
         Flat = FlatParameters.For(Model);
         Replica = Parallel.Wrap(Model, Flat, Args.SyncBn);               // every rank starts from rank 0's weights
-        EmaModel = new DetectionModel(Model.Config);
+        EmaModel = new DetectionModel(Model.Config, Model.Registry);
         EmaModel.load_state_dict(Model.state_dict());
         EmaModel.to(Device);
         EmaModel.UseCastPolicy(Precision.Policy);
@@ -271,7 +273,7 @@ public sealed class TrainingRun : IDisposable
     /// its file system).</summary>
     internal DetectionModel LoadBest()
     {
-        var best = IsMain ? ModelFactory.Create(Files.Best) : new DetectionModel(Model.Config);
+        var best = IsMain ? ModelFactory.Create(Files.Best) : new DetectionModel(Model.Config, Model.Registry);
         best.to(Device);
         Parallel.BroadcastModule(best);
         return best;
@@ -288,9 +290,10 @@ public sealed class TrainingRun : IDisposable
         }
     }
 
-    /// <summary>Frees the loaders, the replica, the EMA's and the flat buffers.</summary>
+    /// <summary>Frees the loaders, the replica, the optimiser's state, the EMA's and the flat buffers.</summary>
     public void Dispose()
     {
+        Optimizer?.Optimizer.Dispose();
         Replica?.Dispose();
         Ema?.Dispose();
         Flat?.Dispose();

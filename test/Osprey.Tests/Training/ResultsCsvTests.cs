@@ -50,8 +50,13 @@ public class ResultsCsvTests
         Assert.Equal(new[] { 0, 1 }, back.Device!.CudaIndices);
         Assert.True(back.Resume.Latest);
 
-        // an args.yaml of an earlier Osprey (strings for cache and resume, the never-read pretrained) still reads
-        var old = ArgsYaml.Deserialize("cache: 'false'\npretrained: 'true'\nresume: 'false'\noptimizer: auto\nepochs: 3\n");
-        Assert.Equal((Osprey.Data.ImageCacheMode.None, false, OptimizerChoice.Auto, 3), (old.Cache, old.Resume.Enabled, old.Optimizer, old.Epochs));
+        // an args.yaml of an earlier Osprey (no dialect line; strings for cache and resume) reads with that Osprey's meaning:
+        // its freeze=[3] froze layers 0, 1 and 2; today's freeze=[3] is layer 3 (Ultralytics')
+        var old = ArgsYaml.Deserialize("cache: 'false'\npretrained: 'true'\nresume: 'false'\noptimizer: auto\nfreeze: '[3]'\nepochs: 3\n");
+        Assert.Equal((Osprey.Data.ImageCacheMode.None, false, OptimizerChoice.Auto, 3, true), (old.Cache, old.Resume.Enabled, old.Optimizer, old.Epochs, old.Pretrained.Enabled));
+        Assert.Equal(new[] { 0, 1, 2 }, old.Freeze!.Indices);
+        var today = ArgsYaml.Deserialize(ArgsYaml.Serialize(ArgsParser.Parse(new[] { "freeze=[3]" })));
+        Assert.StartsWith(ArgsYaml.Marker + "\n", ArgsYaml.Serialize(today));
+        Assert.Equal(new[] { 3 }, today.Freeze!.Indices);
     }
 }
