@@ -80,6 +80,44 @@ public class AttentionTests
     }
 
     [Fact]
+    public void Bf16BackwardGivesFp32GradientsToEveryParameter()
+    {
+        // A backward through C2PSA under bf16: master weights and their gradients stay fp32 and finite, and the gradients
+        // stay close to the fp32 run's (the matmuls and the softmax take part in autograd through the casts). Eval-mode
+        // BatchNorm (random statistics), as CastPolicyTests does: training-mode BN cancels every per-channel constant, so
+        // some gradients are exactly 0 and only rounding is left of them.
+        Dictionary<string, Tensor> Gradients(CastPolicy policy)
+        {
+            manual_seed(7);
+            using var block = new C2PSA(128, 1);
+            RandomiseBatchNorms(block, 9);
+            block.eval();
+            foreach (var aware in block.modules().OfType<ICastPolicyAware>()) aware.Policy = policy;
+            var generator = new Generator(8);
+            var x = randn(new long[] { 2, 128, 6, 6 }, generator: generator);
+            var y = block.call(x);
+            (y.to(ScalarType.Float32) * randn(y.shape, generator: generator)).sum().backward();
+            return block.named_parameters().ToDictionary(p => p.name, p =>
+            {
+                Assert.Equal(ScalarType.Float32, p.parameter.dtype);
+                return p.parameter.grad!.clone();
+            });
+        }
+        using var scope = NewDisposeScope();
+        var reference = Gradients(CastPolicy.Float32);
+        var mixed = Gradients(new CastPolicy(ScalarType.BFloat16));
+        Assert.Equal(reference.Keys, mixed.Keys);
+        Assert.Contains("m.0.attn.qkv.conv.weight", mixed.Keys);
+        foreach (var (name, gradient) in mixed)
+        {
+            Assert.Equal(ScalarType.Float32, gradient.dtype);
+            Assert.True(gradient.isfinite().all().item<bool>(), name);
+            double error = (gradient - reference[name]).norm().item<float>(), norm = reference[name].norm().item<float>();
+            Assert.True(error <= 0.05 * norm + 1e-6, $"{name}: |Δg| {error} against |g| {norm}");
+        }
+    }
+
+    [Fact]
     public void ParameterCountsByHand()
     {
         // PSABlock(128, heads 2): attention 51,328 (above) + ffn Conv(128, 256, 1) 32768 + 512, Conv(256, 128, 1) 32768 + 256.

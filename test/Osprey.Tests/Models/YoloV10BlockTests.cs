@@ -15,6 +15,23 @@ public class YoloV10BlockTests
 
     static long Count(nn.Module module) => module.parameters().Sum(p => p.numel());
 
+    [Theory]
+    [InlineData("yolov10n.yaml", "n", 0.33, 0.25, 1024)]
+    [InlineData("yolov10s.yaml", "s", 0.33, 0.50, 1024)]
+    [InlineData("yolov10m.yaml", "m", 0.67, 0.75, 768)]
+    [InlineData("yolov10b.yaml", "b", 0.67, 1.00, 512)]
+    [InlineData("yolov10l.yaml", "l", 1.00, 1.00, 512)]
+    [InlineData("yolov10x.yaml", "x", 1.00, 1.25, 512)]
+    public void EmbeddedV10ConfigsResolveByName(string name, string scale, double depth, double width, int maxChannels)
+    {
+        var config = ModelConfig.Load(name);
+        Assert.Equal($"embedded:{name}", config.Source);
+        Assert.Equal((scale, depth, width, maxChannels), (config.Scale, config.Depth, config.Width, config.MaxChannels));
+        Assert.Equal(24, config.Layers.Count);
+        Assert.Equal("v10Detect", config.Layers[23].Module);
+        Assert.Equal(("YOLOv10", scale, name), Osprey.Models.Families.ModelFamilyNames.FromDescription($"Ultralytics YOLOv10{scale} model trained on coco.yaml"));
+    }
+
     [Fact]
     public void BlockParameterCountsByHand()
     {
