@@ -75,6 +75,42 @@ public class Yolo11OnnxTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void Yolo11nFp16GraphAgreesWithFp32WithinHalfPrecision()
+    {
+        // A CUDA export's float16 graph (MatMul, Softmax and the scale in float16) in ONNX Runtime's CPU provider.
+        manual_seed(33);
+        using var model = DetectionModel.FromYaml("yolo11n.yaml", nc: 4);
+        TestModels.RandomiseBatchNorms(model, seed: 33);
+        string full = OnnxComparison.TempPath("yolo11n-fp32"), half = OnnxComparison.TempPath("yolo11n-fp16");
+        try
+        {
+            var options = new OnnxExportOptions { Height = 128, Width = 160 };
+            OnnxExporter.Export(model, full, options);
+            var proto = OnnxExporter.Export(model, half, options with { Half = true });
+            Assert.Equal(OnnxTensors.DataType.Float16, proto.Graph.Initializer.Single(t => t.Name == "/model.10/m/0/attn/Constant_scale").DataType);
+            using var fullRunner = new OrtRunner(full);
+            using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(half);
+            using var noGrad = no_grad();
+            manual_seed(34);
+            var input = rand(1, 3, 128, 160);
+            var reference = fullRunner.Run(input);
+            var values = input.data<float>().ToArray().Select(v => (Microsoft.ML.OnnxRuntime.Float16)v).ToArray();
+            var tensor16 = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<Microsoft.ML.OnnxRuntime.Float16>(values, new[] { 1, 3, 128, 160 });
+            using var results = session.Run(new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("images", tensor16) });
+            var ours = tensor(results.First().AsTensor<Microsoft.ML.OnnxRuntime.Float16>().ToArray().Select(h => h.ToFloat()).ToArray())
+                .reshape(reference.shape);
+            var (boxes, scores) = OnnxComparison.Difference(reference, ours);
+            output.WriteLine($"yolo11n fp16 graph vs fp32: box rel {boxes:g3}, score {scores:g3}");
+            Assert.True(boxes < 1e-2 && scores < 1e-3, $"box rel {boxes}, score {scores}");
+        }
+        finally
+        {
+            File.Delete(full);
+            File.Delete(half);
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
