@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -42,6 +43,29 @@ public sealed record CastPolicy(ScalarType ComputeType, bool ChannelsLast = fals
         var weight = Weight(conv.weight!);                                  // (c_out, c_in/g, k, k)
         using var bias = conv.bias is null ? null : conv.bias.to(ComputeType);
         return nn.functional.conv2d(x.to(ComputeType), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups);
+    }
+
+    /// <summary>
+    /// <paramref name="a"/> @ <paramref name="b"/> (batched) as autocast runs <c>matmul</c>: in <see cref="ComputeType"/>
+    /// (both operands cast, PyTorch's lower_precision_fp policy on CUDA and on the CPU); fp32: the plain matmul.
+    /// </summary>
+    public Tensor MatMul(Tensor a, Tensor b)
+    {
+        if (!IsMixed) return a.matmul(b);
+        using var left = a.to(ComputeType);
+        using var right = b.to(ComputeType);
+        return left.matmul(right);
+    }
+
+    /// <summary>
+    /// Softmax over <paramref name="dimension"/> where autocast runs it: on CUDA autocast lists <c>softmax</c> under
+    /// fp32_set_opt_dtype (computed in float32 from the low-precision input, float32 out); CPU autocast does not list it
+    /// (it runs in the input's dtype). fp32: the plain softmax.
+    /// </summary>
+    public Tensor Softmax(Tensor x, long dimension)
+    {
+        if (IsMixed && x.device.type == DeviceType.CUDA) return x.softmax(dimension, ScalarType.Float32);
+        return x.softmax(dimension);
     }
 
     /// <summary>A head map (b, no, h, w) as a contiguous fp32 tensor (one copy; differentiable).</summary>

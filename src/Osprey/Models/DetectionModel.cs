@@ -143,10 +143,14 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     /// <inheritdoc/>
     public override Tensor[] forward(Tensor images) => training ? ForwardFeatures(images) : new[] { Predict(images) };
 
-    /// <summary>Folds every Conv's batch norm into its convolution (inference only). Eval outputs are unchanged.</summary>
+    /// <summary>
+    /// Folds every Conv's batch norm into its convolution and re-parameterises every <see cref="RepVGGDW"/> (its 3×3
+    /// branch into the 7×7), as Ultralytics' fuse does (inference only). Eval outputs are unchanged within float rounding.
+    /// </summary>
     public DetectionModel Fuse()
     {
         foreach (var conv in modules().OfType<Conv>()) conv.Fuse();
+        foreach (var block in modules().OfType<RepVGGDW>().ToList()) block.Fuse();
         IsFused = true;
         return this;
     }

@@ -6,14 +6,15 @@ namespace Osprey.Models;
 /// <summary>
 /// Creates a <see cref="DetectionModel"/> from a model YAML or a weights file.
 /// <list type="bullet">
-/// <item><c>.yaml</c>/<c>.yml</c>: a path on disk, or a name like <c>yolov8n.yaml</c> resolved against the embedded
+/// <item><c>.yaml</c>/<c>.yml</c>: a path on disk, or a name like <c>yolov8n.yaml</c>, <c>yolo11s.yaml</c> or
+/// <c>yolov10m.yaml</c> resolved against the embedded
 /// configs; fresh weights.</item>
 /// <item><c>.safetensors</c>/<c>.pt</c>/<c>.pth</c>: the architecture comes from <paramref name="yaml"/> if given, else
 /// the sidecar next to the weights (<c>best.safetensors</c> → <c>best.yaml</c>, written by
 /// <see cref="ModelWeights.Save"/>), else the weights' file name as a config name (<c>yolov8n.pt</c> →
 /// <c>yolov8n.yaml</c>). Weights load strictly; when <c>nc</c> differs from the config's, the model is built with
 /// the new nc and every tensor whose key and shape still match is transferred.</item>
-/// <item><c>.onnx</c>: an Ultralytics YOLOv8 ONNX export (fp32, fp16 or int8-quantised); see <see cref="OnnxImport"/>.</item>
+/// <item><c>.onnx</c>: an Ultralytics YOLOv8 or YOLO11 ONNX export (fp32, fp16 or int8-quantised); see <see cref="OnnxImport"/>.</item>
 /// </list>
 /// </summary>
 public static class ModelFactory

@@ -2,6 +2,7 @@ using System.Globalization;
 using Google.Protobuf;
 using Onnx;
 using Osprey.Models;
+using Osprey.Models.Families;
 using Osprey.Runtime;
 
 namespace Osprey.Onnx;
@@ -27,7 +28,8 @@ public sealed record OnnxExportOptions
     /// <summary>ONNX opset (<see cref="OnnxExporter.MinOpset"/> … <see cref="OnnxExporter.MaxOpset"/>), 17.</summary>
     public int Opset { get; init; } = 17;
 
-    /// <summary>Text of the <c>description</c> metadata; null = "Osprey YOLOv8{scale} model".</summary>
+    /// <summary>Text of the <c>description</c> metadata; null = "Osprey YOLOv8{scale} model" for YOLOv8, Ultralytics' own
+    /// text for the other families ("Ultralytics YOLO11n model ", see <see cref="OnnxExporter.DefaultDescription"/>).</summary>
     public string? Description { get; init; }
 }
 
@@ -110,8 +112,7 @@ public static class OnnxExporter
     // Ultralytics' metadata_props, in its order.
     private static IEnumerable<(string, string)> Metadata(DetectionModel model, OnnxExportOptions options)
     {
-        string scale = model.Scale ?? "";
-        yield return ("description", options.Description ?? $"Osprey YOLOv8{scale} model");
+        yield return ("description", options.Description ?? DefaultDescription(model));
         yield return ("author", "Osprey");
         yield return ("date", DateTime.Now.ToString("yyyy-MM-ddTHH:mm:ss.ffffff", CultureInfo.InvariantCulture));
         yield return ("version", TorchRuntime.OspreyVersion);
@@ -124,6 +125,18 @@ public static class OnnxExporter
         yield return ("names", UltralyticsMetadata.FormatNames(model.Names));
         yield return ("args", $"{{'batch': {options.Batch}, 'half': {Py(options.Half)}, 'dynamic': {Py(options.Dynamic)}, 'opset': {options.Opset}, 'nms': False}}");
         yield return ("channels", model.Config.InputChannels.ToString(CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>
+    /// The <c>description</c> of an export: YOLOv8 keeps Osprey's "Osprey YOLOv8{scale} model"; another family gets
+    /// Ultralytics' exporter text, <c>f"Ultralytics {pretty_name} model {f'trained on {data}' if data else ''}"</c> with
+    /// pretty_name the family and scale (<c>YOLO11n</c>, <c>YOLOv10s</c>) and no data: "Ultralytics YOLO11n model " (the
+    /// trailing space is Ultralytics'). <see cref="OnnxImport"/> reads the family and scale back from it.
+    /// </summary>
+    public static string DefaultDescription(DetectionModel model)
+    {
+        string scale = model.Scale ?? "", family = ModelFamilyNames.Of(model.Config);
+        return family == ModelFamilyNames.YoloV8 ? $"Osprey YOLOv8{scale} model" : $"Ultralytics {family}{scale} model ";
     }
 
     private static string Py(bool value) => value ? "True" : "False";

@@ -117,14 +117,17 @@ public sealed class OnnxGraph
     // ── opset-dependent forms ─────────────────────────────────────────────────────────────────────────────────
 
     /// <summary>Split along axis 1 into <paramref name="sizes"/>: the sizes are an input from opset 13, an attribute before.</summary>
-    public string[] Split(string name, string input, params long[] sizes)
+    public string[] Split(string name, string input, params long[] sizes) => SplitAlong(name, input, 1, sizes);
+
+    /// <summary>Split along <paramref name="axis"/> into <paramref name="sizes"/> (opset forms as <see cref="Split"/>).</summary>
+    public string[] SplitAlong(string name, string input, long axis, params long[] sizes)
     {
         var node = new NodeProto { OpType = "Split", Name = name };
         node.Input.Add(input);
         if (Options.Opset >= 13) node.Input.Add(Int64s(sizes));
         var outputs = Enumerable.Range(0, sizes.Length).Select(i => $"{name}_output_{i}").ToArray();
         node.Output.AddRange(outputs);
-        node.Attribute.Add(Attr("axis", 1));
+        node.Attribute.Add(Attr("axis", axis));
         if (Options.Opset < 13) node.Attribute.Add(Attr("split", sizes));
         graph.Node.Add(node);
         return outputs;

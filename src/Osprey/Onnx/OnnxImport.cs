@@ -4,6 +4,7 @@ using Onnx;
 using Osprey.Models;
 using Osprey.Models.Blocks;
 using Osprey.Models.Building;
+using Osprey.Models.Families;
 using Osprey.Models.Heads;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,9 +23,11 @@ public sealed record OnnxImportResult(DetectionModel Model, string Scale, int Nc
     IReadOnlyDictionary<string, string> Metadata, int EmulatedInputs);
 
 /// <summary>
-/// Imports the weights of an Ultralytics YOLOv8 ONNX export (BN-fused; plain fp32/fp16 Conv, QDQ
+/// Imports the weights of an Ultralytics YOLOv8 or YOLO11 ONNX export (BN-fused; plain fp32/fp16 Conv, QDQ
 /// DequantizeLinear → Conv, or dynamically quantised DynamicQuantizeLinear → ConvInteger → Cast → Mul(scale) → Add(bias))
-/// into a <see cref="DetectionModel"/> built from the embedded <c>yolov8.yaml</c>. Quantised weights are
+/// into a <see cref="DetectionModel"/> rebuilt from the embedded YAML of the family and scale the file's
+/// <c>description</c> names (Ultralytics' "Ultralytics YOLO11n model …"; without one, every scale of <c>yolov8.yaml</c>
+/// then <c>yolo11.yaml</c> whose first width fits, until one takes every convolution). Quantised weights are
 /// dequantised as (q − zero_point) · scale, per tensor or per output channel. Each ONNX convolution is matched to
 /// a module by its export scope name (<c>/model.2/m.0/cv1/conv/Conv</c>) or weight name (<c>model.2.m.0.cv1.conv.weight</c>);
 /// convolutions without such names are matched in graph order to the remaining modules of the same shape.
@@ -38,8 +41,8 @@ public static class OnnxImport
     /// <summary>Imports <paramref name="path"/> and returns the model (see <see cref="Import"/>).</summary>
     public static DetectionModel Load(string path, bool emulateQuantization = true) => Import(path, emulateQuantization).Model;
 
-    /// <summary>Reads the ONNX file, builds the matching YOLOv8 model and loads every convolution.</summary>
-    /// <exception cref="InvalidDataException">Not a YOLOv8 detection export, or weights that do not fit.</exception>
+    /// <summary>Reads the ONNX file, builds the matching YOLOv8 or YOLO11 model and loads every convolution.</summary>
+    /// <exception cref="InvalidDataException">Not a YOLOv8/YOLO11 detection export, or weights that do not fit.</exception>
     /// <param name="path">The .onnx file.</param>
     /// <param name="emulateQuantization">For ConvInteger convolutions (dynamic int8 quantisation), quantise each
     /// input as ONNX Runtime's DynamicQuantizeLinear does (uint8, per tensor, range including 0) and sum the integer
@@ -47,7 +50,16 @@ public static class OnnxImport
     /// scores; <see cref="MlasLogistic"/>) and softmax (DFL; <see cref="MlasSoftmax"/>), so that in eval mode on the CPU
     /// the model's output equals ONNX Runtime's on that file bit for bit; false gives the plain float model with
     /// dequantised weights.</param>
-    public static OnnxImportResult Import(string path, bool emulateQuantization = true)
+    public static OnnxImportResult Import(string path, bool emulateQuantization = true) =>
+        Import(path, null, ModuleRegistry.Default, emulateQuantization);
+
+    /// <summary>
+    /// As <see cref="Import(string, bool)"/>, but rebuilds the model from <paramref name="config"/> (each of its scales,
+    /// the file's class count and names) with the blocks of <paramref name="registry"/>: an export of a model from a
+    /// custom YAML. A null <paramref name="config"/> rebuilds from the family the file's description names, or else
+    /// tries the embedded YOLOv8 and YOLO11 configs.
+    /// </summary>
+    public static OnnxImportResult Import(string path, ModelConfig? config, ModuleRegistry registry, bool emulateQuantization = true)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"ONNX file '{path}' not found.", path);
         ModelProto proto;
@@ -78,7 +90,7 @@ public static class OnnxImport
                 convs.Add(conv);
             }
             if (convs.Count == 0) throw new InvalidDataException($"{path}: no convolutions found.");
-            return Build(path, proto, metadata, convs, emulateQuantization);
+            return Build(path, proto, metadata, convs, emulateQuantization, config, registry);
         }
         finally
         {
@@ -93,25 +105,24 @@ public static class OnnxImport
     }
 
     private static OnnxImportResult Build(string path, ModelProto proto, Dictionary<string, string> metadata, List<OnnxConv> convs,
-        bool emulateQuantization)
+        bool emulateQuantization, ModelConfig? given, ModuleRegistry registry)
     {
-
         int nc = InferNc(proto.Graph, convs, path);
         var names = metadata.TryGetValue("names", out var namesText) ? UltralyticsMetadata.ParseNames(namesText) : null;
         if (names is not null && names.Count != nc)
             throw new InvalidDataException($"{path}: metadata has {names.Count} names but the output has {nc} classes.");
 
-        var baseConfig = ModelConfig.Load("yolov8.yaml");
         long firstWidth = convs[0].Weight.shape[0];
         string? scale = null;
         DetectionModel? model = null;
         var quantizedKeys = new Dictionary<string, OnnxConv>(StringComparer.Ordinal);
         var failures = new List<string>();
-        foreach (var candidate in ScaleCandidates(baseConfig))
+        var candidates = Candidates(metadata.GetValueOrDefault("description"), given, registry, out string families);
+        foreach (var (baseConfig, candidate) in candidates)
         {
             var config = BuildConfig(baseConfig, candidate, nc, names, path);
-            if (Math.Min(64, config.MaxChannels) * config.Width != firstWidth) continue;
-            var built = new DetectionModel(config);
+            if (given is null && Math.Min(64, config.MaxChannels) * config.Width != firstWidth) continue;
+            var built = new DetectionModel(config, registry);
             quantizedKeys.Clear();
             var problem = TryLoad(built, convs, quantizedKeys);
             if (problem is null)
@@ -120,11 +131,11 @@ public static class OnnxImport
                 model = built;
                 break;
             }
-            failures.Add($"{candidate}: {problem}");
+            failures.Add($"{baseConfig.Source} {candidate}: {problem}");
             built.Dispose();
         }
         if (model is null || scale is null)
-            throw new InvalidDataException($"{path}: the weights fit no YOLOv8 scale (first conv has {firstWidth} channels). {string.Join("; ", failures)}");
+            throw new InvalidDataException($"{path}: the weights fit no {families} scale (first conv has {firstWidth} channels). {string.Join("; ", failures)}");
         model.eval();
         if (emulateQuantization && quantizedKeys.Count > 0)
             foreach (var (name, module) in model.named_modules())
@@ -146,8 +157,48 @@ public static class OnnxImport
             emulateQuantization ? quantizedKeys.Count : 0);
     }
 
+    /// <summary>
+    /// The configs to try, in order: the family and scale the <c>description</c> names (Ultralytics' "YOLO11n", Osprey's
+    /// "YOLOv8n") first, then that family's other scales; without a recognised description every scale of YOLOv8, then
+    /// of YOLO11 (the rows must all be registered: a family whose head is not yet known is skipped).
+    /// </summary>
+    private static List<(ModelConfig Base, string Scale)> Candidates(string? description, ModelConfig? given,
+        ModuleRegistry registry, out string families)
+    {
+        var described = ModelFamilyNames.FromDescription(description);
+        ModelConfig? named = given;
+        if (named is null && described is { } d)
+        {
+            try
+            {
+                named = ModelConfig.Load(d.ConfigName);
+            }
+            catch (FileNotFoundException)
+            {
+                named = null; // a family Osprey does not ship: try the known ones
+            }
+        }
+        var bases = named is not null ? new[] { named } : new[] { ModelConfig.Load("yolov8.yaml"), ModelConfig.Load("yolo11.yaml") };
+        var unknown = bases.SelectMany(b => b.Layers).Select(row => row.Module).Where(m => !registry.TryGet(m, out _, out _))
+            .Distinct().ToArray();
+        if (named is not null && unknown.Length > 0)
+            throw new InvalidDataException($"{named.Source}: unknown module '{string.Join("', '", unknown)}' (known: {string.Join(", ", registry.Names)}).");
+        bases = bases.Where(b => b.Layers.All(row => registry.TryGet(row.Module, out _, out _))).ToArray();
+        families = string.Join(" or ", bases.Select(b => ModelFamilyNames.Of(b)));
+        var list = new List<(ModelConfig, string)>();
+        foreach (var baseConfig in bases)
+        {
+            var scales = ScaleCandidates(baseConfig).ToList();
+            string? first = ReferenceEquals(baseConfig, given) ? given.Scale : described?.Scale;
+            if (first is not null && scales.Remove(first)) scales.Insert(0, first);
+            list.AddRange(scales.Select(scale => (baseConfig, scale)));
+        }
+        return list;
+    }
+
     private static IEnumerable<string> ScaleCandidates(ModelConfig baseConfig)
     {
+        if (baseConfig.Scale is null) return new[] { "" };
         using var reader = new StringReader(baseConfig.Text);
         var stream = new YamlDotNet.RepresentationModel.YamlStream();
         stream.Load(reader);
@@ -193,7 +244,10 @@ public static class OnnxImport
         var unnamed = new List<OnnxConv>();
         foreach (var conv in convs)
         {
-            if (conv.Key is { } k && targets.Contains(k) && !assignment.ContainsKey(k)) assignment[k] = conv;
+            string? k = conv.Key;
+            // Ultralytics' fused RepVGGDW replaces its Conv block `conv` by the bare Conv2d: `X.conv` is our `X.conv.conv`.
+            if (k is not null && !targets.Contains(k) && targets.Contains(k + ".conv")) k += ".conv";
+            if (k is not null && targets.Contains(k) && !assignment.ContainsKey(k)) assignment[k] = conv;
             else unnamed.Add(conv);
         }
         // Graph order for the rest: the next unassigned module of the same weight shape.
@@ -205,9 +259,21 @@ public static class OnnxImport
             assignment[remaining[index]] = conv;
             remaining.RemoveAt(index);
         }
+        var fusedAway = FusedBranches(model, assignment, remaining);
+        remaining.RemoveAll(fusedAway.Contains);
         if (remaining.Count > 0) return $"{remaining.Count} modules got no ONNX weights ({string.Join(", ", remaining.Take(5))})";
 
         using var noGrad = no_grad();
+        foreach (string key in fusedAway)
+        {
+            // A branch the export folded into its sibling: zero weights and an identity BN without bias add nothing.
+            state[key + ".weight"].zero_();
+            string bn = key[..^".conv".Length] + ".bn";
+            state[bn + ".weight"].fill_(1.0);
+            state[bn + ".bias"].zero_();
+            state[bn + ".running_mean"].zero_();
+            state[bn + ".running_var"].fill_(1.0 - Conv.BatchNormEps);
+        }
         foreach (var (key, conv) in assignment)
         {
             if (conv.IntegerWeight is not null) quantizedKeys[key] = conv;
@@ -231,6 +297,14 @@ public static class OnnxImport
         }
         return null;
     }
+
+    /// <summary>The 3×3 branches (<c>X.conv1.conv</c>) of the model's RepVGGDW blocks that got no ONNX weights while
+    /// their 7×7 sibling did: the export re-parameterised the block into the 7×7 (<see cref="RepVGGDW.Fuse"/>).</summary>
+    private static HashSet<string> FusedBranches(DetectionModel model, IReadOnlyDictionary<string, OnnxConv> assignment,
+        IReadOnlyList<string> remaining) =>
+        model.named_modules().Where(m => m.module is RepVGGDW).Select(m => m.name)
+            .Where(name => assignment.ContainsKey(name + ".conv.conv") && remaining.Contains(name + ".conv1.conv"))
+            .Select(name => name + ".conv1.conv").ToHashSet(StringComparer.Ordinal);
 
     /// <summary>Invariant formatting helper for messages.</summary>
     internal static string Shape(Tensor t) => string.Join(", ", t.shape.Select(d => d.ToString(CultureInfo.InvariantCulture)));

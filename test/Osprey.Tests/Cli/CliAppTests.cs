@@ -71,6 +71,19 @@ public class CliAppTests
     }
 
     [Fact]
+    public void SummaryPrintsUltralyticsCountsForYolo11n()
+    {
+        var (code, output, err) = Run("summary", "model=yolo11n.yaml");
+        Assert.Equal(0, code);
+        Assert.Equal("", err);
+        // yolo11.yaml: "summary: 319 layers, 2624080 parameters, 2624064 gradients"; Ultralytics' docs: 6.5 GFLOPs (fused)
+        Assert.Contains("YOLO11n summary: 319 layers, 2,624,080 parameters, 2,624,064 gradients, 6.5 GFLOPs at 640 px", output);
+        Assert.Matches(@"2\s+-1\s+1\s+6,640\s+C3k2\s+\[32, 64, 1, False, 0\.25\]", output);
+        Assert.Matches(@"10\s+-1\s+1\s+249,728\s+C2PSA\s+\[256, 256, 1\]", output);
+        Assert.Matches(@"23\s+\[16, 19, 22\]\s+1\s+464,912\s+Detect\s+\[80, \[64, 128, 256\]\]", output);
+    }
+
+    [Fact]
     public void SummaryHonoursNcAndImgsz()
     {
         var (code, output, _) = Run("summary", "--model", "yolov8n.yaml", "--nc", "3", "--imgsz", "320");

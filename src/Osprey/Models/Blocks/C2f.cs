@@ -7,9 +7,10 @@ namespace Osprey.Models.Blocks;
 
 /// <summary>
 /// Ultralytics <c>C2f</c>: cv1 (1×1) to 2c channels, split in two, chain n bottlenecks on the last split,
-/// concatenate all (2+n)c channels and project with cv2 (1×1).
+/// concatenate all (2+n)c channels and project with cv2 (1×1). Not sealed: Ultralytics' C2f subclasses (YOLO11's
+/// <see cref="C3k2"/>, YOLOv10's <see cref="C2fCIB"/>) keep cv1, cv2 and the forward and change only the blocks of <c>m</c>.
 /// </summary>
-public sealed class C2f : Module<Tensor, Tensor>, IOnnxBlock
+public class C2f : Module<Tensor, Tensor>, IOnnxBlock
 {
     private readonly Conv cv1;
     private readonly Conv cv2;
@@ -22,16 +23,33 @@ public sealed class C2f : Module<Tensor, Tensor>, IOnnxBlock
     /// <param name="groups">Groups of the bottlenecks' second conv.</param>
     /// <param name="expansion">Hidden channels c = int(outChannels × expansion).</param>
     public C2f(long inChannels, long outChannels, int repeats = 1, bool shortcut = false, long groups = 1,
-        double expansion = 0.5) : base(nameof(C2f))
+        double expansion = 0.5)
+        : this(nameof(C2f), inChannels, outChannels, repeats, expansion,
+            hidden => new Bottleneck(hidden, hidden, shortcut, groups, 3, 3, expansion: 1.0))
+    {
+    }
+
+    /// <summary>For subclasses: cv1, cv2 and <paramref name="repeats"/> blocks made by <paramref name="block"/>.</summary>
+    /// <param name="name">Module name.</param>
+    /// <param name="inChannels">Input channels.</param>
+    /// <param name="outChannels">Output channels.</param>
+    /// <param name="repeats">Number of blocks in <c>m</c>.</param>
+    /// <param name="expansion">Hidden channels c = int(outChannels × expansion).</param>
+    /// <param name="block">One block of <c>m</c> from the hidden channels c (c in, c out).</param>
+    protected C2f(string name, long inChannels, long outChannels, int repeats, double expansion,
+        Func<long, Module<Tensor, Tensor>> block) : base(name)
     {
         long hidden = (long)(outChannels * expansion);
         Hidden = hidden;
         cv1 = new Conv(inChannels, 2 * hidden, 1, 1);
         cv2 = new Conv((2 + repeats) * hidden, outChannels, 1);
         m = new ModuleList<Module<Tensor, Tensor>>();
-        for (int i = 0; i < repeats; i++)
-            m.Add(new Bottleneck(hidden, hidden, shortcut, groups, 3, 3, expansion: 1.0));
-        RegisterComponents();
+        for (int i = 0; i < repeats; i++) m.Add(block(hidden));
+        // Explicit, in field order: RegisterComponents reflects over the runtime type, which misses a subclass's
+        // inherited private fields.
+        register_module(nameof(cv1), cv1);
+        register_module(nameof(cv2), cv2);
+        register_module(nameof(m), m);
     }
 
     /// <summary>Hidden channels c of each split.</summary>

@@ -55,7 +55,7 @@ public sealed class Conv : Module<Tensor, Tensor>, ICastPolicyAware, IOnnxBlock
     internal Conv2d Convolution => conv;
 
     /// <summary>The activation (SiLU or identity).</summary>
-    internal Module<Tensor, Tensor> Activation => act;
+    public Module<Tensor, Tensor> Activation => act;
 
     /// <summary>The batch norm, or null once fused.</summary>
     internal BatchNorm2d? Norm => bn;

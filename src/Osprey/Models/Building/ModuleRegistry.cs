@@ -28,6 +28,8 @@ public sealed class ModuleRegistry
     public static IReadOnlyList<IModelFamily> KnownFamilies { get; } = new IModelFamily[]
     {
         new YoloV8Family(),
+        new Yolo11Family(),
+        new YoloV10Family(),
     };
 
     /// <summary>The registry of <see cref="KnownFamilies"/>: what models are built with unless given another.</summary>

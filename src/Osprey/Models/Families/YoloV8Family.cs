@@ -81,7 +81,7 @@ public sealed class YoloV8Family : IModelFamily
         return new LayerBuild(new Upsample(scale), c.InputChannel, $"[None, {FormatArgument(scale)}, 'nearest']");
     }
 
-    private static LayerBuild BuildDetect(LayerContext c)
+    internal static LayerBuild BuildDetect(LayerContext c)
     {
         // args: [nc]; Ultralytics appends the list of input channels.
         int nc = checked((int)c.Int(0, c.Nc));
