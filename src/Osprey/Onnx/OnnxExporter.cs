@@ -27,14 +27,15 @@ public sealed record OnnxExportOptions
     /// <summary>ONNX opset (<see cref="OnnxExporter.MinOpset"/> … <see cref="OnnxExporter.MaxOpset"/>), 17.</summary>
     public int Opset { get; init; } = 17;
 
-    /// <summary>Text of the <c>description</c> metadata; null = "Osprey YOLOv8{scale} model".</summary>
+    /// <summary>Text of the <c>description</c> metadata; null = "Osprey {family}{scale} model" (YOLOv8n, YOLOv10n …).</summary>
     public string? Description { get; init; }
 }
 
 /// <summary>
 /// Writes a <see cref="DetectionModel"/> as an ONNX graph the way Ultralytics exports it: BN fused; input <c>images</c>
 /// (B, 3, H, W) float RGB in [0, 1]; output <c>output0</c> (B, 4 + nc, A) = centre-xywh in input pixels and sigmoid
-/// class scores; Ultralytics' metadata_props. Each layer writes its own nodes (<see cref="IOnnxBlock"/>, beside its
+/// class scores (an end-to-end head: (B, 300, 6) detections, see <see cref="Models.Heads.V10Detect"/>); Ultralytics'
+/// metadata_props. Each layer writes its own nodes (<see cref="IOnnxBlock"/>, beside its
 /// forward: Conv(+bias) and Sigmoid·Mul for SiLU, Split/Concat for C2f, MaxPool for SPPF, Resize nearest, the head's
 /// Reshape/Transpose/Softmax/Conv DFL with anchors and strides as constants, or computed from the feature-map shapes
 /// when <see cref="OnnxExportOptions.Dynamic"/>); the exporter walks the layers in order.
@@ -98,9 +99,8 @@ public static class OnnxExporter
         }
         if (current != OnnxGraph.OutputName)
             throw new InvalidOperationException($"ONNX export: the head wrote '{current}', not '{OnnxGraph.OutputName}'.");
-        long rows = 4 + model.Nc;
-        if (options.Dynamic) graph.AddOutput(OnnxGraph.OutputName, "batch", rows, "anchors");
-        else graph.AddOutput(OnnxGraph.OutputName, (long)options.Batch, rows, AnchorCount(model, options));
+        var dims = model.Head.OnnxOutputShape(options.Dynamic, AnchorCount(model, options));
+        graph.AddOutput(OnnxGraph.OutputName, dims.Prepend(options.Dynamic ? "batch" : (object)(long)options.Batch).ToArray());
         return graph.ToModel(Metadata(model, options));
     }
 
@@ -111,7 +111,7 @@ public static class OnnxExporter
     private static IEnumerable<(string, string)> Metadata(DetectionModel model, OnnxExportOptions options)
     {
         string scale = model.Scale ?? "";
-        yield return ("description", options.Description ?? $"Osprey YOLOv8{scale} model");
+        yield return ("description", options.Description ?? $"Osprey {model.Head.FamilyName}{scale} model");
         yield return ("author", "Osprey");
         yield return ("date", DateTime.Now.ToString("yyyy-MM-ddTHH:mm:ss.ffffff", CultureInfo.InvariantCulture));
         yield return ("version", TorchRuntime.OspreyVersion);
@@ -124,6 +124,7 @@ public static class OnnxExporter
         yield return ("names", UltralyticsMetadata.FormatNames(model.Names));
         yield return ("args", $"{{'batch': {options.Batch}, 'half': {Py(options.Half)}, 'dynamic': {Py(options.Dynamic)}, 'opset': {options.Opset}, 'nms': False}}");
         yield return ("channels", model.Config.InputChannels.ToString(CultureInfo.InvariantCulture));
+        if (model.Head.EndToEnd) yield return ("end2end", "True");                 // Ultralytics: getattr(model, "end2end")
     }
 
     private static string Py(bool value) => value ? "True" : "False";

@@ -7,7 +7,7 @@ namespace Osprey.Models.Families;
 
 /// <summary>
 /// The YOLOv8 family: Conv, C2f, Bottleneck, SPPF, Concat, Upsample (also <c>nn.Upsample</c>) and Detect, each
-/// built as Ultralytics' parse_model builds it.
+/// built as Ultralytics' parse_model builds it (and, until YoloV10Family registers it, YOLOv10's <c>v10Detect</c>).
 /// </summary>
 public sealed class YoloV8Family : IModelFamily
 {
@@ -21,6 +21,7 @@ public sealed class YoloV8Family : IModelFamily
         registry.Register(BuildConcat, false, "Concat");
         registry.Register(BuildUpsample, false, "Upsample", "nn.Upsample");
         registry.Register(BuildDetect, false, "Detect");
+        registry.Register(V10Detect.Build, false, V10Detect.YamlName);   // TEMPORARY (v10head): moves to YoloV10Family
     }
 
     private static LayerBuild BuildConv(LayerContext c)
