@@ -34,11 +34,9 @@ public sealed class V10Detect : DetectionHead
     /// <summary>Ultralytics' <c>Detect.max_det</c> (300): the detections the head's top-k keeps.</summary>
     public const int DefaultMaxDetections = 300;
 
-    private const string OneToOneBoxName = "one2one_cv2";
-    private const string OneToOneClassName = "one2one_cv3";
-
-    private readonly ModuleList<Sequential> oneToOneBoxModules = new();
-    private readonly ModuleList<Sequential> oneToOneClassModules = new();
+    // Field names are the state-dict names: the model's RegisterComponents registers fields by name.
+    private readonly ModuleList<Sequential> one2one_cv2 = new();
+    private readonly ModuleList<Sequential> one2one_cv3 = new();
     private readonly List<Branch> oneToOneBoxes = new();
     private readonly List<Branch> oneToOneClasses = new();
     private bool oneToManyDropped;
@@ -54,11 +52,11 @@ public sealed class V10Detect : DetectionHead
             var (box, cls) = NewLevel(inputChannels[i]);
             oneToOneBoxes.Add(box);
             oneToOneClasses.Add(cls);
-            oneToOneBoxModules.Add(box.ToSequential());
-            oneToOneClassModules.Add(cls.ToSequential());
+            one2one_cv2.Add(box.ToSequential());
+            one2one_cv3.Add(cls.ToSequential());
         }
-        register_module(OneToOneBoxName, oneToOneBoxModules);
-        register_module(OneToOneClassName, oneToOneClassModules);
+        register_module(nameof(one2one_cv2), one2one_cv2);
+        register_module(nameof(one2one_cv3), one2one_cv3);
         Copy(BoxBranches, oneToOneBoxes);                                   // copy.deepcopy(self.cv2)
         Copy(ClassBranches, oneToOneClasses);                               // copy.deepcopy(self.cv3)
     }
@@ -158,7 +156,7 @@ public sealed class V10Detect : DetectionHead
     /// </summary>
     public override string Emit(OnnxGraph graph, string prefix, IReadOnlyList<string> inputs)
     {
-        var (boxes, scores) = EmitDecoded(graph, prefix, inputs, OneToOneBoxName, oneToOneBoxes, OneToOneClassName,
+        var (boxes, scores) = EmitDecoded(graph, prefix, inputs, nameof(one2one_cv2), oneToOneBoxes, nameof(one2one_cv3),
             oneToOneClasses, xywh: false);                                                                // (b, 4, A), (b, nc, A)
         long anchors = graph.Options.Dynamic ? 0
             : Strides.Sum(s => (long)(graph.Options.Height / s) * (long)(graph.Options.Width / s));
