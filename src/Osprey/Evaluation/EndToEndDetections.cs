@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using static TorchSharp.torch;
 
 namespace Osprey.Evaluation;
@@ -26,7 +27,7 @@ public static class EndToEndDetections
         for (long image = 0; image < rows.shape[0]; image++)
         {
             var x = rows[image];                                                              // (k, 6)
-            x = x[x.select(1, 4).gt(options.ConfidenceThreshold)];                            // (c, 6) score > conf
+            x = x[x.select(1, 4).gt(Scalars.Of(options.ConfidenceThreshold))];                            // (c, 6) score > conf
             x = x.narrow(0, 0, Math.Min(x.shape[0], options.MaxDetections));                  // [:max_det]
             if (options.Classes is { } keep)
             {
