@@ -90,7 +90,7 @@ public static class StepBenchmark
         emaModel.to(device);
         using var ema = new ModelEma(emaModel);
         ema.UseFlatLayout(model, flat);
-        var loss = new DetectionLoss(new DetectionLossOptions
+        var loss = model.Head.CreateLoss(new DetectionLossOptions
         {
             NumClasses = model.Nc, RegMax = model.RegMax, Strides = model.Strides.ToArray(), GlobalSum = clock.Normaliser(parallel),
         });

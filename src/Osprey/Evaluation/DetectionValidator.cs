@@ -25,15 +25,16 @@ public readonly record struct ValidationProgress(int Batch, int Batches);
 
 /// <summary>
 /// Validation lifecycle (Ultralytics' DetectionValidator): per batch forward in eval mode, optional loss on the
-/// raw maps, NMS (conf 0.001, IoU 0.7, max_det 300), boxes and labels mapped to original pixels; then every rank's
+/// raw maps, the head's post-processing (<see cref="Models.Heads.DetectionHead.Postprocess"/>: NMS at conf 0.001, IoU 0.7,
+/// max_det 300; an end-to-end head's top-k rows above conf), boxes and labels mapped to original pixels; then every rank's
 /// detections gathered and the metrics computed once, in dataset order. One loop for one process and for data parallel:
 /// in one process the gather and the sums over ranks leave the values as they are.
 /// </summary>
 public static class DetectionValidator
 {
     /// <summary>Runs validation of <paramref name="model"/> over <paramref name="loader"/> on <paramref name="device"/>.</summary>
-    /// <param name="loss">Computes val/box_loss … when given (with its options; the normaliser summed over the ranks of
-    /// <paramref name="parallel"/>, as in training).</param>
+    /// <param name="loss">Computes val/box_loss … when given: the head's loss (<see cref="Models.Heads.DetectionHead.CreateLoss"/>)
+    /// with its options, the normaliser summed over the ranks of <paramref name="parallel"/>, as in training.</param>
     /// <param name="collectPredictions">Keep COCO-format predictions (save_json).</param>
     /// <param name="inspectBatch">Sees each batch with its NMS output (per image (n, 6) in batch pixels), e.g. for plots.</param>
     /// <param name="parallel">
@@ -44,12 +45,12 @@ public static class DetectionValidator
     /// float summation order).
     /// </param>
     public static ValidationResult Run(DetectionModel model, DataLoader loader, Device device, NmsOptions? nms = null,
-        DetectionLoss? loss = null, bool collectPredictions = false, Action<ValidationProgress>? progress = null,
+        IDetectionLoss? loss = null, bool collectPredictions = false, Action<ValidationProgress>? progress = null,
         Action<Batch, IReadOnlyList<Tensor>>? inspectBatch = null, DataParallel? parallel = null)
     {
         nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
         parallel ??= new DataParallel();
-        loss = loss is null ? null : new DetectionLoss(loss.Options with { GlobalSum = parallel.SumOverRanks });
+        loss = loss is null ? null : model.Head.CreateLoss(loss.Options with { GlobalSum = parallel.SumOverRanks });
         // Global batch k is batch k of every rank; a rank whose shard has no batch k still takes part in its sums.
         int globalBatches = (loader.Dataset.Count + parallel.World * loader.Options.BatchSize - 1) / (parallel.World * loader.Options.BatchSize);
         var local = new List<double>();                                     // [dataset index, n, 6 × n …] per image
@@ -93,7 +94,7 @@ public static class DetectionValidator
     }
 
     // The batch's box, cls, dfl loss (normalised by the global batch's target-score sum).
-    static double[] LossItems(DetectionLoss loss, Tensor[] maps, Batch batch, Device device)
+    static double[] LossItems(IDetectionLoss loss, Tensor[] maps, Batch batch, Device device)
     {
         using var result = loss.Compute(maps, new DetectionTargets(batch.BatchIndex.to(device), batch.Classes.to(device), batch.Boxes.to(device)));
         var (box, cls, dfl) = result.ItemValues();
@@ -124,13 +125,13 @@ public static class DetectionValidator
         return perImage;
     }
 
-    // Forward in eval mode, decode, NMS: the raw maps (for the loss), per-image (n, 6) rows in batch pixels, and
-    // the same rows on the host. Note: the host copy is a device → host sync point.
+    // Forward in eval mode, decode, the head's post-processing (NMS): the raw maps (for the loss), per-image (n, 6) rows
+    // in batch pixels, and the same rows on the host. Note: the host copy is a device → host sync point.
     static (Tensor[] Maps, IReadOnlyList<Tensor> Kept, List<float[]> Host) Detect(DetectionModel model, Batch batch,
         Device device, NmsOptions nms)
     {
-        var maps = model.ForwardFeatures(batch.ImagesAsFloat(device));   // 3 × (b, no, h, w)
-        var kept = Nms.NonMaxSuppression(model.Head.Decode(maps), nms);  // b × (n, 6); decode: (b, 4 + nc, A)
+        var maps = model.ForwardFeatures(batch.ImagesAsFloat(device));   // the head's maps, each (b, no, h, w)
+        var kept = model.Head.Postprocess(model.Head.Decode(maps), nms); // b × (n, 6); decode: (b, 4 + nc, A) or (b, k, 6)
         return (maps, kept, kept.Select(Osprey.Runtime.HostCopy.Floats).ToList());
     }
 

@@ -9,8 +9,9 @@ namespace Osprey.Inference;
 
 /// <summary>
 /// Detects objects in images with a <see cref="DetectionModel"/> as Ultralytics' predict does: letterbox to a square
-/// <see cref="PredictOptions.ImageSize"/> (pad 114), BGR → RGB, /255, the model's decoded output, class-offset NMS,
-/// boxes back to original pixels (minus padding, divided by the gain, clipped).
+/// <see cref="PredictOptions.ImageSize"/> (pad 114), BGR → RGB, /255, the model's decoded output, the head's
+/// post-processing (class-offset NMS; an end-to-end head's top-k rows above conf, no NMS), boxes back to original pixels
+/// (minus padding, divided by the gain, clipped).
 /// </summary>
 public sealed class Predictor : IDisposable
 {
@@ -85,8 +86,8 @@ public sealed class Predictor : IDisposable
             using var noGrad = no_grad();
             var input = Letterbox.ToTensor(boxed).to(device).to_type(dtype);        // (b, 3, S, S)
             Forwarding?.Invoke(input.shape);
-            var output = model.Predict(input).to_type(ScalarType.Float32);          // (b, 4 + nc, A)
-            return Postprocess(output, infos, Names, Options.Nms, sources);
+            var output = model.Predict(input).to_type(ScalarType.Float32);          // (b, 4 + nc, A), end-to-end (b, k, 6)
+            return Postprocess(model.Head.Postprocess(output, Options.Nms), infos, Names, sources);
         }
         finally
         {
@@ -101,7 +102,17 @@ public sealed class Predictor : IDisposable
         NmsOptions nms, IReadOnlyList<string>? sources = null)
     {
         using var scope = NewDisposeScope();
-        var kept = Nms.NonMaxSuppression(output, nms);                               // b × (n, 6)
+        return Postprocess(Nms.NonMaxSuppression(output, nms), infos, names, sources);   // b × (n, 6)
+    }
+
+    /// <summary>
+    /// Letterbox undo for detections already selected (per image (n, 6) rows [x1, y1, x2, y2, conf, cls] in input pixels:
+    /// NMS's, or <see cref="EndToEndDetections.Select"/> of an end-to-end output).
+    /// </summary>
+    public static IReadOnlyList<Prediction> Postprocess(IReadOnlyList<Tensor> kept, IReadOnlyList<LetterboxInfo> infos,
+        IReadOnlyList<string> names, IReadOnlyList<string>? sources = null)
+    {
+        using var scope = NewDisposeScope();
         var results = new Prediction[infos.Count];
         for (int i = 0; i < infos.Count; i++)
         {

@@ -9,7 +9,7 @@ namespace Osprey.Losses;
 /// Ultralytics <c>v8DetectionLoss</c>: task-aligned assignment, BCE class loss, CIoU box loss and distribution
 /// focal loss, each divided by <c>target_scores_sum</c> and weighted by the box/cls/dfl gains.
 /// </summary>
-public sealed class DetectionLoss
+public sealed class DetectionLoss : IDetectionLoss
 {
     private readonly TaskAlignedAssigner _assigner;
 

@@ -11,8 +11,8 @@ namespace Osprey.Models;
 /// <summary>
 /// A YOLO detection model built from an Ultralytics YAML. The layers live in the field <c>model</c> so state-dict
 /// keys match Ultralytics' (<c>model.0.conv.weight</c>, <c>model.22.dfl.conv.weight</c>, …).
-/// <para><see cref="forward"/>: training mode → the raw per-level maps from <see cref="ForwardFeatures"/>;
-/// eval mode → a single-element array holding <see cref="Predict"/>'s (b, 4 + nc, A) tensor.</para>
+/// <para><see cref="forward"/>: training mode → the head's raw maps from <see cref="ForwardFeatures"/>;
+/// eval mode → a single-element array holding <see cref="Predict"/>'s tensor ((b, 4 + nc, A) for the NMS heads).</para>
 /// </summary>
 public sealed class DetectionModel : Module<Tensor, Tensor[]>
 {
@@ -110,7 +110,11 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     /// <summary>True after <see cref="Fuse"/>.</summary>
     public bool IsFused { get; private set; }
 
-    /// <summary>Raw maps, one per level, each (b, 4·reg_max + nc, h, w); independent of train/eval mode.</summary>
+    /// <summary>
+    /// The head's raw maps (what its loss takes), each (b, 4·reg_max + nc, h, w): one per level; an end-to-end head
+    /// (<see cref="V10Detect"/>) gives its one-to-many maps, then its one-to-one maps (only those once fused).
+    /// Independent of train/eval mode.
+    /// </summary>
     public Tensor[] ForwardFeatures(Tensor images)
     {
         using var scope = NewDisposeScope();
@@ -133,7 +137,10 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
         return maps;
     }
 
-    /// <summary>Decoded predictions (b, 4 + nc, A): xywh in input pixels, then class scores. Call in eval mode.</summary>
+    /// <summary>
+    /// The head's inference output (<see cref="DetectionHead.Decode"/>): (b, 4 + nc, A) xywh in input pixels, then class
+    /// scores, for the NMS heads; (b, k, 6) detections for an end-to-end head. Call in eval mode.
+    /// </summary>
     public Tensor Predict(Tensor images)
     {
         using var scope = NewDisposeScope();
@@ -151,6 +158,7 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     {
         foreach (var conv in modules().OfType<Conv>()) conv.Fuse();
         foreach (var block in modules().OfType<RepVGGDW>().ToList()) block.Fuse();
+        Head.OnFused();
         IsFused = true;
         return this;
     }
@@ -213,7 +221,7 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             var maps = ForwardFeatures(zeros(1, Config.InputChannels, StrideProbeSize, StrideProbeSize));
-            return maps.Select(m => (float)StrideProbeSize / m.shape[2]).ToArray();
+            return maps.Take(Head.Levels).Select(m => (float)StrideProbeSize / m.shape[2]).ToArray();
         }
         finally
         {

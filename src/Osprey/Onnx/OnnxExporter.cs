@@ -28,15 +28,16 @@ public sealed record OnnxExportOptions
     /// <summary>ONNX opset (<see cref="OnnxExporter.MinOpset"/> … <see cref="OnnxExporter.MaxOpset"/>), 17.</summary>
     public int Opset { get; init; } = 17;
 
-    /// <summary>Text of the <c>description</c> metadata; null = "Osprey YOLOv8{scale} model" for YOLOv8, Ultralytics' own
-    /// text for the other families ("Ultralytics YOLO11n model ", see <see cref="OnnxExporter.DefaultDescription"/>).</summary>
+    /// <summary>Text of the <c>description</c> metadata; null = "Osprey {family}{scale} model" ("Osprey YOLO11n model",
+    /// see <see cref="OnnxExporter.DefaultDescription"/>).</summary>
     public string? Description { get; init; }
 }
 
 /// <summary>
 /// Writes a <see cref="DetectionModel"/> as an ONNX graph the way Ultralytics exports it: BN fused; input <c>images</c>
 /// (B, 3, H, W) float RGB in [0, 1]; output <c>output0</c> (B, 4 + nc, A) = centre-xywh in input pixels and sigmoid
-/// class scores; Ultralytics' metadata_props. Each layer writes its own nodes (<see cref="IOnnxBlock"/>, beside its
+/// class scores (an end-to-end head: (B, 300, 6) detections, see <see cref="Models.Heads.V10Detect"/>); Ultralytics'
+/// metadata_props. Each layer writes its own nodes (<see cref="IOnnxBlock"/>, beside its
 /// forward: Conv(+bias) and Sigmoid·Mul for SiLU, Split/Concat for C2f, MaxPool for SPPF, Resize nearest, the head's
 /// Reshape/Transpose/Softmax/Conv DFL with anchors and strides as constants, or computed from the feature-map shapes
 /// when <see cref="OnnxExportOptions.Dynamic"/>); the exporter walks the layers in order.
@@ -100,9 +101,8 @@ public static class OnnxExporter
         }
         if (current != OnnxGraph.OutputName)
             throw new InvalidOperationException($"ONNX export: the head wrote '{current}', not '{OnnxGraph.OutputName}'.");
-        long rows = 4 + model.Nc;
-        if (options.Dynamic) graph.AddOutput(OnnxGraph.OutputName, "batch", rows, "anchors");
-        else graph.AddOutput(OnnxGraph.OutputName, (long)options.Batch, rows, AnchorCount(model, options));
+        var dims = model.Head.OnnxOutputShape(options.Dynamic, AnchorCount(model, options));
+        graph.AddOutput(OnnxGraph.OutputName, dims.Prepend(options.Dynamic ? "batch" : (object)(long)options.Batch).ToArray());
         return graph.ToModel(Metadata(model, options));
     }
 
@@ -125,19 +125,16 @@ public static class OnnxExporter
         yield return ("names", UltralyticsMetadata.FormatNames(model.Names));
         yield return ("args", $"{{'batch': {options.Batch}, 'half': {Py(options.Half)}, 'dynamic': {Py(options.Dynamic)}, 'opset': {options.Opset}, 'nms': False}}");
         yield return ("channels", model.Config.InputChannels.ToString(CultureInfo.InvariantCulture));
+        if (model.Head.EndToEnd) yield return ("end2end", "True");                 // Ultralytics: getattr(model, "end2end")
     }
 
     /// <summary>
-    /// The <c>description</c> of an export: YOLOv8 keeps Osprey's "Osprey YOLOv8{scale} model"; another family gets
-    /// Ultralytics' exporter text, <c>f"Ultralytics {pretty_name} model {f'trained on {data}' if data else ''}"</c> with
-    /// pretty_name the family and scale (<c>YOLO11n</c>, <c>YOLOv10s</c>) and no data: "Ultralytics YOLO11n model " (the
-    /// trailing space is Ultralytics'). <see cref="OnnxImport"/> reads the family and scale back from it.
+    /// The <c>description</c> of an export: "Osprey {family}{scale} model" with the family and scale as Ultralytics' exporter
+    /// writes them in its own text (<c>f"Ultralytics {pretty_name} model ..."</c>: <c>YOLOv8n</c>, <c>YOLO11n</c>,
+    /// <c>YOLOv10s</c>). <see cref="OnnxImport"/> reads the family and scale back from either text.
     /// </summary>
-    public static string DefaultDescription(DetectionModel model)
-    {
-        string scale = model.Scale ?? "", family = ModelFamilyNames.Of(model.Config);
-        return family == ModelFamilyNames.YoloV8 ? $"Osprey YOLOv8{scale} model" : $"Ultralytics {family}{scale} model ";
-    }
+    public static string DefaultDescription(DetectionModel model) =>
+        $"Osprey {ModelFamilyNames.Of(model.Config)}{model.Scale ?? ""} model";
 
     private static string Py(bool value) => value ? "True" : "False";
 }

@@ -76,6 +76,19 @@ public sealed class OnnxGraph
         return output;
     }
 
+    /// <summary>Appends a node with <paramref name="outputs"/> outputs, named <c>{name}_output_{i}</c> (TopK's values and
+    /// indices); returns their names.</summary>
+    public string[] Nodes(string op, string name, IReadOnlyList<string> inputs, int outputs, params AttributeProto[] attributes)
+    {
+        var node = new NodeProto { OpType = op, Name = name };
+        node.Input.AddRange(inputs);
+        var names = Enumerable.Range(0, outputs).Select(i => $"{name}_output_{i}").ToArray();
+        node.Output.AddRange(names);
+        node.Attribute.AddRange(attributes);
+        graph.Node.Add(node);
+        return names;
+    }
+
     /// <summary>
     /// A Conv node applying <paramref name="conv"/> (its weight and bias as initializers <c>{key}.weight</c>,
     /// <c>{key}.bias</c>; its kernel, stride, padding, dilation and groups as attributes).
@@ -155,11 +168,11 @@ public sealed class OnnxGraph
 
     // ── attributes ────────────────────────────────────────────────────────────────────────────────────────────
 
-    /// <summary>An integer attribute (<c>axis</c>, <c>group</c>, <c>ceil_mode</c>, <c>to</c> with one value) or an
-    /// integer-list attribute (any other name).</summary>
+    /// <summary>An integer attribute (<c>axis</c>, <c>group</c>, <c>ceil_mode</c>, <c>to</c>, <c>keepdims</c>,
+    /// <c>largest</c>, <c>sorted</c> with one value) or an integer-list attribute (any other name).</summary>
     public static AttributeProto Attr(string name, params long[] values)
     {
-        if (values.Length == 1 && name is "axis" or "group" or "ceil_mode" or "to")
+        if (values.Length == 1 && name is "axis" or "group" or "ceil_mode" or "to" or "keepdims" or "largest" or "sorted")
             return new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = values[0] };
         var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
         attribute.Ints.AddRange(values);

@@ -107,7 +107,7 @@ public static class OnnxImport
     private static OnnxImportResult Build(string path, ModelProto proto, Dictionary<string, string> metadata, List<OnnxConv> convs,
         bool emulateQuantization, ModelConfig? given, ModuleRegistry registry)
     {
-        int nc = InferNc(proto.Graph, convs, path);
+        int nc = InferNc(proto.Graph, convs, path, metadata);
         var names = metadata.TryGetValue("names", out var namesText) ? UltralyticsMetadata.ParseNames(namesText) : null;
         if (names is not null && names.Count != nc)
             throw new InvalidDataException($"{path}: metadata has {names.Count} names but the output has {nc} classes.");
@@ -215,25 +215,33 @@ public static class OnnxImport
         return ModelConfig.Parse(text, path, scale, nc);
     }
 
-    private static int InferNc(GraphProto graph, IReadOnlyList<OnnxConv> convs, string path)
+    private static int InferNc(GraphProto graph, IReadOnlyList<OnnxConv> convs, string path, IReadOnlyDictionary<string, string> metadata)
     {
         var output = graph.Output.FirstOrDefault() ?? throw new InvalidDataException($"{path}: the graph has no output.");
         var dims = output.Type?.TensorType?.Shape?.Dim;
-        if (dims is { Count: 3 } && dims[1].HasDimValue && dims[1].DimValue > 4) return (int)dims[1].DimValue - 4;
+        // An end-to-end export's output is (b, k, 6) detections: the classes come from the class convolution
+        // (one2one_cv3.0.2) below.
+        bool endToEnd = metadata.TryGetValue("end2end", out var e2e) && e2e == "True";
+        if (!endToEnd && dims is { Count: 3 } && dims[1].HasDimValue && dims[1].DimValue > 4) return (int)dims[1].DimValue - 4;
         var classConv = convs.FirstOrDefault(c => c.Key is { } key && key.EndsWith("cv3.0.2", StringComparison.Ordinal))
             ?? throw new InvalidDataException($"{path}: cannot tell the number of classes (output '{output.Name}' has no static shape).");
         return (int)classConv.Weight.shape[0];
     }
 
-    /// <summary>Copies every convolution into <paramref name="model"/>; returns a problem or null.</summary>
-    private static string? TryLoad(DetectionModel model, IReadOnlyList<OnnxConv> convs, IDictionary<string, OnnxConv> quantizedKeys)
+    /// <summary>
+    /// Copies every convolution into <paramref name="model"/> (the head's modules that an export leaves out,
+    /// <see cref="DetectionHead.ExportsModule"/>, are left to <see cref="DetectionHead.AfterImport"/>); returns a problem or null.
+    /// </summary>
+    internal static string? TryLoad(DetectionModel model, IReadOnlyList<OnnxConv> convs, IDictionary<string, OnnxConv> quantizedKeys)
     {
         using var scope = NewDisposeScope();
         var state = model.state_dict();
+        string head = $"model.{model.LayerCount - 1}.";
         // Targets: Conv blocks (prefix P: P.conv.weight + P.bn.*) and bare Conv2d (K.weight, K.bias), DFL excluded.
         var targets = new List<string>();
         foreach (var (name, module) in model.named_modules())
         {
+            if (name.StartsWith(head, StringComparison.Ordinal) && !model.Head.ExportsModule(name[head.Length..])) continue;
             if (module is Conv) targets.Add(name + ".conv");
             else if (module is Conv2d && (!name.EndsWith(".conv", StringComparison.Ordinal) || name.EndsWith(".dfl.conv", StringComparison.Ordinal)))
                 targets.Add(name);
@@ -295,6 +303,7 @@ public static class OnnxImport
             else if (state.TryGetValue(key + ".bias", out var targetBias)) targetBias.copy_(bias);
             else if (conv.Bias is not null) return $"{key}: the module has no bias but the ONNX conv has one";
         }
+        model.Head.AfterImport();
         return null;
     }
 

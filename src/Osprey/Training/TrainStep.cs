@@ -11,7 +11,7 @@ public readonly record struct StepResult(float Box, float Cls, float Dfl, bool F
 
 /// <summary>
 /// One training micro-step, the same for the trainer and the benchmarks: rank 0's BatchNorm statistics (data parallel
-/// without sync_bn), forward, the v8 loss normalised over the global batch, its items summed over the ranks, backward,
+/// without sync_bn), forward, the head's loss (v8, or YOLOv10's end-to-end) normalised over the global batch, its items summed over the ranks, backward,
 /// and on the optimiser micro-step the gradient average over the ranks (<see cref="Replica"/>) and the
 /// <see cref="WeightUpdate"/>. Each phase ends with a lap of the <see cref="IStepClock"/>.
 /// </summary>
@@ -20,7 +20,7 @@ public readonly record struct StepResult(float Box, float Cls, float Dfl, bool F
 /// <param name="loss">The loss, its normaliser summed over the ranks.</param>
 /// <param name="update">The optimiser step.</param>
 /// <param name="scaler">fp16 loss scaling, or null (then a non-finite loss ends the run).</param>
-public sealed class TrainStep(DetectionModel model, Replica replica, DetectionLoss loss, WeightUpdate update, LossScaler? scaler)
+public sealed class TrainStep(DetectionModel model, Replica replica, IDetectionLoss loss, WeightUpdate update, LossScaler? scaler)
 {
     bool _overflowed;                                                     // fp16: a micro-step since the last optimiser step overflowed
 
@@ -46,7 +46,7 @@ public sealed class TrainStep(DetectionModel model, Replica replica, DetectionLo
     /// </summary>
     public StepResult Run(Tensor images, DetectionTargets targets, bool optimizerStep, IStepClock clock, string where)
     {
-        var maps = model.ForwardFeatures(images);                        // 3 × (b, no, h, w)
+        var maps = model.ForwardFeatures(images);                        // the head's maps, each (b, no, h, w)
         clock.Lap(StepPhase.Forward);
         using var result = loss.Compute(maps, targets);
         var local = result.ItemValues();                                  // note: a device → host sync point

@@ -62,7 +62,7 @@ public sealed class TrainingRun : IDisposable
     public DetectionModel EmaModel { get; private set; } = null!;
 
     /// <summary>The loss (its normaliser summed over the ranks); validation uses it too.</summary>
-    public DetectionLoss Loss { get; private set; } = null!;
+    public IDetectionLoss Loss { get; private set; } = null!;
 
     /// <summary>The optimiser with Ultralytics' parameter groups.</summary>
     public TrainingOptimizer Optimizer { get; private set; } = null!;
@@ -212,7 +212,7 @@ public sealed class TrainingRun : IDisposable
         EmaModel.load_state_dict(Model.state_dict());
         EmaModel.to(Device);
         EmaModel.UseCastPolicy(Precision.Policy);
-        Loss = new DetectionLoss(new DetectionLossOptions
+        Loss = Model.Head.CreateLoss(new DetectionLossOptions
         {
             NumClasses = Data.ClassCount, RegMax = Model.RegMax, Strides = Model.Strides.ToArray(),
             BoxGain = Args.Box, ClsGain = Args.Cls, DflGain = Args.Dfl, GlobalSum = Parallel.SumOverRanks,

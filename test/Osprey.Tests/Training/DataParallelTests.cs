@@ -99,6 +99,32 @@ public class DataParallelTests(ITestOutputHelper log)
         Assert.Equal(3, timesTwo["steps"]);
     }
 
+    /// <summary>
+    /// YOLOv10's end-to-end loss under data parallel: each branch is divided by its own target-score sum over the global
+    /// batch (two sums over the ranks per step), so two ranks train exactly as one process over the whole batch.
+    /// </summary>
+    [Fact]
+    public void TwoRanksEqualOneProcessForTheEndToEndHead()
+    {
+        var (dir, data, _) = Setup();
+        string model = Path.Combine(dir, "tiny-v10.yaml");
+        File.WriteAllText(model, V10Models.TinyYaml(80));
+        string[] common = { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
+            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False" };
+        var one = new Trainer(Args(common.Append("name=one"))).Train();
+        var two = Launch(common.Append("name=two").Append("nproc=2"));
+        Assert.Equal(0, two.ExitCode);
+
+        double diff = MaxDifference(Weights(one.LastWeights), Weights(Path.Combine(two.RunDirectory, "weights", "last.safetensors")), out string worst);
+        log.WriteLine($"max |one − two| over parameters and BN statistics: {diff:E2} ({worst})");
+        Assert.True(diff < 1e-5, $"{worst} differs by {diff:E2}");
+        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
+        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
+        foreach (string column in new[] { "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss" })
+            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])),
+                $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+    }
+
     [Fact]
     public void ForcedBackendAtWorldOneRunsEveryCollectiveAndChangesNoBit()
     {

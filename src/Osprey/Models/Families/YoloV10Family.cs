@@ -1,13 +1,13 @@
 using Osprey.Models.Blocks;
 using Osprey.Models.Building;
+using Osprey.Models.Heads;
 using static Osprey.Models.Building.LayerContext;
 
 namespace Osprey.Models.Families;
 
 /// <summary>
 /// The YOLOv10 family (<c>yolov10n.yaml</c> … <c>yolov10x.yaml</c>, one scale each): SCDown, PSA and C2fCIB, built as
-/// Ultralytics' parse_model builds them. The NMS-free head <c>v10Detect</c> is registered here too (see
-/// <see cref="Register"/>); a YAML naming it fails with the registry's "unknown module" error until then.
+/// Ultralytics' parse_model builds them, and the NMS-free head <c>v10Detect</c> (<see cref="V10Detect"/>).
 /// </summary>
 public sealed class YoloV10Family : IModelFamily
 {
@@ -17,8 +17,7 @@ public sealed class YoloV10Family : IModelFamily
         registry.Register(BuildScDown, false, "SCDown");
         registry.Register(BuildPsa, false, "PSA");
         registry.Register(BuildC2fCib, true, "C2fCIB");
-        // v10Detect (the one-to-one head, its end-to-end loss and NMS-free decoding) registers here, one line:
-        // registry.Register(<its factory>, false, "v10Detect");
+        registry.Register(V10Detect.Build, false, V10Detect.YamlName);
     }
 
     private static LayerBuild BuildScDown(LayerContext c)

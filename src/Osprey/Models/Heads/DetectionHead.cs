@@ -1,3 +1,5 @@
+using Osprey.Evaluation;
+using Osprey.Losses;
 using Osprey.Models.Blocks;
 using Osprey.Onnx;
 using TorchSharp.Modules;
@@ -12,9 +14,11 @@ namespace Osprey.Models.Heads;
 /// DFL, the strides, the bias prior, the decoding and its ONNX form. A family's head is a subclass that builds the
 /// layers of each branch (<see cref="BoxLayers"/>, <see cref="ClassLayers"/>): YOLOv8's <see cref="Detect"/> uses two
 /// 3×3 Convs in each; YOLO11's class branch is depthwise-separable; a head with more outputs (YOLOv10's one-to-one
-/// branch) also overrides <see cref="forward"/>, <see cref="Decode"/> and <see cref="Emit"/>.
+/// branch, <see cref="V10Detect"/>) also overrides <see cref="forward"/>, <see cref="Decode"/>, <see cref="Postprocess"/>,
+/// <see cref="CreateLoss"/> and <see cref="Emit"/>.
 /// <see cref="forward"/> returns the raw maps, one per level, each (b, 4·reg_max + nc, h, w); <see cref="Decode"/> turns
-/// them into Ultralytics' inference layout (b, 4 + nc, A): centre-x, centre-y, w, h in input pixels, then sigmoid scores.
+/// them into Ultralytics' inference layout (b, 4 + nc, A): centre-x, centre-y, w, h in input pixels, then sigmoid scores;
+/// <see cref="Postprocess"/> turns that into detections (NMS).
 /// </summary>
 public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAware, IOnnxBlock
 {
@@ -27,6 +31,8 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
     private readonly List<Branch> boxBranches = new();
     private readonly List<Branch> classBranches = new();
     private readonly AnchorCache anchorCache = new();
+    private readonly long boxHidden;
+    private readonly long classHidden;
     private float[] strides;
 
     /// <summary>
@@ -44,15 +50,11 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
         RegMax = regMax;
         Levels = inputChannels.Count;
         strides = Levels == 3 ? new[] { 8f, 16f, 32f } : new float[Levels];
-        long boxHidden = Math.Max(Math.Max(16, inputChannels[0] / 4), regMax * 4);   // c2
-        long classHidden = Math.Max(inputChannels[0], Math.Min(nc, 100));            // c3
+        boxHidden = Math.Max(Math.Max(16, inputChannels[0] / 4), regMax * 4);   // c2
+        classHidden = Math.Max(inputChannels[0], Math.Min(nc, 100));            // c3
         foreach (long channels in inputChannels)
         {
-            // The 1×1 outputs first, then the layers: the order their initial weights are drawn in.
-            var boxOutput = Conv2d(boxHidden, 4 * regMax, 1);
-            var classOutput = Conv2d(classHidden, nc, 1);
-            var box = new Branch(BoxLayers(channels, boxHidden), boxOutput);
-            var cls = new Branch(ClassLayers(channels, classHidden), classOutput);
+            var (box, cls) = NewLevel(channels);
             boxBranches.Add(box);
             classBranches.Add(cls);
             cv2.Add(box.ToSequential());
@@ -75,6 +77,12 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
 
     /// <summary>Outputs per anchor in the raw maps: nc + 4·reg_max.</summary>
     public virtual int OutputsPerAnchor => Nc + 4 * RegMax;
+
+    /// <summary>
+    /// True for a head whose inference output is already the detections (Ultralytics' <c>end2end</c>: YOLOv10's
+    /// one-to-one branch, top-k without NMS); false for the NMS heads.
+    /// </summary>
+    public virtual bool EndToEnd => false;
 
     /// <summary>Stride of each level in input pixels (8, 16, 32 for P3–P5).</summary>
     public IReadOnlyList<float> Strides => strides;
@@ -113,29 +121,85 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
     /// <summary>
     /// Ultralytics' bias prior: box logits 1.0; class logits log(5 / nc / (640 / stride)²) (≈ 5 objects per image).
     /// </summary>
-    public virtual void InitializeBiases()
+    public virtual void InitializeBiases() => InitializeBiases(boxBranches, classBranches);
+
+    /// <summary>The bias prior of <see cref="InitializeBiases()"/> on the given branches (one per level).</summary>
+    protected void InitializeBiases(IReadOnlyList<Branch> boxes, IReadOnlyList<Branch> classes)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         for (int i = 0; i < Levels; i++)
         {
-            boxBranches[i].Output.bias!.fill_(1.0);
+            boxes[i].Output.bias!.fill_(1.0);
             double prior = Math.Log(5.0 / Nc / Math.Pow(640.0 / strides[i], 2));
-            classBranches[i].Output.bias!.fill_(prior);
+            classes[i].Output.bias!.fill_(prior);
         }
     }
 
     /// <summary>Raw per-level maps, each (b, 4·reg_max + nc, h, w) = cat(cv2, cv3) along channels.</summary>
-    public override Tensor[] forward(Tensor[] features)
+    public override Tensor[] forward(Tensor[] features) => LevelMaps(boxBranches, classBranches, features);
+
+    /// <summary>Decodes raw maps into (b, 4 + nc, A): xywh boxes in input pixels, then sigmoid class scores.</summary>
+    public virtual Tensor Decode(IReadOnlyList<Tensor> maps) => DecodeLevels(maps, xywh: true);
+
+    /// <summary>
+    /// Detections of a decoded batch (<see cref="Decode"/>'s output): per image (n, 6) rows [x1, y1, x2, y2, conf, cls]
+    /// in input pixels, by descending conf. Here Ultralytics' class-offset NMS (<see cref="Nms.NonMaxSuppression"/>).
+    /// </summary>
+    public virtual IReadOnlyList<Tensor> Postprocess(Tensor prediction, NmsOptions options) =>
+        Nms.NonMaxSuppression(prediction, options);
+
+    /// <summary>The training loss of this head's maps: here Ultralytics' <c>v8DetectionLoss</c>.</summary>
+    public virtual IDetectionLoss CreateLoss(DetectionLossOptions options) => new DetectionLoss(options);
+
+    /// <summary>Called by <see cref="DetectionModel.Fuse"/> once every Conv is fused (inference only from then on).</summary>
+    public virtual void OnFused()
+    {
+    }
+
+    /// <summary>
+    /// Whether an export holds the weights of the head's module <paramref name="name"/> (relative to the head, e.g.
+    /// <c>cv2.0.0</c>); an import leaves the others to <see cref="AfterImport"/>. Every module here.
+    /// </summary>
+    public virtual bool ExportsModule(string name) => true;
+
+    /// <summary>Called by the ONNX import once the exported weights are loaded (see <see cref="ExportsModule"/>).</summary>
+    public virtual void AfterImport()
+    {
+    }
+
+    /// <summary>The branches of each level (layers and the 1×1 output), in the order their weights are drawn.</summary>
+    /// <param name="channels">Channels of the level's feature map.</param>
+    protected (Branch Box, Branch Class) NewLevel(long channels)
+    {
+        // The 1×1 outputs first, then the layers: the order their initial weights are drawn in.
+        var boxOutput = Conv2d(boxHidden, 4 * RegMax, 1);
+        var classOutput = Conv2d(classHidden, Nc, 1);
+        var box = new Branch(BoxLayers(channels, boxHidden), boxOutput);
+        var cls = new Branch(ClassLayers(channels, classHidden), classOutput);
+        return (box, cls);
+    }
+
+    /// <summary>The box branch of each level (<c>cv2</c>).</summary>
+    protected IReadOnlyList<Branch> BoxBranches => boxBranches;
+
+    /// <summary>The class branch of each level (<c>cv3</c>).</summary>
+    protected IReadOnlyList<Branch> ClassBranches => classBranches;
+
+    /// <summary>Per level cat(box branch, class branch) along channels: Levels × (b, 4·reg_max + nc, h, w).</summary>
+    protected Tensor[] LevelMaps(IReadOnlyList<Branch> boxes, IReadOnlyList<Branch> classes, IReadOnlyList<Tensor> features)
     {
         var maps = new Tensor[Levels];
         for (int i = 0; i < Levels; i++)
-            maps[i] = cat(new[] { Run(boxBranches[i], features[i]), Run(classBranches[i], features[i]) }, 1); // (b, no, h_i, w_i)
+            maps[i] = cat(new[] { Run(boxes[i], features[i]), Run(classes[i], features[i]) }, 1); // (b, no, h_i, w_i)
         return maps;
     }
 
-    /// <summary>Decodes raw maps into (b, 4 + nc, A): xywh boxes in input pixels, then sigmoid class scores.</summary>
-    public virtual Tensor Decode(IReadOnlyList<Tensor> maps)
+    /// <summary>
+    /// Decodes one map per level into (b, 4 + nc, A): boxes in input pixels (centre-x, centre-y, w, h when
+    /// <paramref name="xywh"/>, else x1, y1, x2, y2), then sigmoid class scores.
+    /// </summary>
+    protected Tensor DecodeLevels(IReadOnlyList<Tensor> maps, bool xywh)
     {
         using var scope = NewDisposeScope();
         long batch = maps[0].shape[0];
@@ -143,7 +207,7 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
         var (anchorPoints, strideTensor) = anchorCache.Get(maps, strides);                     // (1, 2, A), (1, A)
         var parts = flat.split(new long[] { 4L * RegMax, Nc }, 1);        // (b, 4·reg_max, A), (b, nc, A)
         var distances = dfl.call(parts[0]);                                 // (b, 4, A) ltrb in grid units
-        var boxes = Anchors.DistToBox(distances, anchorPoints, xywh: true, dim: 1) * strideTensor; // (b, 4, A) px
+        var boxes = Anchors.DistToBox(distances, anchorPoints, xywh: xywh, dim: 1) * strideTensor; // (b, 4, A) px
         var scores = !training && ScoreFunction is { } score ? score(parts[1]) : parts[1].sigmoid(); // (b, nc, A)
         return cat(new[] { boxes, scores }, 1).MoveToOuterDisposeScope();                      // (b, 4+nc, A)
     }
@@ -162,12 +226,31 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
     /// </summary>
     public virtual string Emit(OnnxGraph graph, string prefix, IReadOnlyList<string> inputs)
     {
+        var (box, scores) = EmitDecoded(graph, prefix, inputs, nameof(cv2), boxBranches, nameof(cv3), classBranches, xywh: true);
+        return graph.NamedNode("Concat", $"/{prefix}/Concat_{Levels + 2}", [box, scores], OnnxGraph.OutputName,
+            OnnxGraph.Attr("axis", 1));                                                                    // (b, 4 + nc, A)
+    }
+
+    /// <summary>The dimensions of <see cref="OnnxGraph.OutputName"/> after the batch: (4 + nc, A); A is named
+    /// <c>anchors</c> in a dynamic export.</summary>
+    /// <param name="dynamic">Symbolic sizes.</param>
+    /// <param name="anchors">Anchors at the export size.</param>
+    public virtual object[] OnnxOutputShape(bool dynamic, long anchors) =>
+        dynamic ? new object[] { 4L + Nc, "anchors" } : new object[] { 4L + Nc, anchors };
+
+    /// <summary>
+    /// <see cref="DecodeLevels"/> in ONNX for the named branches (<paramref name="boxName"/>.i, <paramref name="className"/>.i):
+    /// the box rows (b, 4, A) in input pixels and the sigmoid scores (b, nc, A).
+    /// </summary>
+    protected (string Boxes, string Scores) EmitDecoded(OnnxGraph graph, string prefix, IReadOnlyList<string> inputs,
+        string boxName, IReadOnlyList<Branch> boxes, string className, IReadOnlyList<Branch> classes, bool xywh)
+    {
         var flat = new string[Levels];
         for (int i = 0; i < Levels; i++)
         {
             string suffix = i == 0 ? "" : "_" + i;
             string level = graph.Node("Concat", $"/{prefix}/Concat{suffix}",
-                [EmitBranch(graph, prefix, nameof(cv2), i, inputs[i]), EmitBranch(graph, prefix, nameof(cv3), i, inputs[i])],
+                [EmitBranch(graph, prefix, boxName, i, boxes[i], inputs[i]), EmitBranch(graph, prefix, className, i, classes[i], inputs[i])],
                 OnnxGraph.Attr("axis", 1));                                                             // (b, no, h, w)
             flat[i] = graph.Node("Reshape", $"/{prefix}/Reshape{suffix}", [level, graph.Int64s(0, OutputsPerAnchor, -1)]);
         }
@@ -179,16 +262,20 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
         var ltrb = graph.Split($"/{prefix}/Split_1", distances, 2, 2);
         string x1y1 = graph.Node("Sub", $"/{prefix}/Sub", [anchors, ltrb[0]]);
         string x2y2 = graph.Node("Add", $"/{prefix}/Add", [anchors, ltrb[1]]);
-        string sum = graph.Node("Add", $"/{prefix}/Add_1", [x1y1, x2y2]);
-        string two;
-        using (NewDisposeScope()) two = graph.Initializer($"/{prefix}/Constant_two", tensor(new[] { 2f }));
-        string centre = graph.Node("Div", $"/{prefix}/Div", [sum, two]);
-        string size = graph.Node("Sub", $"/{prefix}/Sub_1", [x2y2, x1y1]);
-        string box = graph.Node("Concat", $"/{prefix}/Concat_{Levels + 1}", [centre, size], OnnxGraph.Attr("axis", 1));
+        string box;
+        if (xywh)
+        {
+            string sum = graph.Node("Add", $"/{prefix}/Add_1", [x1y1, x2y2]);
+            string two;
+            using (NewDisposeScope()) two = graph.Initializer($"/{prefix}/Constant_two", tensor(new[] { 2f }));
+            string centre = graph.Node("Div", $"/{prefix}/Div", [sum, two]);
+            string size = graph.Node("Sub", $"/{prefix}/Sub_1", [x2y2, x1y1]);
+            box = graph.Node("Concat", $"/{prefix}/Concat_{Levels + 1}", [centre, size], OnnxGraph.Attr("axis", 1));
+        }
+        else box = graph.Node("Concat", $"/{prefix}/Concat_{Levels + 1}", [x1y1, x2y2], OnnxGraph.Attr("axis", 1));
         box = graph.Node("Mul", $"/{prefix}/Mul", [box, strideRow]);                                        // (b, 4, A) px
         string scores = graph.Node("Sigmoid", $"/{prefix}/Sigmoid", [parts[1]]);                           // (b, nc, A)
-        return graph.NamedNode("Concat", $"/{prefix}/Concat_{Levels + 2}", [box, scores], OnnxGraph.OutputName,
-            OnnxGraph.Attr("axis", 1));                                                                    // (b, 4 + nc, A)
+        return (box, scores);
     }
 
     /// <inheritdoc/>
@@ -214,10 +301,9 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
         return output;
     }
 
-    // Level i of branch cv2 or cv3: its layers (model.22.cv2.0.0, …), then the output Conv (/model.22/cv2.0/cv2.0.2/Conv).
-    private string EmitBranch(OnnxGraph graph, string prefix, string name, int level, string input)
+    // Level i of a branch: its layers (model.22.cv2.0.0, …), then the output Conv (/model.22/cv2.0/cv2.0.2/Conv).
+    private static string EmitBranch(OnnxGraph graph, string prefix, string name, int level, Branch branch, string input)
     {
-        var branch = name == nameof(cv2) ? boxBranches[level] : classBranches[level];
         string x = input;
         for (int j = 0; j < branch.Layers.Length; j++) x = graph.Emit(branch.Layers[j], $"{prefix}.{name}.{level}.{j}", [x]);
         string key = $"{prefix}.{name}.{level}.{branch.Layers.Length}";
@@ -225,8 +311,11 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
     }
 
     /// <summary>One level's branch: its layers and the 1×1 output convolution.</summary>
-    private sealed record Branch(Module<Tensor, Tensor>[] Layers, Conv2d Output)
+    /// <param name="Layers">The layers before the output (<c>cv2[i][:-1]</c>).</param>
+    /// <param name="Output">The 1×1 output convolution (<c>cv2[i][-1]</c>).</param>
+    protected sealed record Branch(Module<Tensor, Tensor>[] Layers, Conv2d Output)
     {
+        /// <summary>The branch as Ultralytics' Sequential (layers, then the output): what is registered.</summary>
         public Sequential ToSequential() => Sequential(Layers.Append<Module<Tensor, Tensor>>(Output).ToArray());
     }
 }
