@@ -3,16 +3,18 @@ using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Osprey.Benchmarks;
 using Osprey.Config;
-using Osprey.Inference;
+using Osprey.Evaluation;
 using Spectre.Console;
 
 namespace Osprey.Cli;
 
 /// <summary>
-/// <c>osprey bench predict [model=yolov8n.yaml] [imgsz=640] [runs=20]</c>: batch-1 latency on the CPU of the fused
-/// TorchSharp model and of ONNX Runtime on the file Osprey exports from it, in one run, on the same random image:
-/// 3 warm-up runs, then <c>runs</c> timed runs each; mean, median, p90 and the ratio of the medians. Registered as
-/// <c>bench-predict</c>; <c>osprey bench predict</c> is folded into that name.
+/// <c>osprey bench predict [model=yolov8n.yaml] [imgsz=640] [runs=20] [source=image] [conf=0.25] [iou=0.7] [max_det=300]</c>:
+/// batch-1 latency on the CPU of the fused TorchSharp model and of ONNX Runtime on the file Osprey exports from it, in
+/// one run, on the same image (random, or <c>source</c> letterboxed): the forward alone and the forward with the head's
+/// post-processing (NMS for YOLOv8/YOLO11, the top-k rows' confidence filter for YOLOv10), 3 warm-up runs, then
+/// <c>runs</c> timed runs each; mean, median, p90 and the ratio of the medians. Registered as <c>bench-predict</c>;
+/// <c>osprey bench predict</c> is folded into that name.
 /// </summary>
 public sealed class BenchPredictCommand : ICliCommand
 {
@@ -20,7 +22,7 @@ public sealed class BenchPredictCommand : ICliCommand
     public const int Warmup = 3;
 
     public string Name => "bench-predict";
-    public string Description => "batch-1 CPU latency, TorchSharp (fused) vs ONNX Runtime on the export (osprey bench predict [model=yolov8n.yaml] [imgsz=640] [runs=20])";
+    public string Description => "batch-1 CPU latency with post-processing, TorchSharp (fused) vs ONNX Runtime on the export (osprey bench predict [model=yolov8n.yaml] [imgsz=640] [runs=20] [source=image])";
 
     public OspreyArgs Defaults() => new() { Model = "yolov8n.yaml" };
 
@@ -30,39 +32,65 @@ public sealed class BenchPredictCommand : ICliCommand
         if (args.Runs < 1) throw new ArgumentsException($"runs={args.Runs}: bench predict needs runs ≥ 1");
         if (args.Device is { IsCuda: true } device)
             throw new ArgumentsException($"device={ArgsSchema.Format(device)}: bench predict times the CPU only (device=cpu)");
+        var nms = new NmsOptions
+        {
+            ConfidenceThreshold = (float)(args.Conf ?? NmsOptions.PredictConfidence), IouThreshold = (float)args.Iou,
+            MaxDetections = args.MaxDet,
+        };
         string folder = Path.Combine(Path.GetTempPath(), $"osprey-bench-predict-{Guid.NewGuid():N}");
         Directory.CreateDirectory(folder);
         try
         {
-            using var bench = new PredictBenchmark(model, args.Imgsz);
+            using var bench = new PredictBenchmark(model, args.Imgsz, nms, args.Source);
             string onnx = Path.Combine(folder, "model.onnx");
             bench.Export(onnx);
-            var torch = bench.TimeTorch(Warmup, args.Runs);
-
-            using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-            using var session = new InferenceSession(onnx, options);
-            var input = new DenseTensor<float>(bench.InputValues(), new[] { 1, 3, bench.ImageSize, bench.ImageSize });
-            var inputs = new[] { NamedOnnxValue.CreateFromTensor("images", input) };
-            var ort = Latency.Measure(() =>
-            {
-                using var results = session.Run(inputs);
-            }, Warmup, args.Runs);
+            var torchForward = bench.TimeTorchForward(Warmup, args.Runs);
+            var torchTotal = bench.TimeTorchTotal(Warmup, args.Runs);
+            var (ortForward, ortTotal, ortKept) = TimeOnnxRuntime(bench, onnx, args.Runs);
+            var (kept, candidates) = bench.Count();
 
             var table = new Table().Border(TableBorder.Simple).AddColumn("backend")
-                .AddColumn(new TableColumn("mean ms").RightAligned()).AddColumn(new TableColumn("median ms").RightAligned())
-                .AddColumn(new TableColumn("p90 ms").RightAligned());
-            table.AddRow("TorchSharp (fused)", F(torch.Mean), F(torch.Median), F(torch.P90));
-            table.AddRow("ONNX Runtime (exported)", F(ort.Mean), F(ort.Median), F(ort.P90));
+                .AddColumn(new TableColumn("forward median ms").RightAligned())
+                .AddColumn(new TableColumn("with post-processing: mean ms").RightAligned())
+                .AddColumn(new TableColumn("median ms").RightAligned()).AddColumn(new TableColumn("p90 ms").RightAligned());
+            table.AddRow("TorchSharp (fused)", F(torchForward.Median), F(torchTotal.Mean), F(torchTotal.Median), F(torchTotal.P90));
+            table.AddRow("ONNX Runtime (exported)", F(ortForward.Median), F(ortTotal.Mean), F(ortTotal.Median), F(ortTotal.P90));
             output.Write(table);
+            string image = args.Source ?? "a random image";
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{model}: batch 1 at {args.Imgsz}, CPU ({Environment.ProcessorCount} cores, torch threads {PredictBenchmark.TorchThreads}), {Warmup} warm-up + {args.Runs} timed runs each"));
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ratio TorchSharp / ONNX Runtime (medians): {torch.Median / ort.Median:0.000}"));
+                $"{model}: batch 1 at {args.Imgsz} on {image}, CPU ({Environment.ProcessorCount} cores, torch threads {PredictBenchmark.TorchThreads}), {Warmup} warm-up + {args.Runs} timed runs each"));
+            output.WriteLine(bench.EndToEnd
+                ? $"post-processing: end-to-end head (one-to-one top-{nms.MaxDetections}, no NMS), conf>{F(nms.ConfidenceThreshold)}: {kept} detections (ONNX Runtime {ortKept})"
+                : $"post-processing: NMS (conf>{F(nms.ConfidenceThreshold)}, iou {F(nms.IouThreshold)}): {candidates} candidates, {kept} detections (ONNX Runtime {ortKept})");
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"ratio TorchSharp / ONNX Runtime (medians): forward {torchForward.Median / ortForward.Median:0.000}, with post-processing {torchTotal.Median / ortTotal.Median:0.000}"));
             return 0;
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    // ONNX Runtime on the export: the session's run alone, then the run and the same post-processing on its output.
+    static (LatencyStats Forward, LatencyStats Total, int Kept) TimeOnnxRuntime(PredictBenchmark bench, string onnx, int runs)
+    {
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        using var session = new InferenceSession(onnx, options);
+        var input = new DenseTensor<float>(bench.InputValues(), new[] { 1, 3, bench.ImageSize, bench.ImageSize });
+        var inputs = new[] { NamedOnnxValue.CreateFromTensor("images", input) };
+        var forward = Latency.Measure(() =>
+        {
+            using var results = session.Run(inputs);
+        }, Warmup, runs);
+        int kept = 0;
+        var total = Latency.Measure(() =>
+        {
+            using var results = session.Run(inputs);
+            var output = results[0].AsTensor<float>();
+            kept = bench.Postprocess(output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
+        }, Warmup, runs);
+        return (forward, total, kept);
     }
 
     static string F(double ms) => ms.ToString("0.000", CultureInfo.InvariantCulture);

@@ -28,11 +28,11 @@ public sealed class SummaryCommand : ICliCommand
         output.Write(table);
         string name = ModelName(model, detector.Scale);
         // torch's modules() counts the model itself and each module once; Ultralytics' Convs share one SiLU
-        // (Conv.default_act), other blocks (RepVGGDW) own theirs
+        // (Conv.default_act), other blocks (RepVGGDW) own theirs, and each deepcopy of a head's branches copies it once
         var all = detector.modules().ToList();
         var convActivations = all.OfType<Osprey.Models.Blocks.Conv>().Select(c => c.Activation).OfType<TorchSharp.Modules.SiLU>()
             .ToHashSet<object>(ReferenceEqualityComparer.Instance);
-        int modules = 1 + all.Count(m => !convActivations.Contains(m)) + (convActivations.Count > 0 ? 1 : 0);
+        int modules = 1 + all.Count(m => !convActivations.Contains(m)) + (convActivations.Count > 0 ? 1 + detector.Head.CopiedBranchLists : 0);
         double gflops = detector.Gflops(args.Imgsz);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{name} summary: {modules} layers, {N(detector.ParameterCount)} parameters, {N(detector.GradientCount)} gradients, {gflops:0.0} GFLOPs at {args.Imgsz} px (fused), nc={detector.Nc}"));

@@ -83,6 +83,24 @@ public class CliAppTests
         Assert.Matches(@"23\s+\[16, 19, 22\]\s+1\s+464,912\s+Detect\s+\[80, \[64, 128, 256\]\]", output);
     }
 
+    /// <summary>
+    /// Ultralytics' printed summaries of the unfused YOLOv10 models (both branches, 80 classes), as quoted in THU-MIG/yolov10
+    /// issue #226 (n) and in users' training logs (s, m): the layer count includes the SiLU each deepcopied one-to-one
+    /// branch list brings. GFLOPs differ by design: Osprey's are of the fused (one-to-one only) model.
+    /// </summary>
+    [Theory]
+    [InlineData("n", "YOLOv10n summary: 385 layers, 2,775,520 parameters, 2,775,504 gradients")]
+    [InlineData("s", "YOLOv10s summary: 402 layers, 8,128,272 parameters, 8,128,256 gradients")]
+    [InlineData("m", "YOLOv10m summary: 498 layers, 16,576,768 parameters, 16,576,752 gradients")]
+    public void SummaryPrintsUltralyticsCountsForYolov10(string scale, string expected)
+    {
+        var (code, output, err) = Run("summary", $"model=yolov10{scale}.yaml");
+        Assert.Equal(0, code);
+        Assert.Equal("", err);
+        Assert.Contains(expected, output);
+        Assert.Matches(@"23\s+\[16, 19, 22\]\s+1\s+[\d,]+\s+v10Detect\s+\[80, \[", output);
+    }
+
     [Fact]
     public void SummaryHonoursNcAndImgsz()
     {

@@ -100,8 +100,32 @@ public class YoloV10BlockTests
         Assert.IsType<Yolo11Detect>(model.Head);
         Assert.Equal(464_912, rows[23].Parameters);
 
-        var error = Assert.Throws<InvalidDataException>(() => DetectionModel.FromYaml("yolov10n.yaml"));
-        Assert.Contains("layer 23: unknown module 'v10Detect'", error.Message);
+        // The real yolov10n (v10Detect, both branches): Ultralytics' "YOLOv10n summary: 385 layers, 2,775,520 parameters".
+        using var real = DetectionModel.FromYaml("yolov10n.yaml");
+        var realRows = real.Summary();
+        Assert.Equal(expected, realRows.Take(23).Select(r => r.Parameters));
+        Assert.Equal(2_775_520, real.ParameterCount);
+    }
+
+    /// <summary>
+    /// The fused models' parameters (Conv+BN merged, RepVGGDW merged, the one-to-many branches removed: what
+    /// <c>model.fuse()</c> leaves) in millions, as Ultralytics' docs/en/models/yolov10.md tabulates them ("Params and FLOPs
+    /// values are for the fused model"): n 2.3, s 7.2, m 15.4, l 24.4, x 29.5; b from the YOLOv10 paper's Table 1
+    /// (arXiv 2405.14458, 19.1), which the docs' table omits.
+    /// </summary>
+    [Theory]
+    [InlineData("n", 2.3)]
+    [InlineData("s", 7.2)]
+    [InlineData("m", 15.4)]
+    [InlineData("b", 19.1)]
+    [InlineData("l", 24.4)]
+    [InlineData("x", 29.5)]
+    public void FusedParameterCountsMatchUltralyticsDocs(string scale, double millions)
+    {
+        using var model = DetectionModel.FromYaml($"yolov10{scale}.yaml");
+        model.eval();
+        model.Fuse();
+        Assert.Equal(millions, Math.Round(model.ParameterCount / 1e6, 1));
     }
 
     [Fact]

@@ -125,6 +125,31 @@ public class DataParallelTests(ITestOutputHelper log)
                 $"{column}: {rowOne[column]} vs {rowTwo[column]}");
     }
 
+    /// <summary>
+    /// YOLO11n itself (C3k2, C2PSA's attention with its BatchNorms under SyncBatchNorm, the legacy=False head): two ranks
+    /// train exactly as one process over the whole batch, as YOLOv8 does.
+    /// </summary>
+    [Fact]
+    public void TwoRanksEqualOneProcessForYolo11n()
+    {
+        var (dir, data, _) = Setup();
+        string[] common = { $"data={data}", "model=yolo11n.yaml", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
+            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False" };
+        var one = new Trainer(Args(common.Append("name=one"))).Train();
+        var two = Launch(common.Append("name=two").Append("nproc=2"));
+        Assert.Equal(0, two.ExitCode);
+
+        double diff = MaxDifference(Weights(one.LastWeights), Weights(Path.Combine(two.RunDirectory, "weights", "last.safetensors")), out string worst);
+        log.WriteLine($"max |one − two| over parameters and BN statistics: {diff:E2} ({worst})");
+        Assert.True(diff < 1e-5, $"{worst} differs by {diff:E2}");
+        Assert.Contains(Weights(one.LastWeights).Keys, k => k == "model.10.m.0.attn.qkv.bn.running_mean");
+        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
+        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
+        foreach (string column in new[] { "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss" })
+            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])),
+                $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+    }
+
     [Fact]
     public void ForcedBackendAtWorldOneRunsEveryCollectiveAndChangesNoBit()
     {

@@ -84,6 +84,12 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
     /// </summary>
     public virtual bool EndToEnd => false;
 
+    /// <summary>
+    /// Branch lists Ultralytics' head makes with <c>copy.deepcopy</c> (0 here): each copy has its own copy of the SiLU its
+    /// Convs share (<c>Conv.default_act</c>), one more module in <c>model.modules()</c> and so in its summary's layer count.
+    /// </summary>
+    public virtual int CopiedBranchLists => 0;
+
     /// <summary>Stride of each level in input pixels (8, 16, 32 for P3–P5).</summary>
     public IReadOnlyList<float> Strides => strides;
 
@@ -178,6 +184,20 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
         var box = new Branch(BoxLayers(channels, boxHidden), boxOutput);
         var cls = new Branch(ClassLayers(channels, classHidden), classOutput);
         return (box, cls);
+    }
+
+    /// <summary>
+    /// Removes the branches <c>cv2</c> and <c>cv3</c> from the module (their parameters leave the model and its state
+    /// dict), for a head that computes without them once fused.
+    /// </summary>
+    protected void RemoveBranches()
+    {
+        _internal_submodules.Remove(nameof(cv2));
+        _internal_submodules.Remove(nameof(cv3));
+        cv2.Dispose();
+        cv3.Dispose();
+        boxBranches.Clear();
+        classBranches.Clear();
     }
 
     /// <summary>The box branch of each level (<c>cv2</c>).</summary>

@@ -72,6 +72,9 @@ public sealed class V10Detect : DetectionHead
     /// <inheritdoc/>
     public override bool EndToEnd => true;
 
+    /// <inheritdoc/>
+    public override int CopiedBranchLists => 2;                             // one2one_cv2, one2one_cv3
+
     /// <summary>Ultralytics' <c>max_det</c> of the head: how many rows the top-k keeps (300).</summary>
     public int MaxDetections { get; set; } = DefaultMaxDetections;
 
@@ -121,8 +124,13 @@ public sealed class V10Detect : DetectionHead
     /// <summary>Ultralytics' <c>E2EDetectLoss</c>.</summary>
     public override IDetectionLoss CreateLoss(DetectionLossOptions options) => new E2EDetectLoss(options);
 
-    /// <summary>Stops computing the one-to-many branch (Ultralytics' <c>v10Detect.fuse</c>: <c>cv2 = cv3 = None</c>).</summary>
-    public override void OnFused() => oneToManyDropped = true;
+    /// <summary>Drops the one-to-many branch (Ultralytics' <c>v10Detect.fuse</c>: <c>cv2 = cv3 = Identity</c>), so that
+    /// the fused model's parameters are Ultralytics' fused count.</summary>
+    public override void OnFused()
+    {
+        oneToManyDropped = true;
+        RemoveBranches();
+    }
 
     /// <summary>An export holds the one-to-one branch, the DFL and no one-to-many layer (<c>cv2.*</c>, <c>cv3.*</c>).</summary>
     public override bool ExportsModule(string name) => !IsUnder(name, "cv2") && !IsUnder(name, "cv3");
