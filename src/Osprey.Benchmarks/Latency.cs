@@ -44,4 +44,26 @@ public static class Latency
         }
         return new LatencyStats(times);
     }
+
+    /// <summary>
+    /// Like <see cref="Measure"/> for an action of two phases: it calls the lap it is given between them. Returns each
+    /// run's first phase, second phase and whole, measured in the same runs.
+    /// </summary>
+    public static (LatencyStats First, LatencyStats Second, LatencyStats Total) MeasurePhases(Action<Action> action, int warmup, int runs)
+    {
+        if (runs < 1) throw new ArgumentOutOfRangeException(nameof(runs), runs, "at least one timed run");
+        for (int i = 0; i < warmup; i++) action(() => { });
+        var first = new double[runs];
+        var total = new double[runs];
+        for (int i = 0; i < runs; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            double lap = double.NaN;
+            action(() => lap = Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            total[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (double.IsNaN(lap)) throw new InvalidOperationException("the action did not call its lap");
+            first[i] = lap;
+        }
+        return (new LatencyStats(first), new LatencyStats(total.Zip(first, (t, f) => t - f).ToArray()), new LatencyStats(total));
+    }
 }

@@ -2,6 +2,7 @@ using Osprey.Evaluation;
 using Osprey.Inference;
 using Osprey.Models;
 using Osprey.Onnx;
+using Osprey.Runtime;
 using OpenCvSharp;
 using static TorchSharp.torch;
 
@@ -56,21 +57,19 @@ public sealed class PredictBenchmark : IDisposable
     /// <summary>Writes the fused model as ONNX (static batch 1 at <see cref="ImageSize"/>) to <paramref name="path"/>.</summary>
     public void Export(string path) => OnnxExporter.Export(model, path, new OnnxExportOptions { Height = ImageSize, Width = ImageSize });
 
-    /// <summary>Batch-1 forward latency of the fused TorchSharp model (decoded output, no post-processing).</summary>
-    public LatencyStats TimeTorchForward(int warmup, int runs) => Latency.Measure(() =>
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        model.Predict(input);
-    }, warmup, runs);
-
-    /// <summary>Batch-1 latency of the fused TorchSharp model's forward and post-processing together.</summary>
-    public LatencyStats TimeTorchTotal(int warmup, int runs) => Latency.Measure(() =>
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        model.Head.Postprocess(model.Predict(input), Thresholds);
-    }, warmup, runs);
+    /// <summary>
+    /// Batch-1 latency of the fused TorchSharp model in the same runs: the forward (decoded output), the head's
+    /// post-processing, and both.
+    /// </summary>
+    public (LatencyStats Forward, LatencyStats Postprocess, LatencyStats Total) TimeTorch(int warmup, int runs) =>
+        Latency.MeasurePhases(lap =>
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var output = model.Predict(input);
+            lap();
+            model.Head.Postprocess(output, Thresholds);
+        }, warmup, runs);
 
     /// <summary>
     /// Post-processes a decoded output of any backend (flat row-major values of shape <paramref name="shape"/>:
@@ -91,7 +90,7 @@ public sealed class PredictBenchmark : IDisposable
         int kept = (int)model.Head.Postprocess(output, Thresholds)[0].shape[0];
         if (EndToEnd) return (kept, kept);
         long nc = output.shape[1] - 4;
-        int candidates = (int)output[0].narrow(0, 4, nc).amax(0).gt(Thresholds.ConfidenceThreshold).sum().item<long>();
+        int candidates = (int)output[0].narrow(0, 4, nc).amax(0).gt(Scalars.Of(Thresholds.ConfidenceThreshold)).sum().item<long>();
         return (kept, candidates);
     }
 

@@ -11,9 +11,9 @@ namespace Osprey.Cli;
 /// <summary>
 /// <c>osprey bench predict [model=yolov8n.yaml] [imgsz=640] [runs=20] [source=image] [conf=0.25] [iou=0.7] [max_det=300]</c>:
 /// batch-1 latency on the CPU of the fused TorchSharp model and of ONNX Runtime on the file Osprey exports from it, in
-/// one run, on the same image (random, or <c>source</c> letterboxed): the forward alone and the forward with the head's
-/// post-processing (NMS for YOLOv8/YOLO11, the top-k rows' confidence filter for YOLOv10), 3 warm-up runs, then
-/// <c>runs</c> timed runs each; mean, median, p90 and the ratio of the medians. Registered as <c>bench-predict</c>;
+/// one run, on the same image (random, or <c>source</c> letterboxed): the forward and the head's post-processing (NMS
+/// for YOLOv8/YOLO11, the top-k rows' confidence filter for YOLOv10) timed in the same runs, 3 warm-up runs, then
+/// <c>runs</c> timed runs each; medians of each phase, mean, median and p90 of the total, and the ratios of the medians. Registered as <c>bench-predict</c>;
 /// <c>osprey bench predict</c> is folded into that name.
 /// </summary>
 public sealed class BenchPredictCommand : ICliCommand
@@ -44,17 +44,17 @@ public sealed class BenchPredictCommand : ICliCommand
             using var bench = new PredictBenchmark(model, args.Imgsz, nms, args.Source);
             string onnx = Path.Combine(folder, "model.onnx");
             bench.Export(onnx);
-            var torchForward = bench.TimeTorchForward(Warmup, args.Runs);
-            var torchTotal = bench.TimeTorchTotal(Warmup, args.Runs);
-            var (ortForward, ortTotal, ortKept) = TimeOnnxRuntime(bench, onnx, args.Runs);
+            var torch = bench.TimeTorch(Warmup, args.Runs);
+            var (ort, ortKept) = TimeOnnxRuntime(bench, onnx, args.Runs);
             var (kept, candidates) = bench.Count();
 
             var table = new Table().Border(TableBorder.Simple).AddColumn("backend")
                 .AddColumn(new TableColumn("forward median ms").RightAligned())
-                .AddColumn(new TableColumn("with post-processing: mean ms").RightAligned())
+                .AddColumn(new TableColumn("post-processing median ms").RightAligned())
+                .AddColumn(new TableColumn("total: mean ms").RightAligned())
                 .AddColumn(new TableColumn("median ms").RightAligned()).AddColumn(new TableColumn("p90 ms").RightAligned());
-            table.AddRow("TorchSharp (fused)", F(torchForward.Median), F(torchTotal.Mean), F(torchTotal.Median), F(torchTotal.P90));
-            table.AddRow("ONNX Runtime (exported)", F(ortForward.Median), F(ortTotal.Mean), F(ortTotal.Median), F(ortTotal.P90));
+            foreach (var (name, (forward, post, total)) in new[] { ("TorchSharp (fused)", torch), ("ONNX Runtime (exported)", ort) })
+                table.AddRow(name, F(forward.Median), F(post.Median), F(total.Mean), F(total.Median), F(total.P90));
             output.Write(table);
             string image = args.Source ?? "a random image";
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -63,7 +63,7 @@ public sealed class BenchPredictCommand : ICliCommand
                 ? $"post-processing: end-to-end head (one-to-one top-{nms.MaxDetections}, no NMS), conf>{F(nms.ConfidenceThreshold)}: {kept} detections (ONNX Runtime {ortKept})"
                 : $"post-processing: NMS (conf>{F(nms.ConfidenceThreshold)}, iou {F(nms.IouThreshold)}): {candidates} candidates, {kept} detections (ONNX Runtime {ortKept})");
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"ratio TorchSharp / ONNX Runtime (medians): forward {torchForward.Median / ortForward.Median:0.000}, with post-processing {torchTotal.Median / ortTotal.Median:0.000}"));
+                $"ratio TorchSharp / ONNX Runtime (medians): forward {torch.Forward.Median / ort.Forward.Median:0.000}, total {torch.Total.Median / ort.Total.Median:0.000}"));
             return 0;
         }
         finally
@@ -72,25 +72,24 @@ public sealed class BenchPredictCommand : ICliCommand
         }
     }
 
-    // ONNX Runtime on the export: the session's run alone, then the run and the same post-processing on its output.
-    static (LatencyStats Forward, LatencyStats Total, int Kept) TimeOnnxRuntime(PredictBenchmark bench, string onnx, int runs)
+    // ONNX Runtime on the export, in the same runs: the session's run, then the same post-processing on its output
+    // (copied into a tensor, as a TorchSharp pipeline would).
+    static ((LatencyStats Forward, LatencyStats Postprocess, LatencyStats Total) Times, int Kept) TimeOnnxRuntime(
+        PredictBenchmark bench, string onnx, int runs)
     {
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         using var session = new InferenceSession(onnx, options);
         var input = new DenseTensor<float>(bench.InputValues(), new[] { 1, 3, bench.ImageSize, bench.ImageSize });
         var inputs = new[] { NamedOnnxValue.CreateFromTensor("images", input) };
-        var forward = Latency.Measure(() =>
-        {
-            using var results = session.Run(inputs);
-        }, Warmup, runs);
         int kept = 0;
-        var total = Latency.Measure(() =>
+        var times = Latency.MeasurePhases(lap =>
         {
             using var results = session.Run(inputs);
+            lap();
             var output = results[0].AsTensor<float>();
             kept = bench.Postprocess(output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
         }, Warmup, runs);
-        return (forward, total, kept);
+        return (times, kept);
     }
 
     static string F(double ms) => ms.ToString("0.000", CultureInfo.InvariantCulture);

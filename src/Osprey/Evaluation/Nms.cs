@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using Osprey.Losses;
 using static TorchSharp.torch;
 
@@ -25,14 +26,14 @@ public static class Nms
         for (long image = 0; image < batch; image++)
         {
             var x = rows[image];                                                                // (A, 4 + nc)
-            var candidates = x.narrow(1, 4, numClasses).amax(new long[] { 1 }).gt(options.ConfidenceThreshold);
+            var candidates = x.narrow(1, 4, numClasses).amax(new long[] { 1 }).gt(Scalars.Of(options.ConfidenceThreshold));
             x = x[candidates];                                                                  // (c, 4 + nc)
             var box = BoxOps.XywhToXyxy(x.narrow(1, 0, 4));                                     // (c, 4)
             var classScores = x.narrow(1, 4, numClasses);                                       // (c, nc)
             Tensor detections;                                                                  // (d, 6)
             if (multiLabel)
             {
-                var pairs = classScores.gt(options.ConfidenceThreshold).nonzero();              // (d, 2) row-major
+                var pairs = classScores.gt(Scalars.Of(options.ConfidenceThreshold)).nonzero();              // (d, 2) row-major
                 var anchor = pairs.select(1, 0);
                 var cls = pairs.select(1, 1);
                 detections = cat(new[]
@@ -43,7 +44,7 @@ public static class Nms
             else
             {
                 var (conf, cls) = classScores.max(1, keepdim: true);                            // (c, 1) each
-                detections = cat(new[] { box, conf, cls.to_type(ScalarType.Float32) }, 1)[conf.view(-1).gt(options.ConfidenceThreshold)];
+                detections = cat(new[] { box, conf, cls.to_type(ScalarType.Float32) }, 1)[conf.view(-1).gt(Scalars.Of(options.ConfidenceThreshold))];
             }
             if (options.Classes is { } keep)
             {

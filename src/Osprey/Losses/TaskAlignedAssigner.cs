@@ -91,7 +91,7 @@ public sealed class TaskAlignedAssigner
             .amax(new long[] { -2 }).unsqueeze(-1);                                      // (b, A, 1)
         targetScores = targetScores * normAlignMetric;                                  // (b, A, nc)
 
-        return Survive(new AssignerResult(targetLabels, targetBboxes, targetScores, fgMask.gt(0), targetGtIndex));
+        return Survive(new AssignerResult(targetLabels, targetBboxes, targetScores, fgMask.gt(Scalars.Int(0)), targetGtIndex));
     }
 
     private static AssignerResult Survive(AssignerResult result)

@@ -25,10 +25,30 @@ public class BenchPredictCliTests
         Assert.Equal(4, measured.Milliseconds.Count);
     }
 
-    // A backend's row: forward median, then with post-processing mean, median, p90.
+    [Fact]
+    public void PhasesAreTimedInTheSameRuns()
+    {
+        int calls = 0;
+        var (first, second, total) = Latency.MeasurePhases(lap =>
+        {
+            calls++;
+            Thread.Sleep(12);
+            lap();
+            Thread.Sleep(4);
+        }, warmup: 1, runs: 3);
+        Assert.Equal(4, calls);
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.True(first.Milliseconds[i] >= 12 && second.Milliseconds[i] >= 4, $"run {i}: {first.Milliseconds[i]}, {second.Milliseconds[i]}");
+            Assert.Equal(total.Milliseconds[i], first.Milliseconds[i] + second.Milliseconds[i], 9);
+        }
+        Assert.Throws<InvalidOperationException>(() => Latency.MeasurePhases(_ => { }, warmup: 0, runs: 1));
+    }
+
+    // A backend's row: forward median, post-processing median, then the total's mean, median, p90.
     static double[] Row(string output, string backend)
     {
-        var m = Regex.Match(output, Regex.Escape(backend) + @"\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})");
+        var m = Regex.Match(output, Regex.Escape(backend) + @"\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+(\d+\.\d{3})");
         Assert.True(m.Success, $"no {backend} row in:\n{output}");
         return m.Groups.Values.Skip(1).Select(g => double.Parse(g.Value, CultureInfo.InvariantCulture)).ToArray();
     }
@@ -46,18 +66,18 @@ public class BenchPredictCliTests
             Assert.Equal(0, code);
             var torch = Row(output, "TorchSharp (fused)");
             var ort = Row(output, "ONNX Runtime (exported)");
-            foreach (var (forward, mean, median, p90) in new[] { (torch[0], torch[1], torch[2], torch[3]), (ort[0], ort[1], ort[2], ort[3]) })
+            foreach (var (forward, post, mean, median, p90) in new[] { (torch[0], torch[1], torch[2], torch[3], torch[4]), (ort[0], ort[1], ort[2], ort[3], ort[4]) })
             {
-                Assert.True(forward > 0 && median > 0 && mean > 0, output);
+                Assert.True(forward > 0 && post > 0 && median > 0 && mean > 0, output);
                 Assert.True(p90 >= median, output);
             }
             Assert.Contains($"{yaml}: batch 1 at 64 on a random image, CPU", output);
             Assert.Contains("3 warm-up + 5 timed runs each", output);
             Assert.Contains("post-processing: NMS (conf>0.250, iou 0.700)", output);
-            var ratios = Regex.Match(output, @"ratio TorchSharp / ONNX Runtime \(medians\): forward (\d+\.\d{3}), with post-processing (\d+\.\d{3})");
+            var ratios = Regex.Match(output, @"ratio TorchSharp / ONNX Runtime \(medians\): forward (\d+\.\d{3}), total (\d+\.\d{3})");
             Assert.True(ratios.Success, output);
             // the printed medians are rounded to 0.0005 ms: the quotient of the printed values is within that of the ratio
-            foreach (var (ratio, t, o) in new[] { (ratios.Groups[1].Value, torch[0], ort[0]), (ratios.Groups[2].Value, torch[2], ort[2]) })
+            foreach (var (ratio, t, o) in new[] { (ratios.Groups[1].Value, torch[0], ort[0]), (ratios.Groups[2].Value, torch[3], ort[3]) })
             {
                 double quotient = t / o, printed = double.Parse(ratio, CultureInfo.InvariantCulture);
                 double slack = 0.0005 + quotient * (0.0005 / t + 0.0005 / o) * 1.01;
