@@ -13,6 +13,9 @@ public sealed record TrainingStarted(string RunDirectory, string Device, string 
 {
     /// <summary>The precision the run computes in and why (<see cref="PrecisionChoice"/>).</summary>
     public string Precision { get; init; } = "fp32";
+
+    /// <summary>The loss items' names (box_loss, cls_loss, dfl_loss, then a loss term's, e.g. dis_loss).</summary>
+    public IReadOnlyList<string> LossNames { get; init; } = new[] { "box_loss", "cls_loss", "dfl_loss" };
 }
 
 /// <summary>

@@ -269,7 +269,7 @@ public sealed class TrainingRun : IDisposable
     {
         var started = new TrainingStarted(Files.Directory, Device.ToString(), Args.Model ?? TrainingSetup.DefaultModel,
             Model.ParameterCount, TrainLoader.Dataset.Summary, ValLoader.Dataset.Summary, Optimizer.Summary, (int)Args.Batch,
-            Schedule.Accumulate, Args.Imgsz, Args.Workers, State.Epoch, Args.Epochs, Resumed) { Precision = Precision.ToString() };
+            Schedule.Accumulate, Args.Imgsz, Args.Workers, State.Epoch, Args.Epochs, Resumed) { Precision = Precision.ToString(), LossNames = LossNames };
         var notes = new List<string>();
         if (Parallel.Description is { } ranks) notes.Add($"{ranks}, rank batch {(int)Args.Batch / Parallel.World}");
         if (Device.type == DeviceType.CUDA && !CudnnSettings.IsAvailable)

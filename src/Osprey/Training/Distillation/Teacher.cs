@@ -73,7 +73,7 @@ public static class Teacher
         if (teacher.Nc != classNames.Count)
             throw new ArgumentsException($"distill_model={path}: the teacher has {teacher.Nc} classes and the student {classNames.Count}: " +
                 "the teacher must be trained on the student's classes");
-        if (teacher.Names.Count == 0) return;                              // a YAML teacher names no classes
+        if (teacher.Names.Select((n, i) => n == $"class{i}").All(x => x)) return; // unnamed (a YAML's default names): nc decides
         int mismatch = Enumerable.Range(0, classNames.Count).FirstOrDefault(i => teacher.Names[i] != classNames[i], -1);
         if (mismatch >= 0)
             throw new ArgumentsException($"distill_model={path}: the teacher's class names differ from the student's: class {mismatch} " +
