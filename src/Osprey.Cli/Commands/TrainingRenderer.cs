@@ -39,7 +39,8 @@ public sealed class TrainingRenderer(IAnsiConsole output)
         output.WriteLine(s.Resumed
             ? $"Resuming {s.RunDirectory} from epoch {s.StartEpoch + 1} of {s.Epochs}"
             : $"Logging results to {s.RunDirectory}; starting training for {s.Epochs} epochs");
-        output.WriteLine(string.Format(Invariant, "{0,11}{1,11}{2,11}{3,11}{4,11}{5,11}", "Epoch", "box_loss", "cls_loss", "dfl_loss", "Instances", "Size"));
+        output.WriteLine(string.Format(Invariant, "{0,11}{1,11}{2,11}{3,11}{4}{5,11}{6,11}", "Epoch", "box_loss", "cls_loss", "dfl_loss",
+            string.Concat(s.LossNames.Skip(3).Select(n => string.Format(Invariant, "{0,11}", n))), "Instances", "Size"));
     }
 
     void Dataset(string split, DatasetSummary d)
@@ -72,8 +73,9 @@ public sealed class TrainingRenderer(IAnsiConsole output)
                     switch (stream.Current)
                     {
                         case BatchFinished b:
-                            train.Description = string.Format(Invariant, "{0,11}{1,11:0.0000}{2,11:0.0000}{3,11:0.0000}{4,11}{5,11}  {6:0.00} it/s",
-                                epochText, b.MeanLosses[0], b.MeanLosses[1], b.MeanLosses[2], b.Instances, b.ImageSize, (b.Batch + 1) / Math.Max(b.Seconds, 1e-9));
+                            train.Description = string.Format(Invariant, "{0,11}{1,11:0.0000}{2,11:0.0000}{3,11:0.0000}{7}{4,11}{5,11}  {6:0.00} it/s",
+                                epochText, b.MeanLosses[0], b.MeanLosses[1], b.MeanLosses[2], b.Instances, b.ImageSize, (b.Batch + 1) / Math.Max(b.Seconds, 1e-9),
+                                ExtraLosses(b.MeanLosses));
                             train.Value = b.Batch + 1;
                             break;
                         case ValidationStarted v:
@@ -91,13 +93,17 @@ public sealed class TrainingRenderer(IAnsiConsole output)
         if (stream.Current is EpochFinished done) EpochLine(done);
     }
 
+    // The loss terms' means after box, cls, dfl (distillation's dis_loss); empty for a plain run.
+    static string ExtraLosses(IReadOnlyList<double> losses) =>
+        string.Concat(losses.Skip(3).Select(v => string.Format(Invariant, "{0,11:0.0000}", v)));
+
     void EpochLine(EpochFinished f)
     {
         var r = f.Result;
         string metrics = f.Validation is null ? "" : string.Format(Invariant,
             "   P {0:0.000}  R {1:0.000}  mAP50 {2:0.000}  mAP50-95 {3:0.000}{4}", r.Precision, r.Recall, r.Map50, r.Map50To95, f.IsBest ? "  (best)" : "");
-        output.WriteLine(string.Format(Invariant, "{0,11}{1,11:0.0000}{2,11:0.0000}{3,11:0.0000}{4}   {5:0.0}s",
-            r.Epoch, r.TrainLosses[0], r.TrainLosses[1], r.TrainLosses[2], metrics, r.Seconds));
+        output.WriteLine(string.Format(Invariant, "{0,11}{1,11:0.0000}{2,11:0.0000}{3,11:0.0000}{6}{4}   {5:0.0}s",
+            r.Epoch, r.TrainLosses[0], r.TrainLosses[1], r.TrainLosses[2], metrics, r.Seconds, ExtraLosses(r.TrainLosses)));
         if (f.StepTimes is { Steps: > 0 } t) output.WriteLine(StepTimesLine(t));
     }
 

@@ -106,6 +106,9 @@ public sealed record OspreyArgs
     [Description("box loss gain")] public double Box { get; init; } = 7.5;
     [Description("class loss gain")] public double Cls { get; init; } = 0.5;
     [Description("DFL loss gain")] public double Dfl { get; init; } = 1.5;
+    [Description("knowledge distillation: the teacher (any model= format: weights, .pt, .onnx; same family and class names as the student)")]
+    public string? DistillModel { get; init; }
+    [Description("distillation loss gain (with distill_model)")] public double Dis { get; init; } = 6.0;
     [Description("nominal batch size")] public int Nbs { get; init; } = 64;
     [Description("HSV hue augmentation")] public double HsvH { get; init; } = 0.015;
     [Description("HSV saturation augmentation")] public double HsvS { get; init; } = 0.7;

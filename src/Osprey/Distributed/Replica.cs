@@ -82,6 +82,16 @@ public sealed class Replica : IDisposable
         return ((float)sums[0], (float)sums[1], (float)sums[2]);
     }
 
+    /// <summary>The loss items summed over the ranks (one all-reduce), as <see cref="SumItems((float Box, float Cls, float Dfl), IStepClock)"/>
+    /// for any number of items (the detection loss's and its extra terms').</summary>
+    public double[] SumItems(double[] local, IStepClock clock)
+    {
+        if (!_parallel.Communicates) return local;
+        double[] sums = _parallel.SumOverRanks(local);
+        clock.Lap(StepPhase.AllReduce);
+        return sums;
+    }
+
     /// <summary>
     /// Averages every gradient over the ranks (call after backward on the optimiser micro-step only: accumulation
     /// micro-steps add into the buffers locally): all-reduce Average of each bucket in place, in a fixed order. A lap of

@@ -115,7 +115,21 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     /// (<see cref="V10Detect"/>) gives its one-to-many maps, then its one-to-one maps (only those once fused).
     /// Independent of train/eval mode.
     /// </summary>
-    public Tensor[] ForwardFeatures(Tensor images)
+    public Tensor[] ForwardFeatures(Tensor images) => Forward(images, null);
+
+    /// <summary>
+    /// <see cref="ForwardFeatures"/> and the head's inputs (the layers that feed it, each (b, c, h, w) in the compute
+    /// dtype and layout of the cast policy): what distillation compares.
+    /// </summary>
+    public (Tensor[] Maps, Tensor[] HeadInputs) ForwardWithHeadInputs(Tensor images)
+    {
+        var inputs = new List<Tensor>();
+        var maps = Forward(images, inputs);
+        return (maps, inputs.ToArray());
+    }
+
+    // The forward; headInputs, when given, receives the head's inputs (moved out of this scope).
+    Tensor[] Forward(Tensor images, List<Tensor>? headInputs)
     {
         using var scope = NewDisposeScope();
         var outputs = new Tensor?[layers.Length];
@@ -134,6 +148,7 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
         var features = layers[last].From.Select(f => Input(outputs, current, last, f)).ToArray();
         var maps = Head.call(features).Select(Policy.Output).ToArray(); // nl × (b, no, H/s, W/s), fp32
         foreach (var map in maps) map.MoveToOuterDisposeScope();
+        if (headInputs is not null) headInputs.AddRange(features.Select(f => f.MoveToOuterDisposeScope()));
         return maps;
     }
 

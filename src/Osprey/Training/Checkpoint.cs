@@ -23,7 +23,8 @@ public sealed record TrainingState(int Epoch, int BatchInEpoch, long Iteration, 
     double[]? EpochMeanLosses = null, int EpochBatchesSeen = 0, LossScalerState? LossScaler = null);
 
 /// <summary>
-/// The full-state checkpoint: model, EMA, optimiser, the torch RNG and <see cref="TrainingState"/>, in one
+/// The full-state checkpoint: model, EMA, optimiser, the loss terms' trainable modules (distillation's projector), the
+/// torch RNG and <see cref="TrainingState"/>, in one
 /// uncompressed zip written atomically (a crash mid-save leaves the previous checkpoint intact).
 /// </summary>
 public static class Checkpoint
@@ -35,8 +36,10 @@ public static class Checkpoint
     const string RngEntry = "torch_rng.bin";
 
     /// <summary>Writes the checkpoint to <paramref name="path"/>.</summary>
+    /// <param name="terms">The loss terms' trainable modules (distillation's projector), each in an entry of its own; none
+    /// for a plain run.</param>
     public static void Save(string path, nn.Module model, nn.Module ema, GroupedOptimizer optimizer,
-        TrainingState state)
+        TrainingState state, IReadOnlyList<(string Name, nn.Module Module)>? terms = null)
     {
         AtomicFile.Write(path, stream =>
         {
@@ -45,6 +48,8 @@ public static class Checkpoint
             WriteEntry(zip, ModelEntry, s => { using var w = new BinaryWriter(s); model.save(w); });
             WriteEntry(zip, EmaEntry, s => { using var w = new BinaryWriter(s); ema.save(w); });
             WriteEntry(zip, OptimizerEntry, s => { using var w = new BinaryWriter(s); optimizer.Save(w); });
+            foreach (var (name, module) in terms ?? Array.Empty<(string, nn.Module)>())
+                WriteEntry(zip, TermEntry(name), s => { using var w = new BinaryWriter(s); module.save(w); });
             WriteEntry(zip, RngEntry, s =>
             {
                 using var rng = torch.random.get_rng_state();
@@ -52,6 +57,8 @@ public static class Checkpoint
             });
         });
     }
+
+    static string TermEntry(string name) => $"term_{name}.bin";
 
     /// <summary>Reads only the <see cref="TrainingState"/> (to find the run folder and args before building).</summary>
     public static TrainingState ReadState(string path)
@@ -63,7 +70,8 @@ public static class Checkpoint
     }
 
     /// <summary>Restores model, EMA, optimiser and RNG in place and returns the state.</summary>
-    public static TrainingState Load(string path, nn.Module model, nn.Module ema, GroupedOptimizer optimizer)
+    public static TrainingState Load(string path, nn.Module model, nn.Module ema, GroupedOptimizer optimizer,
+        IReadOnlyList<(string Name, nn.Module Module)>? terms = null)
     {
         using var zip = Open(path);
         TrainingState state;
@@ -72,6 +80,8 @@ public static class Checkpoint
         ReadEntry(zip, path, ModelEntry, r => LoadInPlace(model, r, $"{path} ({ModelEntry})"));
         ReadEntry(zip, path, EmaEntry, r => LoadInPlace(ema, r, $"{path} ({EmaEntry})"));
         ReadEntry(zip, path, OptimizerEntry, r => optimizer.Load(r));
+        foreach (var (name, module) in terms ?? Array.Empty<(string, nn.Module)>())
+            ReadEntry(zip, path, TermEntry(name), r => LoadInPlace(module, r, $"{path} ({TermEntry(name)})"));
         using (var stream = new MemoryStream())
         {
             using (var entry = Entry(zip, path, RngEntry).Open()) entry.CopyTo(stream);

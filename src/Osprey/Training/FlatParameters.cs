@@ -51,10 +51,11 @@ public sealed class FlatParameters : IDisposable
     }
 
     /// <summary>The layout of <paramref name="model"/>'s optimiser groups in Ultralytics' order (pg0 biases, pg1 weights,
-    /// pg2 BatchNorm weights: <see cref="ParameterGroups.Of"/>) and of its floating-point buffers.</summary>
-    public static FlatParameters For(nn.Module model)
+    /// pg2 BatchNorm weights: <see cref="ParameterGroups.Of"/>; <paramref name="extra"/>'s parameters after the model's in each
+    /// group) and of the model's floating-point buffers.</summary>
+    public static FlatParameters For(nn.Module model, IReadOnlyList<nn.Module>? extra = null)
     {
-        var groups = ParameterGroups.Of(model);
+        var groups = ParameterGroups.Of(model, extra);
         return Create(new[] { groups.Biases, groups.Weights, groups.NormWeights }, model);
     }
 
@@ -193,6 +194,9 @@ public sealed class FlatGroup : IDisposable
 
     /// <summary>Elements in the group.</summary>
     public long Count => _offsets[^1];
+
+    /// <summary>Elements of the group's first <paramref name="parameters"/> parameters.</summary>
+    public long CountOf(int parameters) => _offsets[parameters];
 
     /// <summary>Parameter <paramref name="index"/>'s part of <paramref name="flat"/> (a buffer of this layout), shaped as the parameter.</summary>
     public Tensor Slice(Tensor flat, int index) => FlatParameters.Part(flat, _offsets[index], _offsets[index + 1], Parameters[index].shape);

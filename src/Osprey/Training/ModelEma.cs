@@ -69,9 +69,11 @@ public sealed class ModelEma : IDisposable
         foreach (FlatGroup group in flat.Groups)
         {
             if (group.Count == 0) continue;
-            var groupNames = group.Parameters.Select(p => names.TryGetValue(p, out var n) ? n
-                : throw new ArgumentException("a flat parameter is not a parameter of the model", nameof(flat))).ToList();
-            Average(groupNames, averaged, group.Values, covered);
+            // the model's parameters come first; a loss term's (distillation's projector) follow and are not averaged
+            var groupNames = group.Parameters.TakeWhile(names.ContainsKey).Select(p => names[p]).ToList();
+            if (groupNames.Count == 0) continue;
+            if (groupNames.Count == group.Parameters.Count) Average(groupNames, averaged, group.Values, covered);
+            else Average(groupNames, averaged, group.Values.narrow(0, 0, group.CountOf(groupNames.Count)).DetachFromDisposeScope(), covered);
         }
         if (flat.Buffers is { } buffers)
         {

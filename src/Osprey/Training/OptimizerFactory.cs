@@ -12,12 +12,21 @@ namespace Osprey.Training;
 public sealed record ParameterGroups(IReadOnlyList<Parameter> Biases, IReadOnlyList<Parameter> Weights,
     IReadOnlyList<Parameter> NormWeights)
 {
-    /// <summary>Splits the trainable parameters of <paramref name="model"/>.</summary>
-    public static ParameterGroups Of(nn.Module model)
+    /// <summary>Splits the trainable parameters of <paramref name="model"/>, then those of each module of
+    /// <paramref name="extra"/> (a loss term's, e.g. distillation's projector: after the model's in every group, as
+    /// Ultralytics' optimiser walks a wrapper's student before its projector).</summary>
+    public static ParameterGroups Of(nn.Module model, IReadOnlyList<nn.Module>? extra = null)
     {
         var biases = new List<Parameter>();
         var weights = new List<Parameter>();
         var norms = new List<Parameter>();
+        foreach (nn.Module root in extra is null ? new[] { model } : extra.Prepend(model))
+            Split(root, biases, weights, norms);
+        return new(biases, weights, norms);
+    }
+
+    static void Split(nn.Module model, List<Parameter> biases, List<Parameter> weights, List<Parameter> norms)
+    {
         foreach (var (_, module) in model.named_modules())
         {
             foreach (var (name, parameter) in module.named_parameters(recurse: false))
@@ -28,7 +37,6 @@ public sealed record ParameterGroups(IReadOnlyList<Parameter> Biases, IReadOnlyL
                 else weights.Add(parameter);
             }
         }
-        return new(biases, weights, norms);
     }
 }
 
@@ -77,10 +85,12 @@ public sealed class TrainingOptimizer
     /// Builds the optimiser. <paramref name="name"/> is SGD, AdamW or auto: auto picks AdamW with
     /// <c>lr = round(0.002·5/(4 + nc), 6)</c>, momentum 0.9 for runs of at most 10 000 iterations, else SGD(0.01, 0.9).
     /// Weight decay is scaled by <c>batch·accumulate/nbs</c>. <paramref name="flat"/>: the groups laid out flat
-    /// (<see cref="FlatParameters.For"/>: <see cref="ParameterGroups.Of"/> in the order pg0, pg1, pg2).
+    /// (<see cref="FlatParameters.For"/>: <see cref="ParameterGroups.Of"/> in the order pg0, pg1, pg2); <paramref name="extra"/>:
+    /// the loss terms' trainable modules laid out with them.
     /// </summary>
     public static TrainingOptimizer Create(nn.Module model, OptimizerChoice name, double lr0, double momentum, double weightDecay,
-        double warmupBiasLr, int nc, long iterations, int batch, int accumulate, int nominalBatch, FlatParameters flat)
+        double warmupBiasLr, int nc, long iterations, int batch, int accumulate, int nominalBatch, FlatParameters flat,
+        IReadOnlyList<nn.Module>? extra = null)
     {
         double decay = weightDecay * batch * accumulate / nominalBatch;
         if (name == OptimizerChoice.Auto)
@@ -88,7 +98,7 @@ public sealed class TrainingOptimizer
             (name, lr0, momentum) = iterations > 10000 ? (OptimizerChoice.SGD, 0.01, 0.9) : (OptimizerChoice.AdamW, Math.Round(0.002 * 5 / (4 + nc), 6), 0.9);
             warmupBiasLr = 0.0;
         }
-        var groups = ParameterGroups.Of(model);
+        var groups = ParameterGroups.Of(model, extra);
         OptimizerKind algorithm = name == OptimizerChoice.SGD ? OptimizerKind.Sgd : OptimizerKind.AdamW;
         var optimizer = new GroupedOptimizer(algorithm, new[]
         {

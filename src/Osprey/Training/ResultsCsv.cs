@@ -14,7 +14,12 @@ namespace Osprey.Training;
 /// <param name="ValLosses">box, cls, dfl loss on the validation set.</param>
 /// <param name="LearningRates">lr of pg0, pg1, pg2 at the end of the epoch.</param>
 public sealed record EpochResult(int Epoch, double Seconds, IReadOnlyList<double> TrainLosses, double Precision, double Recall,
-    double Map50, double Map50To95, IReadOnlyList<double> ValLosses, IReadOnlyList<double> LearningRates);
+    double Map50, double Map50To95, IReadOnlyList<double> ValLosses, IReadOnlyList<double> LearningRates)
+{
+    /// <summary>The names of <see cref="TrainLosses"/> and <see cref="ValLosses"/> (box_loss, cls_loss, dfl_loss, then a loss
+    /// term's, e.g. dis_loss).</summary>
+    public IReadOnlyList<string> LossNames { get; init; } = ResultsCsv.DetectionLosses;
+}
 
 /// <summary>results.csv with Ultralytics' columns and number format (<c>%.6g</c>).</summary>
 public static class ResultsCsv
@@ -26,11 +31,22 @@ public static class ResultsCsv
         "metrics/mAP50(B)", "metrics/mAP50-95(B)", "val/box_loss", "val/cls_loss", "val/dfl_loss", "lr/pg0", "lr/pg1", "lr/pg2",
     };
 
+    /// <summary>The detection loss items.</summary>
+    public static readonly IReadOnlyList<string> DetectionLosses = new[] { "box_loss", "cls_loss", "dfl_loss" };
+
+    /// <summary>The header columns of a run whose loss items are <paramref name="lossNames"/> (<see cref="Columns"/> for the
+    /// detection loss alone; Ultralytics' order: each loss after dfl_loss, in train/ and in val/).</summary>
+    public static IReadOnlyList<string> ColumnsFor(IReadOnlyList<string> lossNames) => lossNames.SequenceEqual(DetectionLosses)
+        ? Columns
+        : new[] { "epoch", "time" }.Concat(lossNames.Select(n => $"train/{n}"))
+            .Concat(new[] { "metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)" })
+            .Concat(lossNames.Select(n => $"val/{n}")).Concat(new[] { "lr/pg0", "lr/pg1", "lr/pg2" }).ToArray();
+
     /// <summary>Appends a row (and the header first when the file is new).</summary>
     public static void Append(string path, EpochResult row)
     {
         var sb = new StringBuilder();
-        if (!File.Exists(path)) sb.AppendJoin(',', Columns).Append('\n');
+        if (!File.Exists(path)) sb.AppendJoin(',', ColumnsFor(row.LossNames)).Append('\n');
         var values = new List<double> { row.Epoch, row.Seconds };
         values.AddRange(row.TrainLosses);
         values.AddRange(new[] { row.Precision, row.Recall, row.Map50, row.Map50To95 });

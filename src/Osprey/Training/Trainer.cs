@@ -3,6 +3,7 @@ using Osprey.Config;
 using Osprey.Distributed;
 using Osprey.Evaluation;
 using Osprey.Runtime;
+using Osprey.Training.Distillation;
 using static TorchSharp.torch;
 
 namespace Osprey.Training;
@@ -30,7 +31,7 @@ public sealed class Trainer
     readonly OspreyArgs _args;
     readonly DistributedEnvironment? _environment;
     readonly Action<string>? _fatal;
-    readonly List<ITrainingCallback> _callbacks = new() { new RunLog(), new TrainingPlots(), new EarlyStopping(), new TimeLimit() };
+    readonly List<ITrainingCallback> _callbacks = new() { new Distiller(), new RunLog(), new TrainingPlots(), new EarlyStopping(), new TimeLimit() };
 
     /// <param name="args">The run's arguments.</param>
     /// <param name="events">Receives the progress events (main rank only).</param>
@@ -61,7 +62,7 @@ public sealed class Trainer
 
     TrainingFinished Train(OspreyArgs args, string? resumeFrom, Device device, DataParallel parallel, CancellationToken cancellationToken)
     {
-        using var run = TrainingRun.Setup(args, resumeFrom, device, parallel);
+        using var run = TrainingRun.Setup(args, resumeFrom, device, parallel, built => Publish(built, new ModelBuilt()));
         Start(run);
         int epoch = run.State.Epoch;
         string? stop = null;
@@ -90,7 +91,7 @@ public sealed class Trainer
     {
         run.Model.train();
         Publish(run, new EpochStarted(epoch, run.Args.Epochs, run.BatchesPerEpoch, run.Augmentation.MosaicActive(epoch, run.Args.Epochs)));
-        var progress = EpochProgress.Start(run.State, epoch);
+        var progress = EpochProgress.Start(run.State, epoch, run.LossTerms.Count);
         run.Step.BeginEpoch();
         var clock = Stopwatch.StartNew();
         foreach (var batch in run.Timer.Timed(run.Batches(epoch, cancellationToken)))
@@ -131,7 +132,7 @@ public sealed class Trainer
         bool isBest = run.State.BestFitness is null || fitness >= run.State.BestFitness;
         var row = new EpochResult(epoch + 1, run.ElapsedSeconds, trained.Progress.MeanLosses,
             validation?.Metrics.Precision ?? 0, validation?.Metrics.Recall ?? 0, validation?.Metrics.MAP50 ?? 0,
-            validation?.Metrics.MAP50To95 ?? 0, validation?.Losses ?? new double[3], trained.LearningRates);
+            validation?.Metrics.MAP50To95 ?? 0, ValidationLosses(run, validation), trained.LearningRates) { LossNames = run.LossNames };
         run.State = run.State with
         {
             Epoch = epoch + 1, BatchInEpoch = 0, Iteration = trained.Progress.Iteration + 1,
@@ -141,6 +142,14 @@ public sealed class Trainer
         };
         if (run.Args.Save && run.IsMain) run.SaveEpoch(epoch, isBest);
         Publish(run, new EpochFinished(row, validation, isBest, trained.StepTimes));
+    }
+
+    // box, cls, dfl on the validation set, then 0 for each loss term: as Ultralytics' distillation wrapper, whose loss
+    // outside training returns the detection items and a zero dis_loss.
+    static IReadOnlyList<double> ValidationLosses(TrainingRun run, ValidationResult? validation)
+    {
+        var losses = validation?.Losses ?? new double[3];
+        return run.LossTerms.Count == 0 ? losses : losses.Concat(new double[run.LossTerms.Count]).ToArray();
     }
 
     // The best weights validated with the per-class table (its batches go to the callbacks for plots), and the end event.

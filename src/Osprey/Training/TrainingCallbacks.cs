@@ -64,7 +64,7 @@ public sealed class RunLog : ITrainingCallback
 
     static void LogScalars(TorchSharp.Modules.SummaryWriter writer, EpochResult row)
     {
-        string[] names = ResultsCsv.Columns.Skip(2).ToArray();
+        string[] names = ResultsCsv.ColumnsFor(row.LossNames).Skip(2).ToArray();
         var values = row.TrainLosses.Concat(new[] { row.Precision, row.Recall, row.Map50, row.Map50To95 })
             .Concat(row.ValLosses).Concat(row.LearningRates).ToArray();
         for (int i = 0; i < names.Length; i++) writer.add_scalar(names[i], (float)values[i], row.Epoch);

@@ -13,13 +13,23 @@ public sealed record TrainingStarted(string RunDirectory, string Device, string 
 {
     /// <summary>The precision the run computes in and why (<see cref="PrecisionChoice"/>).</summary>
     public string Precision { get; init; } = "fp32";
+
+    /// <summary>The loss items' names (box_loss, cls_loss, dfl_loss, then a loss term's, e.g. dis_loss).</summary>
+    public IReadOnlyList<string> LossNames { get; init; } = new[] { "box_loss", "cls_loss", "dfl_loss" };
 }
+
+/// <summary>
+/// Set-up has built the model (on its device, under the run's cast policy) and not yet laid out the optimiser's parameters:
+/// a callback that takes part in training (<see cref="ITrainingCallback.EveryRank"/>) may add a loss term here
+/// (<see cref="TrainingRun.AddLossTerm"/>). Published before <see cref="TrainingStarted"/>.
+/// </summary>
+public sealed record ModelBuilt : TrainingEvent;
 
 /// <summary>An epoch's training batches begin.</summary>
 public sealed record EpochStarted(int Epoch, int Epochs, int Batches, bool Mosaic) : TrainingEvent;
 
 /// <summary>One training batch is done.</summary>
-/// <param name="MeanLosses">Running mean of box, cls, dfl over the epoch so far.</param>
+/// <param name="MeanLosses">Running mean of box, cls, dfl (then the loss terms', e.g. dis) over the epoch so far.</param>
 /// <param name="Instances">Boxes in this batch.</param>
 public sealed record BatchFinished(int Epoch, int Epochs, int Batch, int Batches, IReadOnlyList<double> MeanLosses,
     int Instances, int ImageSize, double Seconds) : TrainingEvent

@@ -100,6 +100,26 @@ public sealed class TrainingRun : IDisposable
     /// <summary>Lines set-up logged before the run started (AutoBatch's), in order.</summary>
     public IReadOnlyList<string> SetupLog => _setupLog;
 
+    /// <summary>Terms added to the loss (<see cref="AddLossTerm"/>): none for a plain run.</summary>
+    public IReadOnlyList<ILossTerm> LossTerms => _lossTerms;
+
+    /// <summary>The loss items' names: box_loss, cls_loss, dfl_loss, then the terms' (dis_loss).</summary>
+    public IReadOnlyList<string> LossNames => new[] { "box_loss", "cls_loss", "dfl_loss" }.Concat(_lossTerms.Select(t => t.Name)).ToArray();
+
+    /// <summary>
+    /// Adds a term to the loss: only while set-up publishes <see cref="ModelBuilt"/> (before the optimiser's layout), and
+    /// on every rank alike.
+    /// </summary>
+    public void AddLossTerm(ILossTerm term)
+    {
+        if (Flat is not null) throw new InvalidOperationException("a loss term can only be added while the run is set up (ModelBuilt)");
+        _lossTerms.Add(term);
+    }
+
+    readonly List<ILossTerm> _lossTerms = new();
+    IReadOnlyList<nn.Module>? TermModules => _lossTerms.Count == 0 ? null : _lossTerms.Select(t => t.Trainable).ToList();
+    IReadOnlyList<(string, nn.Module)>? TermState => _lossTerms.Count == 0 ? null : _lossTerms.Select(t => (t.Name, t.Trainable)).ToList();
+
     internal Replica Replica { get; private set; } = null!;
     internal FlatParameters Flat { get; private set; } = null!;
     internal FaultInjection? Fault { get; private set; }
@@ -127,7 +147,10 @@ public sealed class TrainingRun : IDisposable
     /// <param name="resumeFrom">The checkpoint a resumed run continues from, or null.</param>
     /// <param name="device">This rank's device.</param>
     /// <param name="parallel">The ranks.</param>
-    public static TrainingRun Setup(OspreyArgs requested, string? resumeFrom, Device device, DataParallel parallel)
+    /// <param name="modelBuilt">Called once the model is built, before the optimiser's layout (the trainer publishes
+    /// <see cref="ModelBuilt"/> there), or null.</param>
+    public static TrainingRun Setup(OspreyArgs requested, string? resumeFrom, Device device, DataParallel parallel,
+        Action<TrainingRun>? modelBuilt = null)
     {
         var run = new TrainingRun(TrainingSetup.ResolveDefaults(requested, device.type == DeviceType.CPU), device, parallel);
         try
@@ -140,7 +163,7 @@ public sealed class TrainingRun : IDisposable
             // kernels used are deterministic for a fixed thread count (the resume test checks bit-exactness).
             torch.manual_seed(run.Args.Seed);
             run.SetUpData();
-            run.SetUpModel(saved is null);
+            run.SetUpModel(saved is null, modelBuilt);
             run.SetUpOptimisation(resumeFrom);
             return run;
         }
@@ -193,7 +216,7 @@ public sealed class TrainingRun : IDisposable
     // The model on its device under the run's precision (fp32 master weights, BN statistics, loss, optimiser and EMA; on
     // CUDA channels-last and cuDNN autotuning), its flat layout and replica, and the EMA model, which computes the same way
     // (so per-epoch validation runs in the compute dtype, as Ultralytics' half-precision validation during training).
-    void SetUpModel(bool fresh)
+    void SetUpModel(bool fresh, Action<TrainingRun>? modelBuilt)
     {
         Model = TrainingSetup.CreateModel(Args.Model, Data.ClassCount);
         if (fresh && Args.Pretrained.Weights is { } weights)                // Ultralytics' pretrained=path: intersect_dicts
@@ -206,7 +229,8 @@ public sealed class TrainingRun : IDisposable
         if (Device.type == DeviceType.CUDA) CudnnSettings.ConfigureForTraining(Args.Deterministic);
         Model.UseCastPolicy(Precision.Policy);
         Scaler = Precision.UsesLossScaler ? new LossScaler(Parallel) : null;
-        Flat = FlatParameters.For(Model);
+        modelBuilt?.Invoke(this);                                        // a callback may add loss terms here
+        Flat = FlatParameters.For(Model, TermModules);
         Replica = Parallel.Wrap(Model, Flat, Args.SyncBn);               // every rank starts from rank 0's weights
         EmaModel = new DetectionModel(Model.Config, Model.Registry);
         EmaModel.load_state_dict(Model.state_dict());
@@ -226,16 +250,16 @@ public sealed class TrainingRun : IDisposable
         int accumulate = Math.Max((int)Math.Round((double)Args.Nbs / batch, MidpointRounding.ToEven), 1);
         long iterations = (long)Math.Ceiling((double)TrainLoader.Dataset.Count / Math.Max(batch, Args.Nbs)) * Args.Epochs;
         Optimizer = TrainingOptimizer.Create(Model, Args.Optimizer, Args.Lr0, Args.Momentum, Args.WeightDecay,
-            Args.WarmupBiasLr, Data.ClassCount, iterations, batch, accumulate, Args.Nbs, Flat);
+            Args.WarmupBiasLr, Data.ClassCount, iterations, batch, accumulate, Args.Nbs, Flat, TermModules);
         Schedule = new LearningRateSchedule(Optimizer.LearningRate, Args.Lrf, Args.Epochs, Args.CosLr, Args.WarmupEpochs,
             Optimizer.WarmupBiasLr, Args.WarmupMomentum, Optimizer.Momentum, Args.Nbs, batch);
         State = resumeFrom is null
             ? new TrainingState(0, 0, 0, -1, null, 0, 0, ArgsYaml.Serialize(Args), Files.Directory)
-            : Checkpoint.Load(resumeFrom, Model, EmaModel, Optimizer.Optimizer);
+            : Checkpoint.Load(resumeFrom, Model, EmaModel, Optimizer.Optimizer, TermState);
         Ema = new ModelEma(EmaModel, updates: State.EmaUpdates);
         Ema.UseFlatLayout(Model, Flat);
         if (Scaler is not null && State.LossScaler is { } scalerState) Scaler.Restore(scalerState);
-        Step = new TrainStep(Model, Replica, Loss, new WeightUpdate(Model, Optimizer.Optimizer, Ema, Scaler), Scaler);
+        Step = new TrainStep(Model, Replica, Loss, new WeightUpdate(Model, Optimizer.Optimizer, Ema, Scaler), Scaler, _lossTerms);
         Timer = StepTimer.For(Device);
         _clock.Start();
     }
@@ -245,7 +269,7 @@ public sealed class TrainingRun : IDisposable
     {
         var started = new TrainingStarted(Files.Directory, Device.ToString(), Args.Model ?? TrainingSetup.DefaultModel,
             Model.ParameterCount, TrainLoader.Dataset.Summary, ValLoader.Dataset.Summary, Optimizer.Summary, (int)Args.Batch,
-            Schedule.Accumulate, Args.Imgsz, Args.Workers, State.Epoch, Args.Epochs, Resumed) { Precision = Precision.ToString() };
+            Schedule.Accumulate, Args.Imgsz, Args.Workers, State.Epoch, Args.Epochs, Resumed) { Precision = Precision.ToString(), LossNames = LossNames };
         var notes = new List<string>();
         if (Parallel.Description is { } ranks) notes.Add($"{ranks}, rank batch {(int)Args.Batch / Parallel.World}");
         if (Device.type == DeviceType.CUDA && !CudnnSettings.IsAvailable)
@@ -255,7 +279,7 @@ public sealed class TrainingRun : IDisposable
     }
 
     /// <summary>Writes the full-state checkpoint (weights/last.ckpt) at <paramref name="state"/>.</summary>
-    internal void SaveCheckpoint(TrainingState state) => Checkpoint.Save(Files.Checkpoint, Model, EmaModel, Optimizer.Optimizer, state);
+    internal void SaveCheckpoint(TrainingState state) => Checkpoint.Save(Files.Checkpoint, Model, EmaModel, Optimizer.Optimizer, state, TermState);
 
     /// <summary>The end of an epoch's files: last, best (when it is), epochN (save_period), the checkpoint.</summary>
     internal void SaveEpoch(int epoch, bool isBest)

@@ -100,6 +100,31 @@ public class DataParallelTests(ITestOutputHelper log)
     }
 
     /// <summary>
+    /// Distillation under data parallel: each rank runs its own teacher; dis_loss is divided by the teacher-score sums over
+    /// the global batch, so two ranks train the student (and projector) as one process over the whole batch.
+    /// </summary>
+    [Fact]
+    public void TwoRanksEqualOneProcessWithDistillation()
+    {
+        var (dir, data, model) = Setup();
+        string teacher = DistillationTests.TeacherWeights(dir);
+        string[] common = { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
+            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False", $"distill_model={teacher}" };
+        var one = new Trainer(Args(common.Append("name=one"))).Train();
+        var two = Launch(common.Append("name=two").Append("nproc=2"));
+        Assert.Equal(0, two.ExitCode);
+
+        double diff = MaxDifference(Weights(one.LastWeights), Weights(Path.Combine(two.RunDirectory, "weights", "last.safetensors")), out string worst);
+        log.WriteLine($"distillation: max |one − two| over parameters and BN statistics: {diff:E2} ({worst})");
+        Assert.True(diff < 1e-5, $"{worst} differs by {diff:E2}");
+        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
+        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
+        foreach (string column in new[] { "train/box_loss", "train/cls_loss", "train/dis_loss", "val/box_loss" })
+            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])),
+                $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+    }
+
+    /// <summary>
     /// YOLOv10's end-to-end loss under data parallel: each branch is divided by its own target-score sum over the global
     /// batch (two sums over the ranks per step), so two ranks train exactly as one process over the whole batch.
     /// </summary>
