@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using Osprey.Data;
 using Osprey.Distributed;
 using Osprey.Losses;
@@ -73,7 +74,7 @@ public sealed class TrainStep(DetectionModel model, Replica replica, IDetectionL
             _overflowed |= !finite;
             if (finite)
             {
-                var total = replica.ScaleLoss(extra is null ? result.Total : extra.Aggregate(result.Total, (sum, term) => sum + term.Total));
+                var total = replica.ScaleLoss(extra is null ? result.Total : extra.Aggregate(result.Total, (sum, term) => sum.Plus(term.Total)));
                 (scaler is null ? total : scaler.ScaleLoss(total)).backward(); // fp16: the scaled loss
             }
             clock.Lap(StepPhase.Backward);

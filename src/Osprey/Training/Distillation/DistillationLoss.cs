@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,7 +33,7 @@ public static class DistillationLoss
             using var scope = NewDisposeScope();
             long classes = maps[i].shape[1] - 4L * regMax;
             var logits = maps[i].narrow(1, 4L * regMax, classes).to(ScalarType.Float32);            // (b, nc, h, w)
-            if (maps.Count == 2 * levels) logits = (logits + maps[levels + i].narrow(1, 4L * regMax, classes).to(ScalarType.Float32)) / 2;
+            if (maps.Count == 2 * levels) logits = logits.Plus(maps[levels + i].narrow(1, 4L * regMax, classes).to(ScalarType.Float32)).div(Scalars.Of(2));
             var (best, _) = logits.flatten(2).sigmoid().max(1, keepdim: true);                      // (b, 1, h·w)
             scores[i] = best.MoveToOuterDisposeScope();
         }
@@ -60,9 +61,9 @@ public static class DistillationLoss
             long b = student[i].shape[0], c = student[i].shape[1];
             var s = student[i].to(ScalarType.Float32).reshape(b, c, -1);
             var t = teacher[i].to(ScalarType.Float32).reshape(b, c, -1);
-            var weighted = (s - t).square().mul(scores[i]).sum();
-            total = total + weighted / (sums[i] * c + Epsilon);
+            var weighted = s.Minus(t).square().mul(scores[i]).sum();
+            total = total.Plus(weighted / sums[i].mul(Scalars.Of(c)).add(Scalars.Of(Epsilon)));
         }
-        return (total * gain).MoveToOuterDisposeScope();
+        return total.mul(Scalars.Of(gain)).MoveToOuterDisposeScope();   // process-lifetime Scalars: see Scalars
     }
 }

@@ -1,3 +1,4 @@
+using Osprey.Runtime;
 using Osprey.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -67,7 +68,7 @@ public sealed class Distiller : ITrainingCallback, ILossTerm
         using (no_grad()) (maps, features) = _teacher.ForwardWithHeadInputs(images);
         var scores = DistillationLoss.TeacherScores(maps, _teacher.Head.Levels, _teacher.RegMax);
         var item = DistillationLoss.Compute(_projector.call(headInputs), features, scores, _gain, _globalSum);
-        var total = item * (double)images.shape[0];                       // as the detection loss: item · rank batch
+        var total = item.mul(Scalars.Int(images.shape[0]));                // as the detection loss: item · rank batch
         return new LossTermResult(total.MoveToOuterDisposeScope(), item.detach().MoveToOuterDisposeScope());
     }
 
