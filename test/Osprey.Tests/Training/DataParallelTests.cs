@@ -100,6 +100,30 @@ public class DataParallelTests(ITestOutputHelper log)
     }
 
     /// <summary>
+    /// Trains <paramref name="model"/> for one epoch in one process and on two ranks (sync_bn, global batch 8) and asserts
+    /// that the weights and BN statistics agree within 1e-5 and each of <paramref name="columns"/> within 1e-4 (relative);
+    /// returns the one-process run's last weights.
+    /// </summary>
+    string AssertTwoRanksEqualOneProcess(string dir, string data, string model, string[] columns, params string[] extra)
+    {
+        string[] common = new[] { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
+            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False" }.Concat(extra).ToArray();
+        var one = new Trainer(Args(common.Append("name=one"))).Train();
+        var two = Launch(common.Append("name=two").Append("nproc=2"));
+        Assert.Equal(0, two.ExitCode);
+
+        double diff = MaxDifference(Weights(one.LastWeights), Weights(Path.Combine(two.RunDirectory, "weights", "last.safetensors")), out string worst);
+        log.WriteLine($"{model}: max |one − two| over parameters and BN statistics: {diff:E2} ({worst})");
+        Assert.True(diff < 1e-5, $"{worst} differs by {diff:E2}");
+        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
+        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
+        foreach (string column in columns)
+            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])),
+                $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+        return one.LastWeights;
+    }
+
+    /// <summary>
     /// Distillation under data parallel: each rank runs its own teacher; dis_loss is divided by the teacher-score sums over
     /// the global batch, so two ranks train the student (and projector) as one process over the whole batch.
     /// </summary>
@@ -108,20 +132,8 @@ public class DataParallelTests(ITestOutputHelper log)
     {
         var (dir, data, model) = Setup();
         string teacher = DistillationTests.TeacherWeights(dir);
-        string[] common = { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
-            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False", $"distill_model={teacher}" };
-        var one = new Trainer(Args(common.Append("name=one"))).Train();
-        var two = Launch(common.Append("name=two").Append("nproc=2"));
-        Assert.Equal(0, two.ExitCode);
-
-        double diff = MaxDifference(Weights(one.LastWeights), Weights(Path.Combine(two.RunDirectory, "weights", "last.safetensors")), out string worst);
-        log.WriteLine($"distillation: max |one − two| over parameters and BN statistics: {diff:E2} ({worst})");
-        Assert.True(diff < 1e-5, $"{worst} differs by {diff:E2}");
-        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
-        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
-        foreach (string column in new[] { "train/box_loss", "train/cls_loss", "train/dis_loss", "val/box_loss" })
-            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])),
-                $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+        AssertTwoRanksEqualOneProcess(dir, data, model, new[] { "train/box_loss", "train/cls_loss", "train/dis_loss", "val/box_loss" },
+            $"distill_model={teacher}");
     }
 
     /// <summary>
@@ -134,20 +146,8 @@ public class DataParallelTests(ITestOutputHelper log)
         var (dir, data, _) = Setup();
         string model = Path.Combine(dir, "tiny-v10.yaml");
         File.WriteAllText(model, V10Models.TinyYaml(80));
-        string[] common = { $"data={data}", $"model={model}", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
-            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False" };
-        var one = new Trainer(Args(common.Append("name=one"))).Train();
-        var two = Launch(common.Append("name=two").Append("nproc=2"));
-        Assert.Equal(0, two.ExitCode);
-
-        double diff = MaxDifference(Weights(one.LastWeights), Weights(Path.Combine(two.RunDirectory, "weights", "last.safetensors")), out string worst);
-        log.WriteLine($"max |one − two| over parameters and BN statistics: {diff:E2} ({worst})");
-        Assert.True(diff < 1e-5, $"{worst} differs by {diff:E2}");
-        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
-        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
-        foreach (string column in new[] { "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss" })
-            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])),
-                $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+        AssertTwoRanksEqualOneProcess(dir, data, model,
+            new[] { "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss", "val/cls_loss", "val/dfl_loss" });
     }
 
     /// <summary>
@@ -158,21 +158,9 @@ public class DataParallelTests(ITestOutputHelper log)
     public void TwoRanksEqualOneProcessForYolo11n()
     {
         var (dir, data, _) = Setup();
-        string[] common = { $"data={data}", "model=yolo11n.yaml", "epochs=1", "imgsz=64", "batch=8", "nbs=8", "workers=1",
-            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False" };
-        var one = new Trainer(Args(common.Append("name=one"))).Train();
-        var two = Launch(common.Append("name=two").Append("nproc=2"));
-        Assert.Equal(0, two.ExitCode);
-
-        double diff = MaxDifference(Weights(one.LastWeights), Weights(Path.Combine(two.RunDirectory, "weights", "last.safetensors")), out string worst);
-        log.WriteLine($"max |one − two| over parameters and BN statistics: {diff:E2} ({worst})");
-        Assert.True(diff < 1e-5, $"{worst} differs by {diff:E2}");
-        Assert.Contains(Weights(one.LastWeights).Keys, k => k == "model.10.m.0.attn.qkv.bn.running_mean");
-        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
-        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
-        foreach (string column in new[] { "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss" })
-            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])),
-                $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+        string weights = AssertTwoRanksEqualOneProcess(dir, data, "yolo11n.yaml",
+            new[] { "train/box_loss", "train/cls_loss", "train/dfl_loss", "val/box_loss" });
+        Assert.Contains(Weights(weights).Keys, k => k == "model.10.m.0.attn.qkv.bn.running_mean");
     }
 
     [Fact]
