@@ -15,9 +15,15 @@ public sealed class PredictCommand : ICliCommand
     {
         var report = PredictRun.Run(args, line => output.WriteLine(line));
         foreach (var line in report.Lines.Where(l => l.Contains('→'))) output.WriteLine(line);
+        string skipped = report.Skipped.Count > 0 ? $", {report.Skipped.Count} unreadable skipped" : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{report.Images} images, {report.Detections} detections, {report.MillisecondsPerImage:0.0} ms per image (letterbox + inference + NMS)"));
+            $"{report.Images} images, {report.Detections} detections{skipped}, {report.MillisecondsPerImage:0.0} ms per image (letterbox + inference + NMS, {report.Backend})"));
         output.WriteLine($"Results saved to {report.RunDirectory}");
+        if (report.Images == 0 && report.Skipped.Count > 0)
+        {
+            output.WriteLine("error: nothing could be read: " + string.Join("; ", report.Skipped));
+            return 1;
+        }
         return 0;
     }
 }

@@ -87,6 +87,18 @@ public sealed record OspreyArgs
     [Description("draw confidences")] public bool ShowConf { get; init; } = true;
     [Description("box line width in pixels (default: from the image size)")] public int? LineWidth { get; init; }
 
+    [Description("inference backend: auto (a .onnx file in ONNX Runtime, anything else in TorchSharp), torch or onnxruntime")]
+    public string Backend { get; init; } = "auto";
+
+    // ── serving (osprey serve) ────────────────────────────────────────────────────────────────
+    [Description("serve: port to listen on")] public int Port { get; init; } = 8080;
+    [Description("serve: address to listen on (0.0.0.0 for every interface)")] public string Host { get; init; } = "127.0.0.1";
+    [Description("serve: largest batch the dynamic batcher forms")] public int MaxBatch { get; init; } = 16;
+    [Description("serve: longest wait in ms for more work once a batch has its first item (Triton's max_queue_delay)")]
+    public double MaxDelayMs { get; init; } = 5;
+    [Description("serve: requests waiting before new ones get 503")] public int MaxQueue { get; init; } = 64;
+    [Description("serve: swap to new weights when the model file changes")] public bool Watch { get; init; }
+
     // ── export ────────────────────────────────────────────────────────────────────────────────
     [Description("export format")] public ExportFormat Format { get; init; }
     [Description("symbolic batch and image size in the export")] public bool Dynamic { get; init; }

@@ -60,4 +60,40 @@ public static class Letterbox
         var rgb = hwc.flip(3).permute(0, 3, 1, 2).to_type(ScalarType.Float32) / 255f; // (b, 3, H, W) RGB
         return rgb.contiguous().MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// Letterboxes each image (any 1-, 3- or 4-channel 8-bit image, converted to BGR first) to size × size; the caller
+    /// disposes the returned images.
+    /// </summary>
+    public static List<Mat> ApplyAll(IReadOnlyList<Mat> images, int size, LetterboxInfo[] infos)
+    {
+        var boxed = new List<Mat>(images.Count);
+        try
+        {
+            for (int i = 0; i < images.Count; i++)
+            {
+                var image = ToBgr(images[i]);
+                boxed.Add(Apply(image, size, size, out infos[i]));
+                if (!ReferenceEquals(image, images[i])) image.Dispose();
+            }
+            return boxed;
+        }
+        catch
+        {
+            foreach (var mat in boxed) mat.Dispose();
+            throw;
+        }
+    }
+
+    static Mat ToBgr(Mat image)
+    {
+        if (image.Type() == MatType.CV_8UC3) return image;
+        var converted = new Mat();
+        if (image.Channels() == 1) Cv2.CvtColor(image, converted, ColorConversionCodes.GRAY2BGR);
+        else if (image.Channels() == 4) Cv2.CvtColor(image, converted, ColorConversionCodes.BGRA2BGR);
+        else throw new ArgumentException($"unsupported image type {image.Type()}");
+        if (converted.Depth() != MatType.CV_8U) converted.ConvertTo(converted, MatType.CV_8UC3);
+        return converted;
+    }
+
 }

@@ -31,7 +31,8 @@ internal sealed class LazyWriter(string path, int fps, bool enabled) : IDisposab
 /// <summary>The run folder's files and the running totals.</summary>
 internal sealed class Outputs
 {
-    private readonly Predictor predictor;
+    private readonly IDetector predictor;
+    private readonly List<string> skipped = new();
     private readonly Action<string>? progress;
     private readonly string labels;
     private readonly List<PredictionRecord> records = new();
@@ -40,7 +41,7 @@ internal sealed class Outputs
     private double predictMs;
     private int images, detections;
 
-    public Outputs(OspreyArgs args, Predictor predictor, string runDirectory, Action<string>? progress)
+    public Outputs(OspreyArgs args, IDetector predictor, string runDirectory, Action<string>? progress)
     {
         Args = args;
         RunDirectory = runDirectory;
@@ -48,7 +49,6 @@ internal sealed class Outputs
         this.progress = progress;
         labels = Path.Combine(runDirectory, "labels");
         if (args.SaveTxt) Directory.CreateDirectory(labels);
-        predictor.Forwarding += shape => shapes.Add(shape);
     }
 
     public OspreyArgs Args { get; }
@@ -61,6 +61,7 @@ internal sealed class Outputs
     public void Handle(IReadOnlyList<Mat> frames, IReadOnlyList<Target> targets)
     {
         var start = clock.Elapsed;
+        shapes.Add(new long[] { frames.Count, 3, predictor.Options.ImageSize, predictor.Options.ImageSize });
         var predictions = predictor.Predict(frames, targets.Select(t => t.Name).ToArray());
         predictMs += (clock.Elapsed - start).TotalMilliseconds;
         for (int i = 0; i < frames.Count; i++)
@@ -88,11 +89,18 @@ internal sealed class Outputs
     private static string Summary(Prediction prediction) => prediction.Detections.Count == 0 ? "(no detections)" :
         string.Join(", ", prediction.Detections.GroupBy(d => d.ClassName).Select(g => $"{g.Count()} {g.Key}{(g.Count() > 1 ? "s" : "")}"));
 
+    /// <summary>Records an input that could not be read and tells the progress callback (a warning line naming it).</summary>
+    public void Skip(string path, string why)
+    {
+        skipped.Add($"{path}: {why}");
+        progress?.Invoke($"WARNING ⚠️ Image Read Error {path}: {why}; skipped");
+    }
+
     public PredictReport Finish()
     {
         if (Args.SaveJson)
             Osprey.IO.AtomicFile.WriteAllText(Path.Combine(RunDirectory, "predictions.json"),
                 JsonSerializer.Serialize(records, new JsonSerializerOptions { WriteIndented = false }));
-        return new PredictReport(RunDirectory, images, detections, images == 0 ? 0 : predictMs / images, Lines, shapes);
+        return new PredictReport(RunDirectory, images, detections, images == 0 ? 0 : predictMs / images, Lines, shapes, skipped, predictor.Backend);
     }
 }

@@ -12,9 +12,11 @@ namespace Osprey.Inference;
 /// <param name="Detections">Detections in all of them.</param>
 /// <param name="MillisecondsPerImage">Mean letterbox + model + NMS time.</param>
 /// <param name="Lines">One summary line per image or video (path: counts per class).</param>
-/// <param name="InputShapes">The shape of the model input of every forward, in order ((b, 3, S, S); b = streams batched).</param>
+/// <param name="InputShapes">The shape of the model input of every forward, in order ((b, 3, S, S); b = streams batched), as given to the backend.</param>
+/// <param name="Skipped">Images that could not be read, with why (skipped with a warning, as Ultralytics does).</param>
+/// <param name="Backend">The backend that ran the model (torch or onnxruntime).</param>
 public sealed record PredictReport(string RunDirectory, int Images, int Detections, double MillisecondsPerImage, IReadOnlyList<string> Lines,
-    IReadOnlyList<long[]> InputShapes);
+    IReadOnlyList<long[]> InputShapes, IReadOnlyList<string> Skipped, string Backend);
 
 /// <summary>One entry of predictions.json.</summary>
 public sealed record PredictionRecord(string image, int class_id, string name, float conf, float[] xyxy);
@@ -44,8 +46,8 @@ public static class PredictRun
         var options = Options(args);
         var device = args.DeviceOrDefault().Resolve();
         var sources = PredictSource.Resolve(source);
-        using var predictor = Predictor.Load(model, options, device);
-        var outputs = new Outputs(args, predictor, Training.RunDirectory.Create(args.Project, args.Name, "predict", args.ExistOk), progress);
+        using var detector = Detectors.Open(model, args.Backend, options, device);
+        var outputs = new Outputs(args, detector, Training.RunDirectory.Create(args.Project, args.Name, "predict", args.ExistOk), progress);
         foreach (var item in sources)
         {
             // an image or video URL is downloaded first and named by its URL (Ultralytics' check_file); one that turns out
@@ -59,7 +61,11 @@ public static class PredictRun
                 case SourceKind.Image:
                     using (var image = Cv2.ImRead(file, ImreadModes.Color))
                     {
-                        if (image.Empty()) throw new InvalidDataException($"{item.Path}: not an image OpenCV can read.");
+                        if (image.Empty())
+                        {
+                            outputs.Skip(item.Path, "not an image OpenCV can read");   // Ultralytics: warn and go on
+                            break;
+                        }
                         string stem = Path.GetFileNameWithoutExtension(file);
                         outputs.Handle(new[] { image }, new[] { new Target(item.Path, stem, null, Path.Combine(outputs.RunDirectory, stem + ".jpg")) });
                     }

@@ -13,7 +13,7 @@ namespace Osprey.Inference;
 /// post-processing (class-offset NMS; an end-to-end head's top-k rows above conf, no NMS), boxes back to original pixels
 /// (minus padding, divided by the gain, clipped).
 /// </summary>
-public sealed class Predictor : IDisposable
+public sealed class Predictor : IDetector
 {
     private readonly DetectionModel model;
     private readonly bool ownsModel;
@@ -47,6 +47,9 @@ public sealed class Predictor : IDisposable
     /// <summary>The settings.</summary>
     public PredictOptions Options { get; }
 
+    /// <inheritdoc/>
+    public string Backend => "torch";
+
     /// <summary>The model's class names.</summary>
     public IReadOnlyList<string> Names => model.Names;
 
@@ -73,15 +76,9 @@ public sealed class Predictor : IDisposable
         if (bgrImages.Count == 0) return Array.Empty<Prediction>();
         int size = Options.ImageSize;
         var infos = new LetterboxInfo[bgrImages.Count];
-        var boxed = new List<Mat>();
+        var boxed = Letterbox.ApplyAll(bgrImages, size, infos);
         try
         {
-            for (int i = 0; i < bgrImages.Count; i++)
-            {
-                var image = ToBgr(bgrImages[i]);
-                boxed.Add(Letterbox.Apply(image, size, size, out infos[i]));
-                if (!ReferenceEquals(image, bgrImages[i])) image.Dispose();
-            }
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             var input = Letterbox.ToTensor(boxed).to(device).to_type(dtype);        // (b, 3, S, S)
@@ -130,17 +127,6 @@ public sealed class Predictor : IDisposable
             results[i] = new Prediction(sources is null ? null : sources[i], info.Width, info.Height, detections, names);
         }
         return results;
-    }
-
-    private static Mat ToBgr(Mat image)
-    {
-        if (image.Type() == MatType.CV_8UC3) return image;
-        var converted = new Mat();
-        if (image.Channels() == 1) Cv2.CvtColor(image, converted, ColorConversionCodes.GRAY2BGR);
-        else if (image.Channels() == 4) Cv2.CvtColor(image, converted, ColorConversionCodes.BGRA2BGR);
-        else throw new ArgumentException($"unsupported image type {image.Type()}");
-        if (converted.Depth() != MatType.CV_8U) converted.ConvertTo(converted, MatType.CV_8UC3);
-        return converted;
     }
 
     /// <inheritdoc/>
