@@ -5,13 +5,16 @@
 #    X11, drm.
 #  - python3-opencv + python3-numpy: the Python/OpenCV reference of the data benchmark (bench/data_reference.py),
 #    run with /usr/bin/python3 (a pyenv python3 on PATH may have no cv2).
+#  With --runtime: only what the osprey command itself loads (the OpenCV libraries and mpirun); ./osprey runs that.
 set -euo pipefail
+runtime=(libgtk-3-0 libfreetype6 libharfbuzz0b libdrm2 libatomic1 libx11-6 openmpi-bin)
 packages=(
   libgtk-3-0 libfreetype6 libharfbuzz0b libdrm2 libatomic1 libx11-6
   python3-opencv python3-numpy
   openmpi-bin   # mpirun for the multi-process (Distributed) tests and the local launcher
   iproute2      # `ip netns`/veth: the two-machine test runs its ranks in two network namespaces (needs root)
 )
+[ "${1:-}" = "--runtime" ] && packages=("${runtime[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
