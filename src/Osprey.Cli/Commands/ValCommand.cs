@@ -18,7 +18,7 @@ public sealed class ValCommand : ICliCommand
         output.WriteLine($"{ArgsSchema.Format(args.Split)}: {d.Images} images, {d.Backgrounds} backgrounds, {d.Boxes} boxes");
         output.Write(MetricsTable.Build(report.Result, report.Names));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"Speed: {report.Result.MillisecondsPerImage:0.0} ms inference + NMS per image"));
+            $"Speed: {report.Result.MillisecondsPerImage:0.0} ms inference + NMS per image ({report.Backend})"));
         if (report.PredictionsJson is not null) output.WriteLine($"Saving {report.PredictionsJson}");
         output.WriteLine($"Results saved to {report.RunDirectory}");
         return 0;

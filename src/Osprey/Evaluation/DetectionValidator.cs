@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Osprey.Data;
+using Osprey.Inference;
 using Osprey.Distributed;
 using Osprey.Losses;
 using Osprey.Models;
@@ -51,17 +52,44 @@ public static class DetectionValidator
         nms ??= new NmsOptions { ConfidenceThreshold = NmsOptions.ValidationConfidence };
         parallel ??= new DataParallel();
         loss = loss is null ? null : model.Head.CreateLoss(loss.Options with { GlobalSum = parallel.SumOverRanks });
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            return Loop(batch => Detect(model, batch, device, nms), model.Nc, loader, device, loss, collectPredictions, progress,
+                inspectBatch, parallel);
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+    }
+
+    /// <summary>
+    /// Validates an exported graph in ONNX Runtime (<c>model=*.onnx</c>, Ultralytics' AutoBackend): the same loop, metrics
+    /// and outputs, without losses. The loader's images must have the graph's input size.
+    /// </summary>
+    public static ValidationResult Run(OnnxDetector detector, DataLoader loader, NmsOptions nms, bool collectPredictions = false,
+        Action<ValidationProgress>? progress = null, Action<Batch, IReadOnlyList<Tensor>>? inspectBatch = null) =>
+        Loop(batch =>
+        {
+            var kept = detector.Detect(batch.ImagesAsFloat(CPU), nms);
+            return (null, kept, kept.Select(Osprey.Runtime.HostCopy.Floats).ToList());
+        }, detector.Names.Count, loader, CPU, null, collectPredictions, progress, inspectBatch, new DataParallel());
+
+    // The loop of both: per global batch the detections (and the loss items), then every rank's detections scored once.
+    static ValidationResult Loop(Func<Batch, (Tensor[]? Maps, IReadOnlyList<Tensor> Kept, List<float[]> Host)> detect, int nc,
+        DataLoader loader, Device device, IDetectionLoss? loss, bool collectPredictions, Action<ValidationProgress>? progress,
+        Action<Batch, IReadOnlyList<Tensor>>? inspectBatch, DataParallel parallel)
+    {
         // Global batch k is batch k of every rank; a rank whose shard has no batch k still takes part in its sums.
         int globalBatches = (loader.Dataset.Count + parallel.World * loader.Options.BatchSize - 1) / (parallel.World * loader.Options.BatchSize);
         var local = new List<double>();                                     // [dataset index, n, 6 × n …] per image
         var lossSums = new double[3];
         int batches = 0;
         var timer = new Stopwatch();
-        bool wasTraining = model.training;
-        model.eval();
-        try
+        using (no_grad())
         {
-            using var noGrad = no_grad();
             using var epoch = loader.Epoch(0).GetEnumerator();
             for (int k = 0; k < globalBatches; k++)
             {
@@ -71,9 +99,9 @@ public static class DetectionValidator
                 if (batch is not null)
                 {
                     timer.Start();
-                    var (maps, kept, host) = Detect(model, batch, device, nms);
+                    var (maps, kept, host) = detect(batch);
                     timer.Stop();
-                    if (loss is not null) items = LossItems(loss, maps, batch, device);
+                    if (loss is not null) items = LossItems(loss, maps!, batch, device);
                     for (int i = 0; i < batch.Size; i++) Append(local, batch.Infos[i].DatasetIndex, ToOriginal(host[i], batch.Infos[i]));
                     inspectBatch?.Invoke(batch, kept);
                     progress?.Invoke(new ValidationProgress(++batches, loader.BatchesPerEpoch));
@@ -84,13 +112,9 @@ public static class DetectionValidator
                 for (int j = 0; j < 3; j++) lossSums[j] += global[j];
             }
         }
-        finally
-        {
-            model.train(wasTraining);
-        }
         double[]? losses = loss is null ? null : lossSums.Select(s => s / Math.Max(globalBatches, 1)).ToArray();
         var perImage = Decode(parallel.AllGather(local));
-        return Score(perImage, loader.Dataset, model.Nc, collectPredictions, losses, timer.Elapsed.TotalMilliseconds * parallel.World);
+        return Score(perImage, loader.Dataset, nc, collectPredictions, losses, timer.Elapsed.TotalMilliseconds * parallel.World);
     }
 
     // The batch's box, cls, dfl loss (normalised by the global batch's target-score sum).
@@ -127,7 +151,7 @@ public static class DetectionValidator
 
     // Forward in eval mode, decode, the head's post-processing (NMS): the raw maps (for the loss), per-image (n, 6) rows
     // in batch pixels, and the same rows on the host. Note: the host copy is a device → host sync point.
-    static (Tensor[] Maps, IReadOnlyList<Tensor> Kept, List<float[]> Host) Detect(DetectionModel model, Batch batch,
+    static (Tensor[]? Maps, IReadOnlyList<Tensor> Kept, List<float[]> Host) Detect(DetectionModel model, Batch batch,
         Device device, NmsOptions nms)
     {
         var maps = model.ForwardFeatures(batch.ImagesAsFloat(device));   // the head's maps, each (b, no, h, w)

@@ -1,5 +1,6 @@
 using Osprey.Config;
 using Osprey.Data;
+using Osprey.Inference;
 using Osprey.Models;
 using Osprey.Plotting;
 using Osprey.Runtime;
@@ -7,9 +8,9 @@ using TorchSharp;
 
 namespace Osprey.Evaluation;
 
-/// <summary>What <c>osprey val</c> produced: the result, the run folder and the class names.</summary>
+/// <summary>What <c>osprey val</c> produced: the result, the run folder, the class names and the backend that ran the model.</summary>
 public sealed record ValidationReport(ValidationResult Result, string RunDirectory, IReadOnlyList<string> Names,
-    DatasetSummary Dataset, string? PredictionsJson);
+    DatasetSummary Dataset, string? PredictionsJson, string Backend);
 
 /// <summary>
 /// <c>osprey val model=… data=… [save_json=True]</c>: validates weights on a dataset split with Ultralytics' validation
@@ -28,11 +29,16 @@ public static class ValidationRun
         var split = args.Split;
         DatasetConfig config = DatasetCatalog.Resolve(data);
         var dataset = DetectionDataset.Load(config, split);
-        var detector = ModelFactory.Create(model);
-        if (detector.Nc != config.ClassCount)
+        bool onnxRuntime = Detectors.UsesOnnxRuntime(model, args.Backend, device);
+        using var onnx = onnxRuntime ? new OnnxDetector(model) : null;
+        using var detector = onnxRuntime ? null : ModelFactory.Create(model);
+        int nc = onnx?.Names.Count ?? detector!.Nc;
+        if (nc != config.ClassCount)
             throw new InvalidDataException(
-                $"{model} predicts {detector.Nc} classes but {config.YamlPath} has {config.ClassCount}: validate on a dataset with the model's classes");
-        detector.to(device);
+                $"{model} predicts {nc} classes but {config.YamlPath} has {config.ClassCount}: validate on a dataset with the model's classes");
+        if (onnx is not null && onnx.Options.ImageSize != args.Imgsz)
+            throw new ArgumentsException($"imgsz={args.Imgsz}: {model} takes {onnx.Options.ImageSize}×{onnx.Options.ImageSize} inputs (export it with dynamic=True for other sizes)");
+        detector?.to(device);
         string runDirectory = Training.RunDirectory.Create(args.Project, args.Name, "val", args.ExistOk);
         using var loader = DataLoader.ForValidation(dataset, new LoaderOptions(
             ImageSize: args.Imgsz, BatchSize: Math.Max(args.WholeBatch("val"), 1), Workers: Math.Clamp(args.Workers, 1, Environment.ProcessorCount),
@@ -43,14 +49,16 @@ public static class ValidationRun
             IouThreshold = (float)args.Iou, MaxDetections = args.MaxDet, Agnostic = args.AgnosticNms,
         };
         int plotted = 0;
-        var result = DetectionValidator.Run(detector, loader, device, nms, collectPredictions: args.SaveJson, progress: progress,
-            inspectBatch: (batch, kept) =>
-            {
-                if (!args.Plots || plotted >= 3) return;
-                RunPlots.Batch(batch, config.Names, Path.Combine(runDirectory, $"val_batch{plotted}_labels.png"));
-                RunPlots.Batch(batch, config.Names, Path.Combine(runDirectory, $"val_batch{plotted}_pred.png"), kept);
-                plotted++;
-            });
+        void Inspect(Batch batch, IReadOnlyList<TorchSharp.torch.Tensor> kept)
+        {
+            if (!args.Plots || plotted >= 3) return;
+            RunPlots.Batch(batch, config.Names, Path.Combine(runDirectory, $"val_batch{plotted}_labels.png"));
+            RunPlots.Batch(batch, config.Names, Path.Combine(runDirectory, $"val_batch{plotted}_pred.png"), kept);
+            plotted++;
+        }
+        var result = onnx is not null
+            ? DetectionValidator.Run(onnx, loader, nms, args.SaveJson, progress, Inspect)
+            : DetectionValidator.Run(detector!, loader, device, nms, collectPredictions: args.SaveJson, progress: progress, inspectBatch: Inspect);
         string? json = null;
         if (args.SaveJson)
         {
@@ -63,6 +71,6 @@ public static class ValidationRun
             RunPlots.ConfusionMatrix(result.Confusion, config.Names, Path.Combine(runDirectory, "confusion_matrix.png"), normalize: false);
             RunPlots.ConfusionMatrix(result.Confusion, config.Names, Path.Combine(runDirectory, "confusion_matrix_normalized.png"));
         }
-        return new ValidationReport(result, runDirectory, config.Names, dataset.Summary, json);
+        return new ValidationReport(result, runDirectory, config.Names, dataset.Summary, json, onnx?.Backend ?? "torch");
     }
 }

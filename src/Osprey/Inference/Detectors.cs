@@ -16,21 +16,21 @@ public static class Detectors
     /// file into TorchSharp; <c>backend=onnxruntime</c> needs a <c>.onnx</c> file.
     /// </summary>
     /// <exception cref="ArgumentException">An unknown backend, or onnxruntime for a file that is not ONNX.</exception>
-    public static IDetector Open(string model, string backend = "auto", PredictOptions? options = null, Device? device = null)
+    public static IDetector Open(string model, string backend = "auto", PredictOptions? options = null, Device? device = null) =>
+        UsesOnnxRuntime(model, backend, device) ? new OnnxDetector(model, options) : Predictor.Load(model, options, device);
+
+    /// <summary>Whether <see cref="Open"/> runs <paramref name="model"/> in ONNX Runtime (else in TorchSharp).</summary>
+    /// <exception cref="ArgumentException">An unknown backend, or onnxruntime for a file that is not ONNX.</exception>
+    public static bool UsesOnnxRuntime(string model, string backend, Device? device)
     {
         bool onnx = model.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
-        switch (backend)
+        return backend switch
         {
-            case "auto" when onnx && (device is null || device.type == DeviceType.CPU):
-            case "onnxruntime" when onnx:
-                return new OnnxDetector(model, options);
-            case "onnxruntime":
-                throw new ArgumentException($"backend=onnxruntime needs an exported .onnx model, not '{model}' (export it with `osprey export`).");
-            case "auto":
-            case "torch":
-                return Predictor.Load(model, options, device);
-            default:
-                throw new ArgumentException($"backend={backend}: expected one of {string.Join(", ", Backends)}.");
-        }
+            "auto" => onnx && (device is null || device.type == DeviceType.CPU),   // ONNX Runtime's CPU build is the one served
+            "onnxruntime" when onnx => true,
+            "onnxruntime" => throw new ArgumentException($"backend=onnxruntime needs an exported .onnx model, not '{model}' (export it with `osprey export`)."),
+            "torch" => false,
+            _ => throw new ArgumentException($"backend={backend}: expected one of {string.Join(", ", Backends)}."),
+        };
     }
 }

@@ -6,6 +6,7 @@ using Osprey.Onnx;
 using Osprey.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
+using Tensor = TorchSharp.torch.Tensor;
 
 namespace Osprey.Inference;
 
@@ -78,37 +79,43 @@ public sealed class OnnxDetector : IDetector
     /// <inheritdoc/>
     public IReadOnlyList<Prediction> Predict(IReadOnlyList<Mat> bgrImages, IReadOnlyList<string>? sources = null)
     {
-        var results = new List<Prediction>(bgrImages.Count);
-        int chunk = fixedBatch > 0 ? fixedBatch : Math.Max(1, bgrImages.Count);
-        for (int start = 0; start < bgrImages.Count; start += chunk)
-        {
-            int n = Math.Min(chunk, bgrImages.Count - start);
-            var images = bgrImages.Skip(start).Take(n).ToList();
-            results.AddRange(PredictChunk(images, sources?.Skip(start).Take(n).ToList()));
-        }
-        return results;
-    }
-
-    IReadOnlyList<Prediction> PredictChunk(IReadOnlyList<Mat> images, IReadOnlyList<string>? sources)
-    {
-        int size = Options.ImageSize, batch = fixedBatch > 0 ? fixedBatch : images.Count;
-        var infos = new LetterboxInfo[images.Count];
-        var boxed = Letterbox.ApplyAll(images, size, infos);
+        if (bgrImages.Count == 0) return Array.Empty<Prediction>();
+        var infos = new LetterboxInfo[bgrImages.Count];
+        var boxed = Letterbox.ApplyAll(bgrImages, Options.ImageSize, infos);
         try
         {
             using var scope = NewDisposeScope();
-            var pixels = new float[(long)batch * 3 * size * size];               // a fixed batch's tail stays zero
-            HostCopy.Floats(Letterbox.ToTensor(boxed)).CopyTo(pixels, 0);
-            using var outputs = session.Run(new[] { Input(pixels, batch, size) });
-            var (values, shape) = Output(outputs[0]);
-            var output = tensor(values, shape).narrow(0, 0, images.Count);
-            var kept = endToEnd ? EndToEndDetections.Select(output, Options.Nms) : Nms.NonMaxSuppression(output, Options.Nms);
-            return Predictor.Postprocess(kept, infos, Names, sources);
+            return Predictor.Postprocess(Detect(Letterbox.ToTensor(boxed), Options.Nms), infos, Names, sources);
         }
         finally
         {
             foreach (var mat in boxed) mat.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Runs the graph on model inputs (b, 3, S, S), RGB in [0, 1] at the graph's size, in chunks of a fixed batch, and
+    /// post-processes each image's output: NMS, or an end-to-end graph's top-k rows above conf. Per image (n, 6) rows
+    /// [x1, y1, x2, y2, conf, cls] in input pixels.
+    /// </summary>
+    public IReadOnlyList<Tensor> Detect(Tensor images, NmsOptions nms)
+    {
+        int count = (int)images.shape[0], size = Options.ImageSize;
+        if (images.shape[2] != size || images.shape[3] != size)
+            throw new ArgumentException($"{Path}: the graph takes {size}×{size} inputs, not {images.shape[2]}×{images.shape[3]} (imgsz={size}, rect=False).");
+        int chunk = fixedBatch > 0 ? fixedBatch : Math.Max(count, 1);
+        var kept = new List<Tensor>(count);
+        for (int start = 0; start < count; start += chunk)
+        {
+            int n = Math.Min(chunk, count - start);
+            var pixels = new float[(long)chunk * 3 * size * size];               // a fixed batch's tail stays zero
+            HostCopy.Floats(images.narrow(0, start, n).to(ScalarType.Float32)).CopyTo(pixels, 0);
+            using var outputs = session.Run(new[] { Input(pixels, chunk, size) });
+            var (values, shape) = Output(outputs[0]);
+            var output = tensor(values, shape).narrow(0, 0, n);
+            kept.AddRange(endToEnd ? EndToEndDetections.Select(output, nms) : Nms.NonMaxSuppression(output, nms));
+        }
+        return kept;
     }
 
     NamedOnnxValue Input(float[] pixels, int batch, int size)

@@ -117,3 +117,38 @@ public class DetectorBackendTests
         }
     }
 }
+
+/// <summary><c>osprey val model=*.onnx</c> runs the graph in ONNX Runtime, with the same metrics as its TorchSharp import.</summary>
+public class OnnxValidationTests
+{
+    [Fact]
+    public void ValOnCoco8InOnnxRuntimeEqualsTheTorchImport()
+    {
+        string dir = TestModels.TempDir();
+        try
+        {
+            string data = Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml");
+            Osprey.Evaluation.ValidationReport Val(string backend) => Osprey.Evaluation.ValidationRun.Run(Osprey.Config.ArgsParser.Parse(new[]
+            {
+                $"model={ReferenceDetections.OnnxPath}", $"data={data}", "batch=2", "device=cpu", $"project={dir}", "plots=False",
+                $"backend={backend}",
+            }));
+            var ort = Val("auto");
+            var torch = Val("torch");
+            Assert.Equal("onnxruntime", ort.Backend);
+            Assert.Equal("torch", torch.Backend);
+            Assert.Equal(4, ort.Result.Images);
+            Assert.True(ort.Result.Metrics.MAP50To95 > 0.3, $"mAP50-95 {ort.Result.Metrics.MAP50To95:0.000}: COCO-pretrained weights on coco8");
+            Assert.Equal(torch.Result.Metrics.MAP50, ort.Result.Metrics.MAP50, 3);
+            Assert.Equal(torch.Result.Metrics.MAP50To95, ort.Result.Metrics.MAP50To95, 3);
+
+            var wrongSize = Assert.Throws<Osprey.Config.ArgumentsException>(() => Osprey.Evaluation.ValidationRun.Run(Osprey.Config.ArgsParser.Parse(new[]
+                { $"model={ReferenceDetections.OnnxPath}", $"data={data}", "imgsz=320", "device=cpu", $"project={dir}" })));
+            Assert.Contains("takes 640×640 inputs", wrongSize.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
