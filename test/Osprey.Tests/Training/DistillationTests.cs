@@ -193,4 +193,26 @@ public class DistillationTests
         foreach (string column in new[] { "train/box_loss", "train/dis_loss", "metrics/mAP50(B)", "lr/pg0" })
             Assert.Equal(rowsA[1][column], rowsB[1][column]);
     }
+
+    [Fact]
+    public void DistillationUnderBf16AutocastFollowsTheFp32Run()
+    {
+        // amp_dtype=bf16 on the CPU turns autocast on there: teacher, projector and student compute in bf16 where the cast
+        // policy says so. The same one-epoch run in fp32 and bf16: dis_loss finite, close (bf16 keeps 8 bits of mantissa),
+        // and not identical (so the bf16 path really ran).
+        string dir = TestModels.TempDir();
+        string data = ShapesDataset.EnsureGenerated(Shapes, dir);
+        string teacher = TeacherWeights(dir);
+        double DisLoss(string name, params string[] extra)
+        {
+            var done = new Trainer(Args(new[] { $"data={data}", $"model={TinyYaml(dir, "t", 80)}", "epochs=1", "imgsz=64", "batch=8",
+                "workers=1", "device=cpu", $"project={dir}", $"name={name}", "plots=False", "val=False", $"distill_model={teacher}" }
+                .Concat(extra).ToArray())).Train();
+            return ResultsCsv.Read(Path.Combine(done.RunDirectory, "results.csv")).Single()["train/dis_loss"];
+        }
+        double fp32 = DisLoss("fp32"), bf16 = DisLoss("bf16", "amp_dtype=bf16");
+        Assert.True(double.IsFinite(bf16) && bf16 > 0, $"bf16 dis_loss {bf16}");
+        Assert.True(Math.Abs(bf16 - fp32) < 0.05 * fp32, $"bf16 dis_loss {bf16} vs fp32 {fp32}");
+        Assert.NotEqual(fp32, bf16);
+    }
 }
