@@ -215,4 +215,33 @@ public class DistillationTests
         Assert.True(Math.Abs(bf16 - fp32) < 0.05 * fp32, $"bf16 dis_loss {bf16} vs fp32 {fp32}");
         Assert.NotEqual(fp32, bf16);
     }
+
+    [Fact]
+    public void TeacherGivenAsItsOnnxExportDistilsAsTheWeightsFile()
+    {
+        // distill_model= takes any model= format: the teacher's ONNX export (batch norms folded into the convolutions)
+        // imported back gives the same teacher up to float rounding, so the same first-epoch losses.
+        string dir = TestModels.TempDir();
+        string data = ShapesDataset.EnsureGenerated(Shapes, dir);
+        string weights = Path.Combine(dir, "teacher-n.safetensors"), onnx = Path.Combine(dir, "teacher-n.onnx");
+        string yaml = File.ReadAllText(TinyYaml(dir, "n", ShapesDataset.Names.Count)) + "\nnames: [" + string.Join(", ", ShapesDataset.Names) + "]\n";
+        using (var teacher = new DetectionModel(ModelConfig.Parse(yaml, "yolov8n.yaml")))    // a YOLOv8n: the import knows its scale
+        {
+            TestModels.RandomiseBatchNorms(teacher);                                        // folding them must matter
+            ModelWeights.Save(teacher, weights);
+            teacher.eval();
+            Osprey.Onnx.OnnxExporter.Export(teacher, onnx, new Osprey.Onnx.OnnxExportOptions { Height = 64, Width = 64 });
+        }
+        IReadOnlyDictionary<string, double> Row(string name, string teacher)
+        {
+            var done = new Trainer(Args($"data={data}", $"model={TinyYaml(dir, "t", 80)}", "epochs=1", "imgsz=64", "batch=8", "workers=1",
+                "device=cpu", $"project={dir}", $"name={name}", "plots=False", "val=False", $"distill_model={teacher}")).Train();
+            return ResultsCsv.Read(Path.Combine(done.RunDirectory, "results.csv")).Single();
+        }
+        var fromWeights = Row("weights", weights);
+        var fromOnnx = Row("onnx", onnx);
+        foreach (string column in new[] { "train/dis_loss", "train/box_loss", "train/cls_loss" })
+            Assert.True(Math.Abs(fromWeights[column] - fromOnnx[column]) <= 1e-4 * Math.Abs(fromWeights[column]),
+                $"{column}: {fromOnnx[column]} with the ONNX teacher vs {fromWeights[column]} with the weights file");
+    }
 }
