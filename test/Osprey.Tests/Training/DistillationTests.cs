@@ -157,6 +157,7 @@ public class DistillationTests
         Assert.Equal(0, row["val/dis_loss"]);
         Assert.Equal(4, events.OfType<BatchFinished>().Last().MeanLosses.Count);
         Assert.Equal("dis_loss", events.OfType<TrainingStarted>().Single().LossNames[3]);
+        Assert.Equal(row["train/dis_loss"], TensorBoardScalar(done.RunDirectory, "train/dis_loss"), 5);
 
         // only the student: the weights hold exactly a plain student's tensors
         using var plain = ModelFactory.Create(student, ShapesDataset.Names.Count);
@@ -243,5 +244,17 @@ public class DistillationTests
         foreach (string column in new[] { "train/dis_loss", "train/box_loss", "train/cls_loss" })
             Assert.True(Math.Abs(fromWeights[column] - fromOnnx[column]) <= 1e-4 * Math.Abs(fromWeights[column]),
                 $"{column}: {fromOnnx[column]} with the ONNX teacher vs {fromWeights[column]} with the weights file");
+    }
+
+    // The value of a scalar in the run's TensorBoard events file: its Summary.Value is tag (field 1, the tag's bytes) then
+    // simple_value (field 2, wire type 5: byte 0x15 and a little-endian float32).
+    static double TensorBoardScalar(string runDirectory, string tag)
+    {
+        byte[] bytes = File.ReadAllBytes(Directory.GetFiles(runDirectory, "events.out.tfevents.*").Single());
+        byte[] key = System.Text.Encoding.UTF8.GetBytes(tag);
+        int at = bytes.AsSpan().IndexOf(key);
+        Assert.True(at > 0, $"no '{tag}' in the TensorBoard events");
+        Assert.Equal(0x15, bytes[at + key.Length]);
+        return BitConverter.ToSingle(bytes, at + key.Length + 1);
     }
 }
