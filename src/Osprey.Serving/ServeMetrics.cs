@@ -35,6 +35,11 @@ public sealed class ServeMetrics
         Swaps = factory.CreateCounter("osprey_model_swaps_total", "Model loads after the first: swapped (ok) or refused.", "result");
         ModelVersion = factory.CreateGauge("osprey_model_version", "Version of the serving model.");
         QueueDepth = factory.CreateGauge("osprey_queue_depth", "Images waiting in the batcher's queue.");
+        // published at 0 from the start, so a scrape sees them before the first swap or drop
+        Swaps.WithLabels("ok").Publish();
+        Swaps.WithLabels("refused").Publish();
+        Frames.WithLabels("request").Publish();
+        DroppedFrames.WithLabels("request").Publish();
     }
 
     /// <summary>The registry <c>GET /metrics</c> exports.</summary>
