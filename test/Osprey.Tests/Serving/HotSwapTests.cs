@@ -13,7 +13,7 @@ namespace Osprey.Tests.Serving;
 /// The issue's proof of hot swapping: 20 swaps between two models under continuous requests from three clients, with
 /// refused loads (corrupt files, another class count, a missing file) in the middle.
 /// </summary>
-public class HotSwapTests
+public class HotSwapTests(Xunit.Abstractions.ITestOutputHelper log)
 {
     sealed record Answer(long Start, long End, int Status, int Version, string Path, double[] Confidences, string Body);
 
@@ -29,7 +29,7 @@ public class HotSwapTests
             var bad = BadModels(dir, a);
             var jpeg = ServeTestSupport.Jpeg(96, 64, seed: 7);
             var expected = new Dictionary<string, double[]> { [a] = Reference(a, jpeg), [b] = Reference(b, jpeg) };
-            Assert.True(expected[a].Zip(expected[b]).Max(p => Math.Abs(p.First - p.Second)) > 0.01, "the two models answer alike: the test could not tell them apart");
+            Assert.True(expected[a].Zip(expected[b]).Max(p => Math.Abs(p.First - p.Second)) > 0.01, $"the two models answer alike ([{string.Join(", ", expected[a])}] and [{string.Join(", ", expected[b])}]): the test could not tell them apart");
 
             var loads = new List<Load> { new(1, a, long.MinValue, long.MinValue) };
             var clock = Stopwatch.StartNew();
@@ -78,6 +78,8 @@ public class HotSwapTests
                     $"v{answer.Version} ({answer.Path}) answered [{string.Join(", ", answer.Confidences)}], its model gives [{string.Join(", ", expected[answer.Path])}]");
             }
             Assert.Equal(Enumerable.Range(1, 21), all.Select(x => x.Version).Distinct().Order());
+            log.WriteLine($"{all.Length} requests over 20 swaps in {clock.Elapsed.TotalSeconds:0.0} s, all 200; per version: " +
+                string.Join(" ", all.GroupBy(x => x.Version).OrderBy(g => g.Key).Select(g => $"v{g.Key}:{g.Count()}")));
 
             string metrics = await scope.MetricsText();
             Assert.Equal(20, ServeTestSupport.Metric(metrics, "osprey_model_swaps_total", ("result", "ok")));

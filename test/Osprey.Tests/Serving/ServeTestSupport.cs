@@ -18,9 +18,9 @@ internal static class ServeTestSupport
     public static PredictOptions TinyOptions => new() { ImageSize = 64, Confidence = 0f, MaxDetections = 3 };
 
     /// <summary>
-    /// Writes a tiny YOLOv8-layout model (random weights from <paramref name="seed"/>, class biases zeroed so confidences
-    /// sit around 0.5 and differ from model to model well beyond the JSON's 5 decimals) as <c>name.safetensors</c> with
-    /// its sidecar <c>name.yaml</c>; returns the weights path.
+    /// Writes a tiny YOLOv8-layout model (random weights from <paramref name="seed"/>, class biases set to
+    /// 0.5 · (seed − 1) so confidences sit near sigmoid of it: seeds 1 and 2 answer about 0.57 and 0.67, far apart beyond the
+    /// JSON's 5 decimals) as <c>name.safetensors</c> with its sidecar <c>name.yaml</c>; returns the weights path.
     /// </summary>
     public static string WriteTinyModel(string dir, string name, int seed, int nc = 80)
     {
@@ -30,7 +30,7 @@ internal static class ServeTestSupport
         using (no_grad())
         {
             foreach (var (key, tensor) in model.state_dict())
-                if (Regex.IsMatch(key, @"^model\.22\.cv3\.\d+\.2\.bias$")) tensor.zero_();
+                if (Regex.IsMatch(key, @"^model\.22\.cv3\.\d+\.2\.bias$")) tensor.fill_(0.5 * (seed - 1));
         }
         string path = Path.Combine(dir, name + ".safetensors");
         ModelWeights.Save(model, path);

@@ -10,7 +10,7 @@ namespace Osprey.Tests.Serving;
 /// A bounded load test on loopback: bursts of 64 concurrent requests against a slowed model and a queue of 4; the excess
 /// gets 503 with a JSON error and Retry-After, the rest 200, the server serves on, and memory stays flat over the bursts.
 /// </summary>
-public class ServerLoadTests
+public class ServerLoadTests(Xunit.Abstractions.ITestOutputHelper log)
 {
     const int Burst = 64, MaxQueue = 4, Bursts = 5;
 
@@ -49,6 +49,7 @@ public class ServerLoadTests
                 }
                 Assert.True(burstRefused > 0, $"burst {burst}: all {Burst} answered; the queue limit never bit");
                 Assert.True(burstOk >= MaxQueue, $"burst {burst}: only {burstOk} answered; a full queue's worth ({MaxQueue}) must be");
+                log.WriteLine($"burst {burst}: {burstOk} × 200, {burstRefused} × 503");
                 ok += burstOk;
                 refused += burstRefused;
                 using (var single = await scope.Client.PostAsync("/v1/detect", ServeTestSupport.Body(jpeg)))
@@ -57,6 +58,7 @@ public class ServerLoadTests
                 if (burst == 0) (managedAfterFirst, workingSetAfterFirst) = Memory();
             }
             var (managed, workingSet) = Memory();
+            log.WriteLine($"after burst 1 → {Bursts}: managed {managedAfterFirst >> 20} → {managed >> 20} MB, working set {workingSetAfterFirst >> 20} → {workingSet >> 20} MB, {clock.Elapsed.TotalSeconds:0.0} s");
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(50), $"{Bursts} bursts took {clock.Elapsed.TotalSeconds:0} s");
             // (Bursts − 1) × 64 leaked 0.9 MB images would be 230 MB
             Assert.True(managed - managedAfterFirst < 16 << 20, $"managed memory grew {(managed - managedAfterFirst) >> 20} MB over {Bursts - 1} bursts");
