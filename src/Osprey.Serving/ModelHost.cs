@@ -121,8 +121,10 @@ public sealed class ModelHost : IDisposable
     static ModelLoadException Refusal(string path, Exception e) => e switch
     {
         ModelLoadException load => load,
-        FileNotFoundException or DirectoryNotFoundException =>
-            new ModelLoadException(ModelLoadFailure.NotFound, $"'{path}' not found ({e.Message})", e),
+        // the file itself is missing: 404; something it needs is (a weights file's architecture YAML): 422
+        FileNotFoundException or DirectoryNotFoundException => new ModelLoadException(
+            File.Exists(path) ? ModelLoadFailure.Invalid : ModelLoadFailure.NotFound,
+            e.Message.Contains(path, StringComparison.Ordinal) ? e.Message : $"'{path}': {e.Message}", e),
         ArgumentException => new ModelLoadException(ModelLoadFailure.BadRequest, $"'{path}': {e.Message}", e),
         _ => new ModelLoadException(ModelLoadFailure.Invalid, $"'{path}' is not a model Osprey can load: {e.Message}", e),
     };

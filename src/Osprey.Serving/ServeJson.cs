@@ -1,3 +1,4 @@
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Osprey.Inference;
@@ -11,9 +12,10 @@ namespace Osprey.Serving;
 /// </summary>
 public static class ServeJson
 {
-    /// <summary>Serializer settings of every answer (snake_case names, no indentation).</summary>
+    /// <summary>Serializer settings of every answer (snake_case names, no indentation, quotes and × written as they are).</summary>
     public static JsonSerializerOptions Options { get; } = new()
     {
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,     // JSON for programs, never inlined into HTML
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };

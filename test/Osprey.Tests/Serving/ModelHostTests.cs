@@ -63,6 +63,8 @@ public class ModelHostTests
             string corruptOnnx = Path.Combine(dir, "corrupt.onnx");
             File.WriteAllBytes(corruptOnnx, RandomBytes(4096, seed: 6));
             string missing = Path.Combine(dir, "missing.safetensors");
+            string orphan = Path.Combine(dir, "orphan.safetensors");
+            File.Copy(a, orphan);                                                        // weights without their architecture YAML
 
             using var host = new ModelHost(path => Detectors.Open(path, "auto", ServeTestSupport.TinyOptions));
             var refused = new List<string>();
@@ -78,6 +80,7 @@ public class ModelHostTests
                 (corrupt, ModelLoadFailure.Invalid, 422, "not a model Osprey can load"),
                 (corruptOnnx, ModelLoadFailure.Invalid, 422, "not a model Osprey can load"),
                 (twoClasses, ModelLoadFailure.Incompatible, 422, "has 2 classes but the serving model v1"),
+                (orphan, ModelLoadFailure.Invalid, 422, "No architecture for"),
                 (Path.Combine(dir, "notes.txt"), ModelLoadFailure.BadRequest, 400, "expected a model YAML"),
             };
             foreach (var (path, failure, status, says) in cases)

@@ -89,7 +89,7 @@ public class ServeWatchAndCliTests
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health")).StatusCode);
             string missing = Path.Combine(Path.GetTempPath(), "osprey-no-such-model.onnx");
             Assert.Equal(HttpStatusCode.NotFound, (await client.PostAsJsonAsync("/v1/models", new { model = missing })).StatusCode);
-            Assert.Contains($"refused: '{missing}' not found", Output());
+            Assert.Contains($"refused: ONNX file '{missing}' not found", Output());
             Assert.Contains("(still serving v1)", Output());
         }
         await stop.CancelAsync();
@@ -104,7 +104,7 @@ public class ServeWatchAndCliTests
         string missing = Path.Combine(Path.GetTempPath(), "osprey-no-such-model.onnx");
         var (code, _, err) = CliAppTests.Run("serve", $"model={missing}", "port=0");
         Assert.Equal(CliApp.Failure, code);
-        Assert.Contains($"osprey: error: '{missing}' not found", err);
+        Assert.Contains($"osprey: error: ONNX file '{missing}' not found", err);
         var (usage, _, usageErr) = CliAppTests.Run("serve", "port=0");
         Assert.Equal(CliApp.UsageError, usage);
         Assert.Contains("serve needs model=", usageErr);

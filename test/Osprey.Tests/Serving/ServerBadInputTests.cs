@@ -7,13 +7,22 @@ using Osprey.Tests.Data;
 
 namespace Osprey.Tests.Serving;
 
-/// <summary>Bad bodies get a clear 4xx naming the problem, and the server answers a good request after each.</summary>
-public class ServerBadInputTests
+/// <summary>
+/// Bad bodies get a clear 4xx naming the problem, and the server answers a good request after each (a tiny model at
+/// imgsz 64, so the good requests cost little).
+/// </summary>
+public class ServerBadInputTests : IDisposable
 {
+    readonly string dir = DataTestFiles.NewTempDir();
+
+    public void Dispose() => Directory.Delete(dir, true);
+
+    ServeOptions TinyOptions() => new() { Model = ServeTestSupport.WriteTinyModel(dir, "a", seed: 1), Predict = ServeTestSupport.TinyOptions };
+
     [Fact]
     public async Task EachBadBodyGetsAClear4xxAndTheServerKeepsServing()
     {
-        await using var scope = await ServerScope.StartAsync(ServerHttpTests.OnnxOptions);
+        await using var scope = await ServerScope.StartAsync(TinyOptions());
         var bus = File.ReadAllBytes(Path.Combine(DataTestFiles.SharedData, "images", "bus.jpg"));
         using var wide = new Mat(16, 9000, MatType.CV_8UC3, new Scalar(0, 0, 0));
         var widePng = wide.ImEncode(".png");                              // a real PNG, small on the wire, 9000 px wide
@@ -45,6 +54,10 @@ public class ServerBadInputTests
             await AssertServes(scope, bus);
         }
 
+        // errors read as written (no \u escapes of quotes or ×)
+        using (var response = await scope.Client.PostAsync("/v1/detect", ServeTestSupport.Body(widePng, "image/png")))
+            Assert.Contains("\"the image is 9000×16 pixels", await response.Content.ReadAsStringAsync());
+
         // 33 MiB declared: refused from its Content-Length before the body is sent (Expect: 100-continue)
         using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/detect") { Content = ServeTestSupport.Body(new byte[33 << 20]) })
         {
@@ -59,7 +72,7 @@ public class ServerBadInputTests
         string metrics = await scope.MetricsText();
         Assert.Equal(5, ServeTestSupport.Metric(metrics, "osprey_requests_total", ("route", "/v1/detect"), ("code", "400")));
         Assert.Equal(2, ServeTestSupport.Metric(metrics, "osprey_requests_total", ("route", "/v1/detect"), ("code", "415")));
-        Assert.Equal(2 + 1, ServeTestSupport.Metric(metrics, "osprey_requests_total", ("route", "/v1/detect"), ("code", "413")));
+        Assert.Equal(2 + 1 + 1, ServeTestSupport.Metric(metrics, "osprey_requests_total", ("route", "/v1/detect"), ("code", "413")));
         Assert.Equal(cases.Length + 1, ServeTestSupport.Metric(metrics, "osprey_requests_total", ("route", "/v1/detect"), ("code", "200")));
         Assert.Equal(cases.Length + 1, ServeTestSupport.Metric(metrics, "osprey_frames_total", ("source", "request")));   // bad bodies never reach the model
     }
@@ -68,7 +81,7 @@ public class ServerBadInputTests
     public async Task AChunkedBodyOverTheLimitIs413()
     {
         // no Content-Length: Kestrel stops reading at the limit
-        await using var scope = await ServerScope.StartAsync(ServerHttpTests.OnnxOptions with { MaxBodyBytes = 1 << 20 });
+        await using var scope = await ServerScope.StartAsync(TinyOptions() with { MaxBodyBytes = 1 << 20 });
         var content = new StreamContent(new MemoryStream(new byte[3 << 20]));
         content.Headers.ContentType = new("image/jpeg");
         using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/detect") { Content = content };
@@ -110,7 +123,9 @@ public class ServerBadInputTests
     {
         using var response = await scope.Client.PostAsync("/v1/detect", ServeTestSupport.Body(jpeg));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal(5, (await ServeTestSupport.JsonOf(response)).GetProperty("detections").GetArrayLength());   // bus.jpg: 4 persons and a bus
+        var json = await ServeTestSupport.JsonOf(response);
+        Assert.Equal(3, json.GetProperty("detections").GetArrayLength());          // max_det 3 at conf 0
+        Assert.Equal(810, json.GetProperty("image").GetProperty("width").GetInt32());   // bus.jpg
     }
 
     // The first 33 bytes of a PNG: signature, IHDR with the size, 8-bit RGB; no pixel data follows.
