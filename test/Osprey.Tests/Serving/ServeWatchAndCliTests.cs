@@ -108,6 +108,13 @@ public class ServeWatchAndCliTests
         var (usage, _, usageErr) = CliAppTests.Run("serve", "port=0");
         Assert.Equal(CliApp.UsageError, usage);
         Assert.Contains("serve needs model=", usageErr);
+        foreach (var (arg, says) in new[] { ("max_batch=0", "max_batch=0: must be ≥ 1"), ("max_queue=0", "max_queue=0: must be ≥ 1"),
+                     ("max_delay_ms=-1", "max_delay_ms=-1: must be ≥ 0"), ("port=70000", "port=70000: must be 0"), ("backend=tensorrt", "backend=tensorrt: expected one of") })
+        {
+            var (badCode, _, badErr) = CliAppTests.Run("serve", $"model={missing}", arg);
+            Assert.Equal(CliApp.UsageError, badCode);
+            Assert.Contains(says, badErr);
+        }
     }
 
     static async Task<ServeEvent> WaitFor(ServerScope scope, ServeEventKind kind, int count)
