@@ -24,11 +24,12 @@ public sealed class TuneCommand : ICliCommand
         var program = new TrialProgram(LocalLauncher.DotnetHost, new[] { typeof(TuneCommand).Assembly.Location, "tune-trial" });
         using var queue = new BlockingCollection<TuneEvent>();
         Exception? failure = null;
+        TuneFinished? finished = null;
         var worker = new Thread(() =>
         {
             try
             {
-                new Tuner(args, program, events: queue.Add).Run();
+                finished = new Tuner(args, program, events: queue.Add).Run();
             }
             catch (Exception e)
             {
@@ -43,6 +44,8 @@ public sealed class TuneCommand : ICliCommand
         new TuneRenderer(output).Render(queue.GetConsumingEnumerable());
         worker.Join();
         if (failure is not null) ExceptionDispatchInfo.Capture(failure).Throw();
+        if (finished!.Trials.All(t => t.Status == TrialStatus.Failed))
+            throw new InvalidOperationException($"every trial failed: see {Path.Combine(finished.Directory, "trials", "trial0", "train.log")}");
         return 0;
     }
 }

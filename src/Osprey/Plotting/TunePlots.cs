@@ -29,10 +29,11 @@ public static class TunePlots
         Frame(axes, "Fitness per trial over epochs", integerX: true);
         for (int t = 0; t < perEpoch.Count; t++)
         {
-            var xs = Enumerable.Range(1, perEpoch[t].Count).Select(e => (double)e).ToArray();
-            axes.Line(xs, perEpoch[t].ToArray(), Palette.Cycle(t), 2);
-            axes.Markers(xs, perEpoch[t].ToArray(), Palette.Cycle(t), 3);
-            if (stopped[t] && xs.Length > 0) Cross(canvas, axes.ToPixel(xs[^1], perEpoch[t][^1]), Palette.Cycle(t), 7, diagonal: true);
+            var points = perEpoch[t].Select((f, e) => (X: e + 1.0, Y: f)).Where(p => double.IsFinite(p.Y)).ToArray();
+            var (xs, ys) = (points.Select(p => p.X).ToArray(), points.Select(p => p.Y).ToArray());
+            axes.Line(xs, ys, Palette.Cycle(t), 2);
+            axes.Markers(xs, ys, Palette.Cycle(t), 3);
+            if (stopped[t] && xs.Length > 0) Cross(canvas, axes.ToPixel(xs[^1], ys[^1]), Palette.Cycle(t), 7, diagonal: true);
         }
         Text.Put(canvas, "epoch", new Point(left.Left + left.Width / 2, left.Bottom + 34), 0.6, Palette.Black, Text.Align.Center);
 
@@ -100,12 +101,20 @@ public static class TunePlots
 
     static void Frame(Axes axes, string title, bool integerX)
     {
-        var xTicks = Axes.NiceTicks(axes.XMin, axes.XMax, 5).Where(t => !integerX || Math.Abs(t - Math.Round(t)) < 1e-9).ToArray();
+        var xTicks = integerX ? WholeTicks(axes.XMin, axes.XMax) : Axes.NiceTicks(axes.XMin, axes.XMax, 5);
         var yTicks = Axes.NiceTicks(axes.YMin, axes.YMax, 6);
         axes.Grid(xTicks, yTicks);
         axes.Frame();
         axes.Ticks(xTicks, yTicks);
         axes.Title(title);
+    }
+
+    // Epochs and iterations: whole numbers, about eight of them.
+    static double[] WholeTicks(double min, double max)
+    {
+        double step = Math.Max(1, Math.Ceiling((max - min) / 8));
+        double first = Math.Ceiling(min / step) * step;
+        return Enumerable.Range(0, (int)((max - first) / step) + 1).Select(i => first + i * step).ToArray();
     }
 
     static void Cross(Mat canvas, Point2d at, Scalar color, int size, bool diagonal)

@@ -138,6 +138,7 @@ internal sealed class TrialScheduler : IDisposable
     void Report(TrialRecord trial, Running running, int epoch, double fitness)
     {
         if (epoch <= trial.Epochs) return;                // already recorded (the rows before a resumed trial's checkpoint)
+        while (trial.Fitness.Count < epoch - 1) trial.Fitness.Add(double.NaN); // a row lost to a kill between checkpoint and row
         trial.Fitness.Add(fitness);
         bool stop = false;
         if (_asha is not null && !trial.StopRequested && epoch < State.Epochs

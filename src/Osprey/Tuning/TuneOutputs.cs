@@ -101,7 +101,8 @@ internal sealed class TuneOutputs(string directory)
 
     /// <summary>A trial's fitness in the results: its best epoch's; 0 for a failed trial (Ultralytics records a failed
     /// iteration at 0).</summary>
-    public static double Fitness(TrialRecord trial) => trial.Status == TrialStatus.Failed ? 0 : trial.BestFitness ?? 0;
+    public static double Fitness(TrialRecord trial) =>
+        trial.Status != TrialStatus.Failed && trial.BestFitness is { } best && double.IsFinite(best) ? best : 0;
 
     static string Value(double value, bool integer) =>
         integer ? ((long)value).ToString(CultureInfo.InvariantCulture) : Python(value);
