@@ -92,6 +92,41 @@ public sealed class TrialProcess : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Ends what a killed tuner may have left of a trial (its lifeline normally ends it first; a job step or a remote
+    /// host may take longer): process <paramref name="id"/>, when it still runs on this machine as that trial, a
+    /// <c>tune-trial</c> whose arguments name its run folder.
+    /// </summary>
+    public static void EndLeftover(int? id, string runDirectory)
+    {
+        if (id is not { } pid) return;
+        string[] arguments;
+        try
+        {
+            arguments = File.ReadAllText($"/proc/{pid}/cmdline").Split('\0');
+        }
+        catch (IOException)
+        {
+            return;                                        // gone (or not Linux)
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return;
+        }
+        bool same = arguments.Contains("tune-trial") && (arguments.Contains($"name={Path.GetFileName(runDirectory)}")
+            && arguments.Contains($"project={Path.GetDirectoryName(runDirectory)}")
+            || arguments.Any(a => a.StartsWith($"resume={runDirectory}{Path.DirectorySeparatorChar}", StringComparison.Ordinal)));
+        if (!same) return;
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit(TimeSpan.FromSeconds(15));
+        }
+        catch (ArgumentException) { }                      // exited meanwhile
+        catch (InvalidOperationException) { }
+    }
+
     void Append(string? line)
     {
         if (line is null) return;

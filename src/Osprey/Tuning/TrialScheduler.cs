@@ -41,6 +41,7 @@ internal sealed class TrialScheduler : IDisposable
         var state = session.State;
         if (state.Search == SearchMethod.Asha) _asha = new Asha(state.GracePeriod, state.Epochs, state.ReductionFactor, state.Rungs);
         _interrupted = new Queue<int>(state.Trials.Where(t => t.Status == TrialStatus.Running).Select(t => t.Index));
+        foreach (int index in _interrupted) TrialProcess.EndLeftover(state.Trials[index].ProcessId, state.Trials[index].RunDirectory);
         _earlierSeconds = state.Seconds;
         _outputs = new TuneOutputs(session.Directory);
     }

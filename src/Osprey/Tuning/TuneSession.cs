@@ -8,8 +8,13 @@ namespace Osprey.Tuning;
 /// A tune being run: its folder, its state, the arguments in effect, where the trials run and the space; what a trial's
 /// hyperparameters and command line are. <see cref="Open"/> begins a new tune or continues a killed one.
 /// </summary>
-internal sealed class TuneSession
+internal sealed class TuneSession : IDisposable
 {
+    /// <summary>The lock file a running tuner holds in its folder.</summary>
+    public const string LockFile = ".tune.lock";
+
+    FileStream? _lock;
+
     // The tune's own arguments, and those the session sets for every trial: not passed on as they were given.
     static readonly HashSet<string> TunerKeys = new(StringComparer.Ordinal)
     {
@@ -55,8 +60,12 @@ internal sealed class TuneSession
         DatasetCatalog.Resolve(args.Data!);  // a bad data= fails here, and shapes is generated once, not by every trial
         var resolved = TrainingSetup.ResolveDefaults(args, cpu: placement.Slots.All(s => s.Device == "cpu"));
         string directory = Path.GetFullPath(RunDirectory.Create(args.Project, args.Name, "tune", args.ExistOk));
+        var held = Lock(directory);
         if (File.Exists(TunerState.PathIn(directory)))
+        {
+            held.Dispose();
             throw new ArgumentsException($"{directory} already holds a tune ({TunerState.FileName}): continue it with resume={directory}, or give another name=");
+        }
         var state = new TunerState
         {
             Arguments = ArgsSchema.All.Where(s => args.IsGiven(s.Key) && s.Key != "resume")
@@ -65,12 +74,26 @@ internal sealed class TuneSession
             GracePeriod = Math.Min(args.GracePeriod, resolved.Epochs), BreedingLag = placement.Slots.Count, Space = space.Dimensions.ToList(),
         };
         state.Save(directory);
-        return new TuneSession(directory, state, args, placement, resumed: false);
+        return new TuneSession(directory, state, args, placement, resumed: false) { _lock = held };
     }
 
     static TuneSession Continue(OspreyArgs args, IReadOnlyDictionary<string, string> environment)
     {
         string path = StatePath(args);
+        var held = Lock(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        try
+        {
+            return Continue(args, environment, path, held);
+        }
+        catch
+        {
+            held.Dispose();
+            throw;
+        }
+    }
+
+    static TuneSession Continue(OspreyArgs args, IReadOnlyDictionary<string, string> environment, string path, FileStream held)
+    {
         var state = TunerState.Load(path);
         OspreyArgs saved;
         try
@@ -89,8 +112,24 @@ internal sealed class TuneSession
             Workers = args.IsGiven("workers") ? args.Workers : saved.Workers,
         };
         var placement = TrialPlacement.Plan(effective, environment, Environment.ProcessorCount);
-        return new TuneSession(Path.GetDirectoryName(Path.GetFullPath(path))!, state, effective, placement, resumed: true);
+        return new TuneSession(Path.GetDirectoryName(Path.GetFullPath(path))!, state, effective, placement, resumed: true) { _lock = held };
     }
+
+    // One tuner per folder: an exclusive lock on TUNE/.tune.lock, released when the tuner ends, however it ends.
+    static FileStream Lock(string directory)
+    {
+        try
+        {
+            return new FileStream(Path.Combine(directory, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            throw new ArgumentsException($"{directory} is being tuned by another osprey tune (it holds {LockFile}); wait for it to end or stop it first");
+        }
+    }
+
+    /// <summary>Releases the folder's lock.</summary>
+    public void Dispose() => _lock?.Dispose();
 
     // resume=PATH: a tune folder or its tune_state.json; resume=True: the newest tune_state.json under the project (runs/).
     static string StatePath(OspreyArgs args)

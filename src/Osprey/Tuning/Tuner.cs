@@ -35,7 +35,7 @@ public sealed class Tuner
     /// <exception cref="ArgumentsException">A bad argument, space, placement or resume target.</exception>
     public TuneFinished Run(CancellationToken cancellationToken = default)
     {
-        var session = TuneSession.Open(_args, _environment);
+        using var session = TuneSession.Open(_args, _environment);
         using var scheduler = new TrialScheduler(session, _program, _events);
         scheduler.Run(cancellationToken);
         return scheduler.Finish();

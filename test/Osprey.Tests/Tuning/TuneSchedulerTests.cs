@@ -33,8 +33,10 @@ public class TuneSchedulerTests(ITestOutputHelper log)
         done
         """;
 
-    [Fact]
-    public void AshaTwoAtOnceStopsTrialsAtRungsAndRefillsTheirSlotsAtOnce()
+    static readonly Dictionary<string, string> Environment = new() { ["PATH"] = "/usr/bin:/bin" };
+
+    // A folder with the stand-in and a one-key space, and the tune's arguments.
+    static (string Dir, TrialProgram Program, OspreyArgs Args) Setup(params string[] tokens)
     {
         string dir = TestModels.TempDir();
         string script = Path.Combine(dir, "fake-trial.sh");
@@ -43,12 +45,17 @@ public class TuneSchedulerTests(ITestOutputHelper log)
         File.WriteAllText(space, "lr0: [0.0, 1.0]\n");
         var args = ArgsParser.Parse(new[]
         {
-            $"data={Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml")}", "device=cpu", "search=asha", $"space={space}",
-            "iterations=8", "epochs=9", "grace_period=1", "trials_at_once=2", "seed=0", $"project={dir}",
-        });
+            $"data={Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml")}", "device=cpu", $"space={space}", "seed=0", $"project={dir}",
+        }.Concat(tokens).ToArray());
+        return (dir, new TrialProgram("/bin/bash", new[] { script }), args);
+    }
+
+    [Fact]
+    public void AshaTwoAtOnceStopsTrialsAtRungsAndRefillsTheirSlotsAtOnce()
+    {
+        var (_, program, args) = Setup("search=asha", "iterations=8", "epochs=9", "grace_period=1", "trials_at_once=2");
         var events = new List<TuneEvent>();
-        var finished = new Tuner(args, new TrialProgram("/bin/bash", new[] { script }),
-            new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin" }, events.Add).Run();
+        var finished = new Tuner(args, program, Environment, events.Add).Run();
         foreach (var e in events.OfType<TrialEpoch>()) log.WriteLine($"trial{e.Index} epoch {e.Epoch} fitness {e.Fitness:0.0000}{(e.Stopped ? " STOP" : "")}");
 
         var state = TunerState.Load(TunerState.PathIn(finished.Directory));
@@ -89,6 +96,39 @@ public class TuneSchedulerTests(ITestOutputHelper log)
     // Rows a trial wrote after ASHA stopped it (before its lifeline ended it) are recorded, not judged.
     static bool EarlierStop(List<TuneEvent> events, TrialEpoch e) =>
         events.TakeWhile(x => x != e).OfType<TrialEpoch>().Any(x => x.Index == e.Index && x.Stopped);
+
+    [Fact]
+    public void OneTunerPerFolderAndACancelledTuneResumesWithoutRepeatingEndedTrials()
+    {
+        var (dir, program, args) = Setup("search=genetic", "iterations=4", "epochs=4", "trials_at_once=2");
+        string tune = Path.Combine(dir, "tune");
+        using var cancel = new CancellationTokenSource();
+        string? refused = null;
+        void Watch(TuneEvent e)
+        {
+            if (e is TrialEpoch { Index: 0, Epoch: 1 })            // a second tuner on the same folder is turned away
+                refused = Assert.Throws<ArgumentsException>(() => new Tuner(ArgsParser.Parse(new[] { $"resume={tune}" }), program, Environment).Run()).Message;
+            if (e is TrialEnded) cancel.Cancel();                   // the first trial to end: stop the tuner
+        }
+        Assert.Throws<OperationCanceledException>(() => new Tuner(args, program, Environment, Watch).Run(cancel.Token));
+        Assert.Contains("is being tuned by another osprey tune", refused);
+        var interrupted = TunerState.Load(TunerState.PathIn(tune));
+        var ended = interrupted.Trials.Where(t => t.Ended).Select(t => t.Index).ToList();
+        Assert.NotEmpty(ended);
+        Assert.Contains(interrupted.Trials, t => t.Status == TrialStatus.Running);   // left for the resume
+
+        var finished = new Tuner(ArgsParser.Parse(new[] { $"resume={tune}" }), program, Environment).Run();
+        var state = TunerState.Load(TunerState.PathIn(finished.Directory));
+        Assert.Equal(4, state.Trials.Count);
+        Assert.All(state.Trials, t => Assert.Equal((TrialStatus.Completed, 4), (t.Status, t.Epochs)));
+        Assert.All(state.Trials.Where(t => ended.Contains(t.Index)), t => Assert.Equal(1, t.Launches));   // not run again
+        Assert.All(interrupted.Trials.Where(t => t.Status == TrialStatus.Running), t => Assert.Equal(2, state.Trials[t.Index].Launches));
+        Assert.Equal(interrupted.Trials.Select(t => t.Hyperparameters), state.Trials.Take(interrupted.Trials.Count).Select(t => t.Hyperparameters));
+        Assert.Contains("already holds a tune", Assert.Throws<ArgumentsException>(
+            () => new Tuner(args with { Name = "tune", ExistOk = true }, program, Environment).Run()).Message);
+        Assert.Contains("neither a tune folder", Assert.Throws<ArgumentsException>(
+            () => new Tuner(ArgsParser.Parse(new[] { $"resume={dir}" }), program, Environment).Run()).Message);
+    }
 
     [Fact]
     public void TheStateRoundTripsThroughItsJson()
