@@ -40,8 +40,12 @@ internal sealed class TrialScheduler : IDisposable
         (_session, _program, _publish) = (session, program, publish);
         var state = session.State;
         if (state.Search == SearchMethod.Asha) _asha = new Asha(state.GracePeriod, state.Epochs, state.ReductionFactor, state.Rungs);
+        foreach (var trial in state.Trials.Where(t => t.Status == TrialStatus.Running))
+        {
+            TrialProcess.EndLeftover(trial.ProcessId, trial.RunDirectory);
+            if (trial.StopRequested) trial.Status = TrialStatus.Stopped;  // ASHA had stopped it; the tuner died before it ended
+        }
         _interrupted = new Queue<int>(state.Trials.Where(t => t.Status == TrialStatus.Running).Select(t => t.Index));
-        foreach (int index in _interrupted) TrialProcess.EndLeftover(state.Trials[index].ProcessId, state.Trials[index].RunDirectory);
         _earlierSeconds = state.Seconds;
         _outputs = new TuneOutputs(session.Directory);
     }
