@@ -33,6 +33,16 @@ public enum ExportFormat
     Onnx,
 }
 
+/// <summary><c>search=</c>: how <c>osprey tune</c> picks its trials.</summary>
+public enum SearchMethod
+{
+    /// <summary>Ultralytics' genetic tuner (<c>model.tune()</c>): each trial mutates one of the best trials so far.</summary>
+    Genetic,
+    /// <summary>Random trials from the space, stopped early by asynchronous successive halving (Ray Tune's ASHA, as
+    /// Ultralytics' <c>model.tune(use_ray=True)</c> sets it up).</summary>
+    Asha,
+}
+
 /// <summary><c>resume=</c>: a fresh run (False), the newest checkpoint under the project (True), or a checkpoint path.</summary>
 /// <param name="Latest">resume=True.</param>
 /// <param name="Checkpoint">A checkpoint path, or null.</param>
@@ -97,6 +107,7 @@ public static class ArgumentValues
         [typeof(AmpDtype)] = new(ParseAmpDtype, v => ((AmpDtype)v).ToString().ToLowerInvariant()),
         [typeof(DatasetSplit)] = new(ParseSplit, v => v.ToString()!.ToLowerInvariant()),
         [typeof(ExportFormat)] = new(ParseFormat, v => v.ToString()!.ToLowerInvariant()),
+        [typeof(SearchMethod)] = new(ParseSearch, v => v.ToString()!.ToLowerInvariant()),
         [typeof(DeviceRequest)] = new(ParseDevice, v => ((DeviceRequest)v).IsCuda ? string.Join(',', ((DeviceRequest)v).CudaIndices) : "cpu"),
         [typeof(ResumeSetting)] = new(ParseResume, v => v.ToString()!),
         [typeof(PretrainedWeights)] = new(ParsePretrained, v => v.ToString()!),
@@ -151,6 +162,13 @@ public static class ArgumentValues
     {
         "onnx" => ExportFormat.Onnx,
         _ => throw new ArgumentsException($"{key}={text}: only onnx is supported"),
+    };
+
+    static object ParseSearch(string text, string key) => text.ToLowerInvariant() switch
+    {
+        "genetic" => SearchMethod.Genetic,
+        "asha" => SearchMethod.Asha,
+        _ => throw Bad(key, text, "genetic or asha"),
     };
 
     static object ParseDevice(string text, string key)

@@ -66,6 +66,16 @@ public sealed record OspreyArgs
     [Description("synchronised BatchNorm across ranks")] public bool SyncBn { get; init; }
     [Description("relaunch all ranks from the newest checkpoint up to N times")] public int MaxRestarts { get; init; }
 
+    // ── tuning (osprey tune) ──────────────────────────────────────────────────────────────────
+    [Description("tune: trials to run (Ultralytics' model.tune iterations)")] public int Iterations { get; init; } = 10;
+    [Description("tune: genetic (Ultralytics' model.tune: each trial bred from the best so far) or asha (random trials stopped early at rungs, Ray Tune's ASHA as Ultralytics' use_ray=True)")]
+    public SearchMethod Search { get; init; }
+    [Description("tune: a YAML search space (key: [min, max] or [min, max, gain]) instead of the default one")] public string? Space { get; init; }
+    [Description("tune: trials running at once (default: 1 on the CPU, one per GPU of device=, SLURM_NTASKS under Slurm, the hostfile's slots)")]
+    public int? TrialsAtOnce { get; init; }
+    [Description("tune, asha: epochs before a trial can first be stopped (Ultralytics' grace_period; at most epochs)")] public int GracePeriod { get; init; } = 10;
+    [Description("tune: OpenMPI hostfile (host slots=N per line): each trial runs under mpirun -np 1 -H host")] public string? Hostfile { get; init; }
+
     // ── benchmarks (osprey bench ddp) ─────────────────────────────────────────────────────────
     [Description("bench ddp: timed training steps per world size (after 2 warm-up steps)")] public int Steps { get; init; } = 10;
     [Description("bench ddp: one GPU's step time in ms for the 8-GPU scaling model (default: the step measured here)")] public double? StepMs { get; init; }

@@ -41,5 +41,9 @@ public sealed record DetectionMetrics(double Precision, double Recall, double MA
     IReadOnlyList<ClassMetrics> Classes)
 {
     /// <summary>Ultralytics fitness: 0.1·mAP50 + 0.9·mAP50-95.</summary>
-    public double Fitness => 0.1 * MAP50 + 0.9 * MAP50To95;
+    public double Fitness => FitnessOf(MAP50, MAP50To95);
+
+    /// <summary>Ultralytics fitness of <paramref name="map50"/> and <paramref name="map50To95"/>: 0.1·mAP50 + 0.9·mAP50-95
+    /// (what best.safetensors and the tuner rank by).</summary>
+    public static double FitnessOf(double map50, double map50To95) => 0.1 * map50 + 0.9 * map50To95;
 }

@@ -24,6 +24,9 @@ internal static class Palette
         "F7FBFF", "DEEBF7", "C6DBEF", "9ECAE1", "6BAED6", "4292C6", "2171B5", "08519C", "08306B",
     };
 
+    /// <summary>matplotlib's "viridis" sampled at 0, 1/7, …, 1, RGB hex.</summary>
+    private static readonly string[] ViridisHex = { "440154", "46327E", "365C8D", "277F8E", "1FA187", "4AC16D", "A0DA39", "FDE725" };
+
     public static readonly Scalar White = new(255, 255, 255);
     public static readonly Scalar Black = new(0, 0, 0);
     public static readonly Scalar Grid = new(222, 222, 222);
@@ -38,12 +41,17 @@ internal static class Palette
     public static Scalar Cycle(int index) => FromHex(MatplotlibHex[index % MatplotlibHex.Length]);
 
     /// <summary>"Blues" at <paramref name="value"/> in [0, 1], linearly between the anchors.</summary>
-    public static Scalar Blues(double value)
+    public static Scalar Blues(double value) => Interpolate(BluesHex, value);
+
+    /// <summary>"viridis" at <paramref name="value"/> in [0, 1], linearly between the anchors.</summary>
+    public static Scalar Viridis(double value) => Interpolate(ViridisHex, value);
+
+    private static Scalar Interpolate(string[] anchors, double value)
     {
-        double position = Math.Clamp(value, 0, 1) * (BluesHex.Length - 1);
-        int low = Math.Min((int)position, BluesHex.Length - 2);
+        double position = Math.Clamp(value, 0, 1) * (anchors.Length - 1);
+        int low = Math.Min((int)position, anchors.Length - 2);
         double f = position - low;
-        Scalar a = FromHex(BluesHex[low]), b = FromHex(BluesHex[low + 1]);
+        Scalar a = FromHex(anchors[low]), b = FromHex(anchors[low + 1]);
         return new Scalar(a.Val0 + f * (b.Val0 - a.Val0), a.Val1 + f * (b.Val1 - a.Val1), a.Val2 + f * (b.Val2 - a.Val2));
     }
 
