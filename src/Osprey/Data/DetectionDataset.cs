@@ -3,7 +3,11 @@ namespace Osprey.Data;
 /// <summary>Options of <see cref="DetectionDataset.Load(DatasetConfig, DatasetSplit, DatasetLoadOptions?)"/>.</summary>
 /// <param name="CacheDirectory">Fallback folder for our caches when the dataset is read-only (default <see cref="OspreyCacheDirectory.Root"/>).</param>
 /// <param name="Threads">Threads that check images (default: processor count).</param>
-public sealed record DatasetLoadOptions(string? CacheDirectory = null, int Threads = 0);
+/// <param name="CacheDirectory">Where the verification cache goes (null: beside the labels, as Ultralytics).</param>
+/// <param name="Threads">Verification threads (0: one per core).</param>
+/// <param name="Fraction">Use only the first round(n · fraction) images in sorted path order (Ultralytics' <c>fraction</c>,
+/// applied to the image list before the labels are read; Python's round, half to even).</param>
+public sealed record DatasetLoadOptions(string? CacheDirectory = null, int Threads = 0, double Fraction = 1.0);
 
 /// <summary>One split of a detection dataset: verified images with their boxes, and what loading found.</summary>
 public sealed class DetectionDataset
@@ -46,8 +50,15 @@ public sealed class DetectionDataset
         var what = $"Dataset '{config.Name}' split '{split.ToString().ToLowerInvariant()}'";
         var sources = config.Sources(split);
         if (sources.Count == 0) throw new InvalidDataException($"{what} has no image source in {config.YamlPath}.");
-        var imagePaths = ImageFiles.List(sources, what);
-        if (imagePaths.Count == 0) throw new InvalidDataException($"{what} has no images in {string.Join(", ", sources)}.");
+        var allPaths = ImageFiles.List(sources, what);
+        if (allPaths.Count == 0) throw new InvalidDataException($"{what} has no images in {string.Join(", ", sources)}.");
+        if (!(options.Fraction > 0 && options.Fraction <= 1))
+            throw new ArgumentException($"fraction={options.Fraction.ToString(System.Globalization.CultureInfo.InvariantCulture)}: must be in (0, 1]");
+        var imagePaths = options.Fraction < 1
+            ? allPaths.Take((int)Math.Round(allPaths.Count * options.Fraction, MidpointRounding.ToEven)).ToList()
+            : allPaths;
+        if (imagePaths.Count == 0)
+            throw new InvalidDataException($"{what}: fraction={options.Fraction.ToString(System.Globalization.CultureInfo.InvariantCulture)} of {allPaths.Count} images leaves none.");
 
         var cachePath = VerificationCacheFile.PathFor(imagePaths[0], options.CacheDirectory);
         var previous = VerificationCacheFile.TryRead(cachePath, config.ClassCount);
@@ -93,7 +104,7 @@ public sealed class DetectionDataset
             boxes += c.Classes.Length;
             if (c.Classes.Length == 0) backgrounds++;
         }
-        var orphans = ImageFiles.OrphanLabels(sources, imagePaths);
+        var orphans = ImageFiles.OrphanLabels(sources, allPaths);
         messages.AddRange(orphans.Select(o => $"{o}: label file without an image"));
 
         var summary = new DatasetSummary(config.Name, split, images.Count, backgrounds, boxes, skipped, corrupt, dropped, duplicates,

@@ -205,7 +205,7 @@ public sealed class TrainingRun : IDisposable
     {
         int rankBatch = (int)Args.Batch / Parallel.World;
         Augmentation = TrainingSetup.Augmentation(Args);
-        TrainLoader = DataLoader.ForTraining(DetectionDataset.Load(Data, DatasetSplit.Train), Parallel.Shard(new LoaderOptions(
+        TrainLoader = DataLoader.ForTraining(DetectionDataset.Load(Data, DatasetSplit.Train, new DatasetLoadOptions(Fraction: Args.Fraction)), Parallel.Shard(new LoaderOptions(
             ImageSize: Args.Imgsz, BatchSize: rankBatch, Workers: Math.Max(Args.Workers, 1), Seed: Args.Seed, Cache: Args.Cache,
             Augment: Augmentation, Epochs: Args.Epochs, PinMemory: TrainingSetup.PinMemory(Device),
             SampleDelay: FaultInjection.DataDelay(), DeviceAugment: Args.GpuAugment)));

@@ -53,7 +53,8 @@ public static class TrainingSetup
             throw new ArgumentsException($"imgsz={args.Imgsz}: must be a positive multiple of 32 (the largest stride)");
         if (args.Rect) throw new ArgumentsException("rect=True is not supported yet");
         if (args.SingleCls) throw new ArgumentsException("single_cls=True is not supported yet");
-        if (args.Fraction != 1.0) throw new ArgumentsException("fraction is not supported yet");
+        if (!(args.Fraction > 0 && args.Fraction <= 1))
+            throw new ArgumentsException($"fraction={args.Fraction.ToString(System.Globalization.CultureInfo.InvariantCulture)}: must be in (0, 1] (the share of the training images used)");
         if (args.GpuAugment && args.Mixup > 0)
             throw new ArgumentsException($"mixup={args.Mixup.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not supported with gpu_augment=True: use mixup=0.0 or gpu_augment=False");
     }

@@ -169,4 +169,24 @@ public class DatasetLoadTests
         Assert.Equal(3, s.Images);
         Assert.Equal("{\"Version\":1,\"ClassCount\":3,\"Entries\":[]}", File.ReadAllText(foreign));
     }
+
+    [Fact]
+    public void FractionTakesTheFirstImagesInSortedOrderWithPythonsRound()
+    {
+        // Ultralytics' get_img_files: im_files[: round(len(im_files) * fraction)] on the sorted list, before labels are read.
+        var yaml = Path.Combine(DataTestFiles.SharedData, "coco128", "coco128.yaml");
+        var full = DetectionDataset.Load(yaml, DatasetSplit.Train, TempCache());
+        var quarter = DetectionDataset.Load(yaml, DatasetSplit.Train, TempCache() with { Fraction = 0.25 });
+        Assert.Equal(full.Images.Take(quarter.Count).Select(i => i.ImagePath), quarter.Images.Select(i => i.ImagePath));
+        // coco128 train: 128 image files (2 without labels are backgrounds): round(128 · 0.25) = 32 files
+        Assert.Equal(32, quarter.Count);
+        Assert.Equal(0, quarter.Summary.OrphanLabels - full.Summary.OrphanLabels); // the other images' labels are no orphans
+
+        var coco8 = Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml");
+        Assert.Equal(2, DetectionDataset.Load(coco8, DatasetSplit.Train, TempCache() with { Fraction = 0.625 }).Count); // round(2.5) = 2
+        Assert.Equal(4, DetectionDataset.Load(coco8, DatasetSplit.Train, TempCache() with { Fraction = 0.875 }).Count); // round(3.5) = 4
+        var none = Assert.Throws<InvalidDataException>(() => DetectionDataset.Load(coco8, DatasetSplit.Train, TempCache() with { Fraction = 0.1 }));
+        Assert.Contains("leaves none", none.Message);
+        Assert.Throws<ArgumentException>(() => DetectionDataset.Load(coco8, DatasetSplit.Train, TempCache() with { Fraction = 0 }));
+    }
 }
