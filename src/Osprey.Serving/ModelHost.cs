@@ -146,7 +146,7 @@ public sealed class ModelHost : IDisposable
         previous?.Release();   // disposed now, or by the last batch still running on it
         Events?.Invoke(previous is null
             ? new ServeEvent(ServeEventKind.Loaded, $"loaded v{info.Version} {path} ({Runs(info)}, {info.Names.Count} classes, imgsz {info.ImageSize})", info)
-            : new ServeEvent(ServeEventKind.Swapped, $"swapped v{previous.Info.Version} → v{info.Version} {path} ({Runs(info)})", info));
+            : new ServeEvent(ServeEventKind.Swapped, $"swapped v{previous.Info.Version} → v{info.Version} {path}", info));
         return info;
     }
 
