@@ -29,7 +29,8 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
             var commands = new ICliCommand[]
             {
                 new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand(), new PredictCommand(),
-                new ExportCommand(), new ServeCommand(), new BenchDataCommand(), new BenchPredictCommand(), new BenchTrainCommand(), new BenchDdpCommand(),
+                new ExportCommand(), new ServeCommand(), new BenchDataCommand(), new BenchPredictCommand(), new BenchServeCommand(), new BenchTrainCommand(),
+                new BenchDdpCommand(),
             };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);
