@@ -63,7 +63,25 @@ public class ServePageBrowserTests(Xunit.Abstractions.ITestOutputHelper log)
             Assert.Contains($"serving v2 {b}", Text(browser, "#message"));
             Assert.Equal(2, scope.Server.Models.Current!.Version);
 
-            AssertTilesShowPictures(browser, Path.Combine(Path.GetTempPath(), "osprey-serve-page.png"));
+            // more streams than live views (4): the fifth tile waits paused until clicked, which pauses the oldest live one
+            var more = Enumerable.Range(0, 3).Select(_ => new HttpTestServer(HttpTestServer.Mjpeg(frames, "frame", contentLength: true,
+                interval: TimeSpan.FromMilliseconds(50)))).ToList();
+            try
+            {
+                for (int i = 0; i < more.Count; i++) await StreamTestSupport.Add(scope.Client, more[i].Root + $"cam{i}");
+                await Until(browser, "return document.querySelectorAll('.tile').length === 5", "five tiles");
+                Assert.Equal(new[] { "front", "back", "cam0", "cam1" }, LiveTiles(browser));
+                Assert.True(browser.FindElement(By.CssSelector(".tile[data-id=\"cam2\"] .paused")).Displayed);
+                browser.FindElement(By.CssSelector(".tile[data-id=\"cam2\"] .view")).Click();
+                await Until(browser, "const i = document.querySelector('.tile[data-id=\"cam2\"] img'); return i.naturalWidth === 160", "frames in the clicked tile");
+                Assert.Equal(new[] { "back", "cam0", "cam1", "cam2" }, LiveTiles(browser));
+                Assert.True(browser.FindElement(By.CssSelector(".tile[data-id=\"front\"] .paused")).Displayed);
+                AssertTilesShowPictures(browser, Path.Combine(Path.GetTempPath(), "osprey-serve-page.png"));
+            }
+            finally
+            {
+                foreach (var camera in more) camera.Dispose();
+            }
         }
         finally
         {
@@ -71,13 +89,21 @@ public class ServePageBrowserTests(Xunit.Abstractions.ITestOutputHelper log)
         }
     }
 
-    // The screenshot's tile images are pictures (the camera's frame with boxes), not blank.
+    // The ids of the tiles whose image is the stream's MJPEG out, in the page's order.
+    static string[] LiveTiles(ChromeDriver browser) => browser.FindElements(By.CssSelector(".tile"))
+        .Where(t => IsLive(t.FindElement(By.TagName("img")))).Select(t => t.GetDomAttribute("data-id") ?? "").ToArray();
+
+    static bool IsLive(IWebElement image) => image.GetDomProperty("src")?.EndsWith("/mjpeg", StringComparison.Ordinal) == true;
+
+    // The screenshot's live tile images are pictures (the camera's frame with boxes), not blank.
     void AssertTilesShowPictures(ChromeDriver browser, string path)
     {
         browser.GetScreenshot().SaveAsFile(path);
         log.WriteLine($"screenshot: {path}");
         using var shot = Cv2.ImRead(path, ImreadModes.Color);
-        foreach (var image in browser.FindElements(By.CssSelector(".tile img")))
+        var live = browser.FindElements(By.CssSelector(".tile img")).Where(IsLive).ToList();
+        Assert.Equal(4, live.Count);
+        foreach (var image in live)
         {
             var (location, size) = (image.Location, image.Size);
             var rect = new Rect(location.X, location.Y, size.Width, size.Height).Intersect(new Rect(0, 0, shot.Width, shot.Height));
