@@ -161,6 +161,48 @@ public class StreamOutputTests(Xunit.Abstractions.ITestOutputHelper log)
     }
 
     [Fact]
+    public async Task AStreamThatTurnsOutUnreadableFailsWithAnErrorEvent()
+    {
+        string dir = DataTestFiles.NewTempDir();
+        try
+        {
+            string model = ServeTestSupport.WriteTinyModel(dir, "a", seed: 1);
+            var jpeg = HttpTestServer.NumberedFrames(1, 64, 48)[0];
+            // a good first frame, then a part that claims 100 MB: more than a frame may be
+            using var camera = new HttpTestServer(async context =>
+            {
+                context.Response.ContentType = "multipart/x-mixed-replace; boundary=frame";
+                context.Response.SendChunked = true;
+                var output = context.Response.OutputStream;
+                await output.WriteAsync(Encoding.ASCII.GetBytes($"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {jpeg.Length}\r\n\r\n"));
+                await output.WriteAsync(jpeg);
+                await output.WriteAsync(Encoding.ASCII.GetBytes("\r\n"));
+                await output.FlushAsync();
+                await Task.Delay(300);
+                await output.WriteAsync(Encoding.ASCII.GetBytes("--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 100000000\r\n\r\n"));
+                await output.FlushAsync();
+                await Task.Delay(2000);
+                context.Response.Abort();
+            });
+            await using var scope = await ServerScope.StartAsync(StreamTestSupport.Options(model));
+            string url = camera.Root + "cam";
+            await StreamTestSupport.Add(scope.Client, url);
+            await using var events = await SseReader.OpenAsync(scope.Client, "/v1/streams/cam/events");
+            var error = (await events.WaitFor(e => e.Any(x => x.Event == "error"), Patience, "error event")).Single(e => e.Event == "error").Data;
+            Assert.Equal($"{url}: not an MJPEG stream Osprey can read: a part of 100000000 bytes (more than {MultipartReader.MaxPartBytes}).",
+                error.GetProperty("error").GetString());
+            var listed = await StreamTestSupport.Get(scope.Client, "cam");
+            Assert.Equal("failed", listed.GetProperty("state").GetString());
+            Assert.Equal(1, listed.GetProperty("frames").GetInt64());
+            Assert.Contains(scope.Events, e => e.Kind == ServeEventKind.StreamFailed && e.Message.Contains(url, StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void SourceArgumentNamesTheStreams()
     {
         string dir = DataTestFiles.NewTempDir();
