@@ -5,6 +5,8 @@
 #    X11, drm.
 #  - python3-opencv + python3-numpy: the Python/OpenCV reference of the data benchmark (bench/data_reference.py),
 #    run with /usr/bin/python3 (a pyenv python3 on PATH may have no cv2).
+#  - chromium + chromium-driver: the browser test of `osprey serve`'s page (test/Osprey.Tests/Serving/ServePageBrowserTests.cs)
+#    runs /usr/bin/chromium headless through /usr/bin/chromedriver (Selenium.WebDriver); without them it reports itself skipped.
 #  With --runtime: only what the osprey command itself loads (the OpenCV libraries and mpirun); ./osprey runs that.
 set -euo pipefail
 runtime=(libgtk-3-0 libfreetype6 libharfbuzz0b libdrm2 libatomic1 libx11-6 openmpi-bin)
@@ -13,6 +15,7 @@ packages=(
   python3-opencv python3-numpy
   openmpi-bin   # mpirun for the multi-process (Distributed) tests and the local launcher
   iproute2      # `ip netns`/veth: the two-machine test runs its ranks in two network namespaces (needs root)
+  chromium chromium-driver   # the serve page's browser test: headless Chromium driven by Selenium through chromedriver
 )
 [ "${1:-}" = "--runtime" ] && packages=("${runtime[@]}")
 missing=()

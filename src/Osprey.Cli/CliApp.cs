@@ -30,7 +30,7 @@ public sealed class CliApp(IAnsiConsole output, TextWriter error)
             {
                 new InfoCommand(), new SummaryCommand(), new TrainCommand(), new ValCommand(), new PredictCommand(),
                 new ExportCommand(), new ServeCommand(), new TuneCommand(), new TuneTrialCommand(),
-                new BenchDataCommand(), new BenchPredictCommand(), new BenchTrainCommand(), new BenchDdpCommand(),
+                new BenchDataCommand(), new BenchPredictCommand(), new BenchServeCommand(), new BenchTrainCommand(), new BenchDdpCommand(),
             };
             RootCommand root = BuildRoot(commands);
             string[] normalised = Normalise(args, commands);

@@ -136,16 +136,21 @@ public sealed class ModelHost : IDisposable
             detector.Dispose();
             throw new ObjectDisposedException(nameof(ModelHost));
         }
-        var info = new ModelInfo(version + 1, path, detector.Backend, DateTimeOffset.UtcNow, detector.Names, detector.Options.ImageSize);
+        var info = new ModelInfo(version + 1, path, detector.Backend, DateTimeOffset.UtcNow, detector.Names, detector.Options.ImageSize)
+        {
+            OnnxExport = (detector as ExportedDetector)?.OnnxPath,
+        };
         var next = new ServedModel(detector, info);
         var previous = Interlocked.Exchange(ref current, next);
         Volatile.Write(ref version, info.Version);
         previous?.Release();   // disposed now, or by the last batch still running on it
         Events?.Invoke(previous is null
-            ? new ServeEvent(ServeEventKind.Loaded, $"loaded v{info.Version} {path} ({info.Backend}, {info.Names.Count} classes, imgsz {info.ImageSize})", info)
+            ? new ServeEvent(ServeEventKind.Loaded, $"loaded v{info.Version} {path} ({Runs(info)}, {info.Names.Count} classes, imgsz {info.ImageSize})", info)
             : new ServeEvent(ServeEventKind.Swapped, $"swapped v{previous.Info.Version} → v{info.Version} {path}", info));
         return info;
     }
+
+    static string Runs(ModelInfo info) => info.OnnxExport is { } onnx ? $"{info.Backend} on its export {onnx}" : info.Backend;
 
     /// <summary>Lets the serving model go (disposed once no batch holds it); waits for a running load to finish first.</summary>
     public void Dispose()

@@ -10,7 +10,8 @@ namespace Osprey.Serving;
 
 /// <summary>
 /// The routes of <c>osprey serve</c>: <c>POST /v1/detect</c>, <c>GET /v1/models</c>, <c>POST /v1/models</c>,
-/// <c>GET /health</c>, <c>GET /metrics</c>; and the middleware that counts every answer by route and status code.
+/// <c>GET /health</c>, <c>GET /metrics</c>, the stream routes and the page (<see cref="StreamEndpoints"/>); and the
+/// middleware that counts every answer by route and status code.
 /// </summary>
 internal static class ServeEndpoints
 {
@@ -41,6 +42,7 @@ internal static class ServeEndpoints
             ? Json(new { status = "stopping" }, StatusCodes.Status503ServiceUnavailable)
             : Json(new { status = "ok", model_version = server.Models.Current?.Version, queue_depth = server.Batcher.Count }));
         app.MapMetrics("/metrics", metrics.Registry);
+        StreamEndpoints.Map(app, server);
     }
 
     static IResult Json(object value, int status = StatusCodes.Status200OK) => Results.Json(value, ServeJson.Options, statusCode: status);

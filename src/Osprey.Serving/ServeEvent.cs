@@ -20,6 +20,21 @@ public enum ServeEventKind
 
     /// <summary>The server has stopped and released its models.</summary>
     Stopped,
+
+    /// <summary>A stream was added and its first frame read.</summary>
+    StreamAdded,
+
+    /// <summary>A stream could not be added (the message names the source and the problem); the server serves on.</summary>
+    StreamRefused,
+
+    /// <summary>A stream's source ended (a file's end, a live stream not reopened in time).</summary>
+    StreamEnded,
+
+    /// <summary>A stream's source failed (not a stream Osprey can read).</summary>
+    StreamFailed,
+
+    /// <summary>A stream was removed.</summary>
+    StreamRemoved,
 }
 
 /// <summary>Something a server did, for the CLI (or a test) to render; the library never prints.</summary>

@@ -36,7 +36,7 @@ public static class ServeJson
 
     /// <summary>A model's full description (<c>GET /v1/models</c>, <c>POST /v1/models</c>).</summary>
     public static ModelJson Model(ModelInfo info) =>
-        new(info.Version, info.Path, info.Backend, info.LoadedAt, info.ImageSize, info.Names.Count, info.Names);
+        new(info.Version, info.Path, info.Backend, info.OnnxExport, info.LoadedAt, info.ImageSize, info.Names.Count, info.Names);
 }
 
 /// <summary><c>{"model", "image", "detections", "speed"}</c>.</summary>
@@ -61,8 +61,9 @@ public sealed record BoxJson(double X1, double Y1, double X2, double Y2);
 /// <summary>Milliseconds in the queue and of the batch's prediction, and the batch's size.</summary>
 public sealed record Speed(double QueueMs, double InferenceMs, int BatchSize);
 
-/// <summary>A model: version, path, backend, since when, input size, class count and names.</summary>
-public sealed record ModelJson(int Version, string Path, string Backend, DateTimeOffset LoadedAt, int Imgsz, int Classes, IReadOnlyList<string> Names);
+/// <summary>A model: version, path, backend (and the ONNX export it runs, when the server made one), since when, input size, class count and names.</summary>
+public sealed record ModelJson(int Version, string Path, string Backend, string? OnnxExport, DateTimeOffset LoadedAt, int Imgsz, int Classes,
+    IReadOnlyList<string> Names);
 
 /// <summary><c>{"error": "…"}</c>: what went wrong, naming the problem.</summary>
 public sealed record ErrorJson(string Error);

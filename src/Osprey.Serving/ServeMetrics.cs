@@ -7,7 +7,7 @@ namespace Osprey.Serving;
 /// counts), with the .NET process metrics (<c>process_working_set_bytes</c>, GC counts …) beside them:
 /// <c>osprey_requests_total{route,code}</c>, <c>osprey_frames_total{source}</c>, <c>osprey_batch_size</c>,
 /// <c>osprey_queue_wait_seconds</c>, <c>osprey_inference_seconds</c>, <c>osprey_request_latency_seconds{route}</c>,
-/// <c>osprey_dropped_frames_total{source}</c>, <c>osprey_model_swaps_total{result}</c>, <c>osprey_model_version</c>,
+/// <c>osprey_dropped_frames_total{source}</c>, <c>osprey_stream_latency_seconds{source}</c>, <c>osprey_model_swaps_total{result}</c>, <c>osprey_model_version</c>,
 /// <c>osprey_queue_depth</c>.
 /// </summary>
 public sealed class ServeMetrics
@@ -31,7 +31,10 @@ public sealed class ServeMetrics
             new HistogramConfiguration { Buckets = SecondsBuckets });
         RequestLatency = factory.CreateHistogram("osprey_request_latency_seconds", "Time from a request's arrival to its answer, by route.",
             new HistogramConfiguration { Buckets = SecondsBuckets, LabelNames = new[] { "route" } });
-        DroppedFrames = factory.CreateCounter("osprey_dropped_frames_total", "Images refused because the queue was full, by source.", "source");
+        DroppedFrames = factory.CreateCounter("osprey_dropped_frames_total",
+            "Images not predicted, by source: refused by a full queue; for a stream also frames replaced by a newer one while its last was in flight.", "source");
+        StreamLatency = factory.CreateHistogram("osprey_stream_latency_seconds", "Time from a stream's frame being read to its result being sent, by stream.",
+            new HistogramConfiguration { Buckets = SecondsBuckets, LabelNames = new[] { "source" } });
         Swaps = factory.CreateCounter("osprey_model_swaps_total", "Model loads after the first: swapped (ok) or refused.", "result");
         ModelVersion = factory.CreateGauge("osprey_model_version", "Version of the serving model.");
         QueueDepth = factory.CreateGauge("osprey_queue_depth", "Images waiting in the batcher's queue.");
@@ -65,6 +68,9 @@ public sealed class ServeMetrics
 
     /// <summary>osprey_dropped_frames_total{source}.</summary>
     public Counter DroppedFrames { get; }
+
+    /// <summary>osprey_stream_latency_seconds{source}: frame read → result sent.</summary>
+    public Histogram StreamLatency { get; }
 
     /// <summary>osprey_model_swaps_total{result}: ok or refused.</summary>
     public Counter Swaps { get; }

@@ -7,7 +7,7 @@ namespace Osprey.Serving;
 /// <summary>
 /// Settings of an <see cref="OspreyServer"/>: the model and how it runs (backend, device, <see cref="PredictOptions"/>), where
 /// it listens, the dynamic batcher's limits (<see cref="MaxBatch"/>, <see cref="MaxDelay"/>, <see cref="MaxQueue"/>) and the
-/// input limits that turn a too-large request into a 413.
+/// input limits that turn a too-large request into a 413, and the streams it reads (<see cref="Streams"/> and how they are read).
 /// </summary>
 public sealed record ServeOptions
 {
@@ -62,6 +62,27 @@ public sealed record ServeOptions
     /// <summary>Quiet period after the last change of a watched file before it is loaded (500 ms).</summary>
     public TimeSpan WatchDebounce { get; init; } = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>Streams to add at start (<c>source=</c>: the lines of a <c>.streams</c> file, or one URL or video path).</summary>
+    public IReadOnlyList<string> Streams { get; init; } = Array.Empty<string>();
+
+    /// <summary>stream_buffer: predict every frame of a stream, up to 30 waiting (false: only the newest, dropping the rest).</summary>
+    public bool StreamBuffer { get; init; }
+
+    /// <summary>vid_stride: every n-th frame of a stream is read.</summary>
+    public int VidStride { get; init; } = 1;
+
+    /// <summary>Longest wait for a new stream's first frame before it is refused (10 s).</summary>
+    public TimeSpan StreamOpenTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Reopening attempts of a live stream without a frame before it ends; null: predict's rule (OSPREY_STREAM_RECONNECT, default 30).</summary>
+    public int? StreamReconnects { get; init; }
+
+    /// <summary>The wait before each reopening attempt (1 s, as predict).</summary>
+    public TimeSpan StreamReconnectDelay { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Streams a server reads at most (64); one more is refused (409).</summary>
+    public int MaxStreams { get; init; } = 64;
+
     /// <summary>The options <c>osprey serve</c>'s arguments give (model, backend, device, imgsz, conf, iou … host, port, batcher limits).</summary>
     /// <exception cref="ArgumentsException">No model, or a limit out of range.</exception>
     public static ServeOptions FromArgs(OspreyArgs args)
@@ -74,11 +95,23 @@ public sealed record ServeOptions
             throw new ArgumentsException($"max_delay_ms={args.MaxDelayMs}: must be ≥ 0");
         if (!Detectors.Backends.Contains(args.Backend))
             throw new ArgumentsException($"backend={args.Backend}: expected one of {string.Join(", ", Detectors.Backends)}");
+        if (args.VidStride < 1) throw new ArgumentsException($"vid_stride={args.VidStride}: must be ≥ 1");
         return new ServeOptions
         {
             Model = model, Backend = args.Backend, Device = args.DeviceOrDefault().Resolve(), Predict = PredictRun.Options(args),
             Host = args.Host, Port = args.Port, MaxBatch = args.MaxBatch, MaxDelay = TimeSpan.FromMilliseconds(args.MaxDelayMs),
-            MaxQueue = args.MaxQueue, Watch = args.Watch,
+            MaxQueue = args.MaxQueue, Watch = args.Watch, Streams = StreamsOf(args.Source), StreamBuffer = args.StreamBuffer, VidStride = args.VidStride,
         };
     }
+
+    /// <summary>
+    /// The streams <c>source=</c> names: a <c>.streams</c> file's lines (one URL or video path each; blank lines and
+    /// <c># comments</c> skipped, as predict reads it), or the one URL or video path given; none without it.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">A .streams file that does not exist.</exception>
+    /// <exception cref="InvalidDataException">A .streams file that lists no stream.</exception>
+    public static IReadOnlyList<string> StreamsOf(string? source) =>
+        string.IsNullOrWhiteSpace(source) ? Array.Empty<string>()
+        : source.EndsWith(".streams", StringComparison.OrdinalIgnoreCase) ? PredictSource.Resolve(source)[0].Paths
+        : new[] { source };
 }

@@ -9,7 +9,11 @@ namespace Osprey.Serving;
 /// <param name="LoadedAt">When it started serving.</param>
 /// <param name="Names">Its class names.</param>
 /// <param name="ImageSize">Its input size.</param>
-public sealed record ModelInfo(int Version, string Path, string Backend, DateTimeOffset LoadedAt, IReadOnlyList<string> Names, int ImageSize);
+public sealed record ModelInfo(int Version, string Path, string Backend, DateTimeOffset LoadedAt, IReadOnlyList<string> Names, int ImageSize)
+{
+    /// <summary>The ONNX file the server exported from <see cref="Path"/> and serves in ONNX Runtime (<see cref="ServeBackend"/>); null when it serves the file itself.</summary>
+    public string? OnnxExport { get; init; }
+}
 
 /// <summary>
 /// A loaded detector with its <see cref="ModelInfo"/> and a reference count: the <see cref="ModelHost"/> holds one

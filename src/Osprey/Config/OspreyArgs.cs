@@ -116,6 +116,9 @@ public sealed record OspreyArgs
 
     // ── benchmarks ────────────────────────────────────────────────────────────────────────────
     [Description("bench predict: timed runs per backend (after 3 warm-up runs)")] public int Runs { get; init; } = 20;
+    [Description("bench serve: synthetic MJPEG streams (30 fps each, from 127.0.0.1)")] public int Streams { get; init; } = 16;
+    [Description("bench serve: clients sending POST /v1/detect one request after another, beside the streams")] public int Clients { get; init; } = 2;
+    [Description("bench serve: seconds measured (after 5 s of warm-up)")] public double Duration { get; init; } = 30;
 
     // ── hyperparameters ───────────────────────────────────────────────────────────────────────
     [Description("initial learning rate")] public double Lr0 { get; init; } = 0.01;

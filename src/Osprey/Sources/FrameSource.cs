@@ -20,6 +20,20 @@ internal interface IFrameSource : IDisposable
     }
 }
 
+/// <summary>
+/// A source whose frames arrive encoded (MJPEG's JPEG parts): <see cref="LiveFrames"/> with the newest-frame policy keeps
+/// them encoded and decodes only the frame it hands out, so the frames a busy predictor never sees cost no decoding.
+/// </summary>
+internal interface IEncodedFrames
+{
+    /// <summary>Moves <paramref name="stride"/> frames on and returns the last one still encoded; null at the end.</summary>
+    byte[]? NextEncoded(int stride);
+
+    /// <summary>Decodes a frame <see cref="NextEncoded"/> gave into <paramref name="frame"/> (also after the source is
+    /// disposed); false, counted in the source's description, when it is not an image.</summary>
+    bool Decode(byte[] encoded, Mat frame);
+}
+
 /// <summary>Frames that OpenCV's VideoCapture reads (a file; a URL only with an OpenCV whose FFmpeg has network protocols).</summary>
 internal sealed class CaptureFrames(VideoCapture capture, IDisposable? owned = null) : IFrameSource
 {

@@ -15,7 +15,10 @@ namespace Osprey.Sources;
 /// (at once, and its stream ends when that reopening fails): here a second apart, for up to the given number of
 /// attempts without a frame in between (an attempt that opens a stream which then fails before its first frame counts),
 /// after which the stream ends and its summary says why. No black placeholder frames are made while it reconnects: a
-/// batch of streams waits for it.
+/// batch of streams waits for it. Each frame is taken with its number in the stream and the moment it was read
+/// (<see cref="TakeFrame"/>), for a server's frame numbers and end-to-end latency. Without a buffer, frames that arrive
+/// encoded (MJPEG, <see cref="IEncodedFrames"/>) wait encoded and only the frame taken is decoded, in the taker's thread:
+/// a slow predictor's dropped frames cost no decoding (16 cameras at 30 fps are 480 JPEG decodes a second otherwise).
 /// </summary>
 internal sealed class LiveFrames : IDisposable
 {
@@ -27,7 +30,7 @@ internal sealed class LiveFrames : IDisposable
     private readonly string name;
     private readonly int stride;
     private readonly bool buffer;
-    private readonly Queue<Mat> waiting = new();
+    private readonly Queue<WaitingFrame> waiting = new();
     private readonly object gate = new();
     private readonly Thread reader;
     private volatile bool running = true;
@@ -53,7 +56,7 @@ internal sealed class LiveFrames : IDisposable
             throw new InvalidDataException($"{name}: no frame could be read from this stream" +
                 (source.Description is { Length: > 0 } d ? $" ({d})." : "."));
         }
-        waiting.Enqueue(first);
+        waiting.Enqueue(new WaitingFrame(first, null, null, 1, System.Diagnostics.Stopwatch.GetTimestamp()));
         Read = 1;
         reader = new Thread(ReadOn) { IsBackground = true, Name = "osprey stream reader" };
         reader.Start();
@@ -67,6 +70,9 @@ internal sealed class LiveFrames : IDisposable
 
     /// <summary>Times the stream was reopened after it ended or broke.</summary>
     public int Reconnects { get; private set; }
+
+    /// <summary>True while the stream is being reopened (it ended or broke and no frame came since).</summary>
+    public bool Reconnecting => Volatile.Read(ref attempts) > 0;
 
     /// <summary>What the source is and how it ended (and how often it was reopened).</summary>
     public string Description
@@ -84,30 +90,43 @@ internal sealed class LiveFrames : IDisposable
     private string? gaveUp;       // why the stream was not reopened (under the gate)
     private int attempts;         // reopening attempts since the last frame (the reader's own)
     private volatile bool opening; // the reader is inside Reconnection.Open, which Stop cannot interrupt
+    private int disposed;
 
     /// <summary>
     /// The next frame to predict, which the caller disposes: the oldest waiting one with a buffer, else the newest (the
     /// older ones are dropped). Waits while none is there; null once the stream has ended and none is left. An error of
     /// the reader (a stream that is not what it claimed) is thrown here.
     /// </summary>
-    public Mat? Take()
+    public Mat? Take() => TakeFrame()?.Image;
+
+    /// <summary><see cref="Take"/> with the frame's number and the moment it was read.</summary>
+    public LiveFrame? TakeFrame()
     {
-        lock (gate)
+        while (true)
         {
-            while (waiting.Count == 0 && !ended) Monitor.Wait(gate);
-            if (waiting.Count == 0)
+            WaitingFrame next;
+            lock (gate)
             {
-                failure?.Throw();
-                return null;
+                while (waiting.Count == 0 && !ended) Monitor.Wait(gate);
+                if (waiting.Count == 0)
+                {
+                    failure?.Throw();
+                    return null;
+                }
+                next = waiting.Dequeue();
+                Monitor.PulseAll(gate); // room in the buffer
             }
-            var frame = waiting.Dequeue();
-            Monitor.PulseAll(gate); // room in the buffer
-            return frame;
+            if (next.Image is { } image) return new LiveFrame(image, next.Number, next.Received);
+            var decoded = new Mat();    // decoded here, outside the gate: the reader goes on meanwhile
+            if (next.Decoder!.Decode(next.Encoded!, decoded)) return new LiveFrame(decoded, next.Number, next.Received);
+            decoded.Dispose();          // not an image (counted by the source): the next frame
         }
     }
 
+    /// <summary>Stops the reader and releases the source and the frames still waiting; a second call does nothing.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref disposed, 1) != 0) return;
         lock (gate)
         {
             running = false;
@@ -117,9 +136,12 @@ internal sealed class LiveFrames : IDisposable
         // A reader inside Open (a connect or a first response can take many seconds) is left to finish: it sees the stream
         // stopped and disposes what it opened; the source here is not the one it uses.
         while (!reader.Join(50) && !opening) { }
-        lock (gate) source.Dispose();
-        foreach (var frame in waiting) frame.Dispose();
-        waiting.Clear();
+        lock (gate)
+        {
+            source.Dispose();
+            foreach (var frame in waiting) frame.Image?.Dispose();  // under the gate: a Take in another thread may be dequeuing
+            waiting.Clear();
+        }
     }
 
     // Reopens the stream after it ended or broke (why): waits the delay, then tries. Every attempt, one that opens a stream
@@ -131,7 +153,7 @@ internal sealed class LiveFrames : IDisposable
         string last = why;
         while (attempts < policy.Attempts)
         {
-            attempts++;
+            Interlocked.Increment(ref attempts);
             var waited = System.Diagnostics.Stopwatch.StartNew();
             lock (gate)
             {
@@ -173,6 +195,33 @@ internal sealed class LiveFrames : IDisposable
         return false;
     }
 
+    // The source's next frame (numbered by the caller), still encoded when it can wait so (no buffer, an encoded source); null at its end.
+    private WaitingFrame? ReadNext()
+    {
+        var current = source;
+        long now;
+        if (!buffer && current is IEncodedFrames encoded)
+        {
+            var bytes = encoded.NextEncoded(stride);
+            now = System.Diagnostics.Stopwatch.GetTimestamp();
+            return bytes is null ? null : new WaitingFrame(null, bytes, encoded, 0, now);
+        }
+        var frame = new Mat();
+        try
+        {
+            bool more = current.Next(stride, frame);
+            now = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (more) return new WaitingFrame(frame, null, null, 0, now);
+        }
+        catch
+        {
+            frame.Dispose();
+            throw;
+        }
+        frame.Dispose();
+        return null;
+    }
+
     // Ultralytics' LoadStreams.update: read while running; with a buffer, wait while it is full.
     private void ReadOn()
     {
@@ -185,45 +234,37 @@ internal sealed class LiveFrames : IDisposable
                     while (running && buffer && waiting.Count >= BufferFrames) Monitor.Wait(gate);
                     if (!running) return;
                 }
-                var frame = new Mat();
-                bool more;
+                WaitingFrame? frame;
                 try
                 {
-                    more = source.Next(stride, frame); // blocks on the source, outside the lock
+                    frame = ReadNext(); // blocks on the source, outside the lock
                 }
                 catch (Exception e) when (reconnection is not null && running)
                 {
-                    frame.Dispose();                    // reopen; the attempts without a frame bound it
-                    if (Reopen(e.Message)) continue;
+                    if (Reopen(e.Message)) continue;    // the attempts without a frame bound it
                     return;
                 }
-                catch
+                if (frame is null && reconnection is not null && running)
                 {
-                    frame.Dispose();
-                    throw;
-                }
-                if (!more && reconnection is not null && running)
-                {
-                    frame.Dispose();
                     if (Reopen(source.Description)) continue;
                     return;
                 }
                 lock (gate)
                 {
-                    if (!more || !running)
+                    if (frame is null || !running)
                     {
-                        frame.Dispose();
+                        frame?.Image?.Dispose();
                         return;
                     }
                     Read++;
-                    attempts = 0;                       // a frame: the stream works again
+                    Volatile.Write(ref attempts, 0);    // a frame: the stream works again
                     if (!buffer)
                         while (waiting.Count > 0)
                         {
-                            waiting.Dequeue().Dispose();
+                            waiting.Dequeue().Image?.Dispose();
                             Dropped++;
                         }
-                    waiting.Enqueue(frame);
+                    waiting.Enqueue(frame with { Number = Read });
                     Monitor.PulseAll(gate);
                 }
             }
@@ -242,6 +283,15 @@ internal sealed class LiveFrames : IDisposable
         }
     }
 }
+
+/// <summary>A frame waiting in <see cref="LiveFrames"/>: decoded (<paramref name="Image"/>), or encoded with the source that decodes it.</summary>
+internal sealed record WaitingFrame(Mat? Image, byte[]? Encoded, IEncodedFrames? Decoder, int Number, long Received);
+
+/// <summary>A frame of a <see cref="LiveFrames"/> stream.</summary>
+/// <param name="Image">The BGR frame (the taker disposes it).</param>
+/// <param name="Number">Its number among the frames read from the stream (1 = the first; after vid_stride).</param>
+/// <param name="Received">When it was read (<see cref="System.Diagnostics.Stopwatch.GetTimestamp"/>).</param>
+internal sealed record LiveFrame(Mat Image, int Number, long Received);
 
 /// <summary>How <see cref="LiveFrames"/> reopens a live stream that ended or broke.</summary>
 /// <param name="Open">Opens the stream again (throws when it cannot).</param>

@@ -5,10 +5,11 @@ namespace Osprey.Sources;
 
 /// <summary>
 /// An MJPEG stream over HTTP (<c>multipart/x-mixed-replace; boundary=…</c>, the IP-camera stream that OpenCV's FFmpeg
-/// reads for Ultralytics): each part is one JPEG, decoded with <c>imdecode</c>. Frames come until the server closes the
-/// stream or stays silent for <see cref="HttpSource.Silence"/>; a part OpenCV cannot decode is skipped and counted.
+/// reads for Ultralytics): each part is one JPEG, decoded with <c>imdecode</c> — at once (<see cref="Next"/>), or later and
+/// only if wanted (<see cref="NextEncoded"/>, <see cref="Decode"/>). Frames come until the server closes the stream or
+/// stays silent for <see cref="HttpSource.Silence"/>; a part OpenCV cannot decode is skipped and counted.
 /// </summary>
-internal sealed class MjpegFrames : IFrameSource
+internal sealed class MjpegFrames : IFrameSource, IEncodedFrames
 {
     private readonly HttpResponseMessage response;
     private readonly Stream body;
@@ -30,12 +31,23 @@ internal sealed class MjpegFrames : IFrameSource
     public static bool IsMjpeg(HttpResponseMessage response) =>
         string.Equals(response.Content.Headers.ContentType?.MediaType, "multipart/x-mixed-replace", StringComparison.OrdinalIgnoreCase);
 
-    public string Description => $"MJPEG over HTTP, {ending}" + (skipped > 0 ? $", {skipped} part{(skipped > 1 ? "s" : "")} OpenCV could not decode skipped" : "");
+    public string Description => Volatile.Read(ref skipped) is var n and > 0
+        ? $"MJPEG over HTTP, {ending}, {n} part{(n > 1 ? "s" : "")} OpenCV could not decode skipped"
+        : $"MJPEG over HTTP, {ending}";
 
     public bool IsLive => true;
 
-    /// <summary>Reads <paramref name="stride"/> parts and decodes the last (Ultralytics' vid_stride on a stream).</summary>
+    /// <summary>Reads <paramref name="stride"/> parts and decodes the last (Ultralytics' vid_stride on a stream); a part
+    /// OpenCV cannot decode is skipped for the next.</summary>
     public bool Next(int stride, Mat frame)
+    {
+        for (var jpeg = NextEncoded(stride); jpeg is not null; jpeg = NextEncoded(1))
+            if (Decode(jpeg, frame)) return true;
+        return false;
+    }
+
+    /// <summary>Reads <paramref name="stride"/> parts and returns the last one's bytes, not decoded; null at the end.</summary>
+    public byte[]? NextEncoded(int stride)
     {
         int parts = 0;
         while (true)
@@ -49,18 +61,25 @@ internal sealed class MjpegFrames : IFrameSource
             {
                 throw new InvalidDataException($"{response.RequestMessage?.RequestUri}: not an MJPEG stream Osprey can read: {e.Message}.", e);
             }
-            if (part is null) return false;
+            if (part is null) return null;
             if (++parts < stride) continue;
-            if (!part.Complete && !EndsLikeJpeg(part.Body)) return false; // cut off by the server closing: drop it
-            using var decoded = Cv2.ImDecode(part.Body, ImreadModes.Color);
-            if (decoded.Empty())
-            {
-                skipped++;
-                continue;
-            }
-            decoded.CopyTo(frame);
-            return true;
+            if (!part.Complete && !EndsLikeJpeg(part.Body)) return null; // cut off by the server closing: drop it
+            return part.Body;
         }
+    }
+
+    /// <summary>Decodes a part <see cref="NextEncoded"/> gave (also after this source is disposed); false, counted as
+    /// skipped, when OpenCV cannot decode it.</summary>
+    public bool Decode(byte[] encoded, Mat frame)
+    {
+        using var decoded = Cv2.ImDecode(encoded, ImreadModes.Color);
+        if (decoded.Empty())
+        {
+            Interlocked.Increment(ref skipped);
+            return false;
+        }
+        decoded.CopyTo(frame);
+        return true;
     }
 
     public void Stop() => stop.Cancel();

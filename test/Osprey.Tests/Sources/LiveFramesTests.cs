@@ -32,6 +32,32 @@ public class LiveFramesTests
     }
 
     [Fact]
+    public async Task WithoutBufferEncodedFramesWaitEncodedAndOnlyTheOnesTakenAreDecoded()
+    {
+        var source = new EncodedFrames();
+        source.Release(1);
+        using var live = new LiveFrames(source, "cam", stride: 1, buffer: false);
+        Assert.Equal(1, source.Decodes);        // the first frame, read when the stream opens
+        source.Release(9);                      // frames 2 … 10 arrive while the predictor is busy
+        WaitFor(() => live.Read == 10 && source.Waiting);
+        Assert.Equal(1, source.Decodes);        // none of them decoded yet
+        Assert.Equal(10, Number(live.Take()));
+        Assert.Equal((2, 9), (source.Decodes, live.Dropped));   // only the one taken; 1 … 9 dropped undecoded
+
+        source.Undecodable = 11;                // the newest is not an image: skipped for the next one
+        source.Release(1);
+        WaitFor(() => live.Read == 11 && source.Waiting);
+        var taking = Task.Run(() => Number(live.Take()));
+        WaitFor(() => source.Decodes == 3);
+        Assert.False(taking.IsCompleted);
+        source.Release(1);
+        Assert.Equal(12, await taking.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(4, source.Decodes);
+        source.End();
+        Assert.Null(live.Take());
+    }
+
+    [Fact]
     public void WithBufferEveryFrameIsTakenInOrderAndAtMost30Wait()
     {
         var source = new ReleasedFrames();
@@ -220,6 +246,48 @@ public class LiveFramesTests
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), "timed out waiting for the reader");
             Thread.Sleep(5);
         }
+    }
+
+    /// <summary><see cref="ReleasedFrames"/> given out encoded (a byte of the number), counting the frames decoded.</summary>
+    private sealed class EncodedFrames : IFrameSource, IEncodedFrames
+    {
+        private readonly ReleasedFrames inner = new();
+        private int decodes;
+
+        public int Decodes => Volatile.Read(ref decodes);
+        public int Undecodable { get; set; } = -1;
+        public bool Waiting => inner.Waiting;
+        public string Description => inner.Description;
+
+        public void Release(int frames) => inner.Release(frames);
+
+        public void End() => inner.End();
+
+        public byte[]? NextEncoded(int stride)
+        {
+            using var frame = new Mat();
+            return inner.Next(stride, frame) ? new[] { (byte)Number(frame) } : null;
+        }
+
+        public bool Decode(byte[] encoded, Mat frame)
+        {
+            Interlocked.Increment(ref decodes);
+            if (encoded[0] == Undecodable) return false;
+            using var value = new Mat(1, 1, MatType.CV_8UC1, Scalar.All(encoded[0]));
+            value.CopyTo(frame);
+            return true;
+        }
+
+        public bool Next(int stride, Mat frame)
+        {
+            for (var encoded = NextEncoded(stride); encoded is not null; encoded = NextEncoded(1))
+                if (Decode(encoded, frame)) return true;
+            return false;
+        }
+
+        public void Stop() => inner.Stop();
+
+        public void Dispose() => inner.Dispose();
     }
 
     /// <summary>Frames 1, 2, … (a 1x1 grey image of that value), each given out only once the test has released it.</summary>
