@@ -30,7 +30,7 @@ public static class ValidationRun
         DatasetConfig config = DatasetCatalog.Resolve(data);
         var dataset = DetectionDataset.Load(config, split);
         bool onnxRuntime = Detectors.UsesOnnxRuntime(model, args.Backend, device);
-        using var onnx = onnxRuntime ? new OnnxDetector(model) : null;
+        using var onnx = onnxRuntime ? new OnnxDetector(model, new PredictOptions { ImageSize = args.Imgsz }) : null;   // a fixed graph keeps its size
         using var detector = onnxRuntime ? null : ModelFactory.Create(model);
         int nc = onnx?.Names.Count ?? detector!.Nc;
         if (nc != config.ClassCount)

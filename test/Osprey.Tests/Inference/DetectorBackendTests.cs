@@ -151,4 +151,31 @@ public class OnnxValidationTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public void ValOfADynamicExportRunsAtTheGivenImgsz()
+    {
+        // a graph with symbolic batch and size takes imgsz=… (only a fixed graph insists on its own size)
+        string dir = TestModels.TempDir();
+        try
+        {
+            string onnx = Path.Combine(dir, "dynamic.onnx");
+            using (var model = Osprey.Models.ModelFactory.Create("yolov8n.yaml", 80))
+            {
+                model.eval();
+                Osprey.Onnx.OnnxExporter.Export(model, onnx, new Osprey.Onnx.OnnxExportOptions { Dynamic = true });
+            }
+            var report = Osprey.Evaluation.ValidationRun.Run(Osprey.Config.ArgsParser.Parse(new[]
+            {
+                $"model={onnx}", $"data={Path.Combine(DataTestFiles.SharedData, "coco8", "coco8.yaml")}", "imgsz=320", "batch=4",
+                "device=cpu", $"project={dir}", "plots=False",
+            }));
+            Assert.Equal("onnxruntime", report.Backend);
+            Assert.Equal(4, report.Result.Images);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
