@@ -1,3 +1,4 @@
+using Osprey.Interop;
 using Osprey.Models.Building;
 using Osprey.Onnx;
 
@@ -14,6 +15,8 @@ namespace Osprey.Models;
 /// <see cref="ModelWeights.Save"/>), else the weights' file name as a config name (<c>yolov8n.pt</c> →
 /// <c>yolov8n.yaml</c>). Weights load strictly; when <c>nc</c> differs from the config's, the model is built with
 /// the new nc and every tensor whose key and shape still match is transferred.</item>
+/// <item><c>.pt</c>/<c>.pth</c> that is an Ultralytics checkpoint (a pickled model with its <c>yaml</c>, or Osprey's
+/// <c>save_pt</c> file): see <see cref="UltralyticsCheckpoint"/>; the architecture and names come from the file.</item>
 /// <item><c>.onnx</c>: an Ultralytics YOLOv8 or YOLO11 ONNX export (fp32, fp16 or int8-quantised); see <see cref="OnnxImport"/>.</item>
 /// </list>
 /// </summary>
@@ -46,6 +49,7 @@ public static class ModelFactory
         if (extension is not (".safetensors" or ".pt" or ".pth"))
             throw new ArgumentException($"'{model}': expected a model YAML (.yaml/.yml), weights (.safetensors/.pt/.pth) or an ONNX export (.onnx).", nameof(model));
         if (!File.Exists(model)) throw new FileNotFoundException($"Weights file '{model}' not found.", model);
+        if (extension is ".pt" or ".pth" && FromCheckpoint(model, nc) is { } fromCheckpoint) return fromCheckpoint.Model;
 
         string configName = yaml ?? (File.Exists(ModelWeights.SidecarPath(model))
             ? ModelWeights.SidecarPath(model)
@@ -71,5 +75,16 @@ public static class ModelFactory
         var transferred = new DetectionModel(ModelConfig.Parse(config.Text, config.Source, config.Scale, nc));
         ModelWeights.LoadMatching(transferred, model);
         return transferred;
+    }
+
+    /// <summary>
+    /// The model of an Ultralytics checkpoint (<see cref="UltralyticsCheckpoint"/>) and how many tensors were transferred
+    /// (all of them at the checkpoint's nc; those whose key and shape match at another), or null when
+    /// <paramref name="path"/> is a plain state dict.
+    /// </summary>
+    public static (DetectionModel Model, int Transferred)? FromCheckpoint(string path, int? nc = null)
+    {
+        using var checkpoint = UltralyticsCheckpoint.TryRead(path);
+        return checkpoint?.CreateModel(nc);
     }
 }

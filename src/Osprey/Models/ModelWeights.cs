@@ -49,21 +49,31 @@ public static class ModelWeights
     public static void Load(Module model, string path)
     {
         using var scope = NewDisposeScope();
-        var fileShapes = ReadShapes(path);
+        CheckExact(model, ReadShapes(path), path);
+        LoadTensors(model, path, model.state_dict().Keys.ToList());
+    }
+
+    /// <summary>As <see cref="Load(Module, string)"/> from tensors already read (<paramref name="source"/> names them); returns the count.</summary>
+    public static int Load(Module model, IReadOnlyDictionary<string, Tensor> state, string source)
+    {
+        using var scope = NewDisposeScope();
+        CheckExact(model, state.ToDictionary(kv => kv.Key, kv => kv.Value.shape), source);
+        return Copy(model, state, model.state_dict().Keys.ToList());
+    }
+
+    private static void CheckExact(Module model, IReadOnlyDictionary<string, long[]> fileShapes, string path)
+    {
         var modelState = model.state_dict();
         var missing = modelState.Keys.Where(k => !fileShapes.ContainsKey(k)).ToList();
         var unexpected = fileShapes.Keys.Where(k => !modelState.ContainsKey(k)).OrderBy(k => k, KeyOrder.Instance).ToList();
         var mismatched = modelState.Where(kv => fileShapes.TryGetValue(kv.Key, out var shape) && !shape.SequenceEqual(kv.Value.shape))
             .Select(kv => $"{kv.Key}: file {Shape(fileShapes[kv.Key])} vs model {Shape(kv.Value.shape)}").ToList();
-        if (missing.Count + unexpected.Count + mismatched.Count > 0)
-        {
-            var message = new StringBuilder($"{path}: weights do not match the model.");
-            Append(message, "missing keys", missing);
-            Append(message, "unexpected keys", unexpected);
-            Append(message, "shape mismatches", mismatched);
-            throw new InvalidDataException(message.ToString());
-        }
-        LoadTensors(model, path, modelState.Keys.ToList());
+        if (missing.Count + unexpected.Count + mismatched.Count == 0) return;
+        var message = new StringBuilder($"{path}: weights do not match the model.");
+        Append(message, "missing keys", missing);
+        Append(message, "unexpected keys", unexpected);
+        Append(message, "shape mismatches", mismatched);
+        throw new InvalidDataException(message.ToString());
     }
 
     /// <summary>
@@ -73,13 +83,21 @@ public static class ModelWeights
     public static int LoadMatching(Module model, string path)
     {
         using var scope = NewDisposeScope();
-        var fileShapes = ReadShapes(path);
-        var modelState = model.state_dict();
-        var keys = modelState.Where(kv => fileShapes.TryGetValue(kv.Key, out var shape) && shape.SequenceEqual(kv.Value.shape))
-            .Select(kv => kv.Key).ToList();
+        var keys = MatchingKeys(model, ReadShapes(path));
         LoadTensors(model, path, keys);
         return keys.Count;
     }
+
+    /// <summary>As <see cref="LoadMatching(Module, string)"/> from tensors already read.</summary>
+    public static int LoadMatching(Module model, IReadOnlyDictionary<string, Tensor> state)
+    {
+        using var scope = NewDisposeScope();
+        return Copy(model, state, MatchingKeys(model, state.ToDictionary(kv => kv.Key, kv => kv.Value.shape)));
+    }
+
+    private static List<string> MatchingKeys(Module model, IReadOnlyDictionary<string, long[]> fileShapes) =>
+        model.state_dict().Where(kv => fileShapes.TryGetValue(kv.Key, out var shape) && shape.SequenceEqual(kv.Value.shape))
+            .Select(kv => kv.Key).ToList();
 
     /// <summary>Key → shape of every tensor in a weights file (safetensors header, or the unpickled state dict).</summary>
     public static IReadOnlyDictionary<string, long[]> ReadShapes(string path)
@@ -93,14 +111,20 @@ public static class ModelWeights
     private static void LoadTensors(Module model, string path, IReadOnlyCollection<string> keys)
     {
         using var scope = NewDisposeScope();
+        Copy(model, Format(path) == WeightsFormat.Safetensors ? ReadSafetensors(path, keys) : ReadPickle(path), keys);
+    }
+
+    private static int Copy(Module model, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyCollection<string> keys)
+    {
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var modelState = model.state_dict();
-        var fileTensors = Format(path) == WeightsFormat.Safetensors ? ReadSafetensors(path, keys) : ReadPickle(path);
         foreach (var key in keys)
         {
             var target = modelState[key];
-            target.copy_(fileTensors[key].to(target.dtype, target.device));
+            target.copy_(tensors[key].to(target.dtype, target.device));
         }
+        return keys.Count;
     }
 
     private static Dictionary<string, Tensor> ReadPickle(string path)
