@@ -32,6 +32,8 @@ public sealed record OspreyArgs
     [Description("save checkpoints and results")] public bool Save { get; init; } = true;
     [Description("save a checkpoint every N epochs (-1: off)")] public int SavePeriod { get; init; } = -1;
     [Description("save a full-state checkpoint every N optimiser steps (-1: off)")] public int SavePeriodSteps { get; init; } = -1;
+    [Description("also write weights/last.pt and best.pt: torch.load-able checkpoints (state dict, yaml, names, args; docs/interop.md); Osprey's, not Ultralytics'")]
+    public bool SavePt { get; init; }
     [Description("cache decoded images: false, ram or disk")] public ImageCacheMode Cache { get; init; }
     [Description("data loader worker threads (per rank)")] public int Workers { get; init; } = 8;
     [Description("project folder (default runs/detect)")] public string? Project { get; init; }

@@ -21,7 +21,7 @@ public static class CheckpointYaml
         {
             string key = Convert.ToString(entry.Key, CultureInfo.InvariantCulture) ?? "";
             if (key == "names") continue;
-            text.Append(JsonSerializer.Serialize(key)).Append(": ").Append(Flow(entry.Value)).Append('\n');
+            text.Append(Key(key)).Append(": ").Append(Flow(entry.Value)).Append('\n');
         }
         if (names.Count > 0) text.Append("names: ").Append(Flow(names.ToList())).Append('\n');
         return text.ToString();
@@ -57,6 +57,10 @@ public static class CheckpointYaml
         if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double real)) return real;
         return value;
     }
+
+    // Plain keys bare (ModelConfig.ToPinnedYaml finds a top-level "nc:" line), others quoted.
+    private static string Key(string key) =>
+        key.Length > 0 && key.All(c => char.IsAsciiLetterOrDigit(c) || c == '_') && !char.IsAsciiDigit(key[0]) ? key : JsonSerializer.Serialize(key);
 
     private static string Flow(object? value) => value switch
     {

@@ -35,6 +35,9 @@ public sealed record RunFiles(string Directory)
     /// <summary>weights/last.ckpt: the full-state checkpoint for resume.</summary>
     public string Checkpoint => Path.Combine(Weights, "last.ckpt");
 
+    /// <summary>weights/last.pt and weights/best.pt (<c>save_pt=True</c>): the same weights as a torch.load-able checkpoint.</summary>
+    public string TorchCheckpoint(string safetensors) => Path.ChangeExtension(safetensors, ".pt");
+
     /// <summary>weights/epochN.safetensors (<c>save_period</c>).</summary>
     public string EpochWeights(int epoch) => Path.Combine(Weights, $"epoch{epoch}.safetensors");
 

@@ -4,6 +4,7 @@ using Osprey.Data;
 using Osprey.Distributed;
 using Osprey.IO;
 using Osprey.Losses;
+using Osprey.Interop;
 using Osprey.Models;
 using Osprey.Runtime;
 using TorchSharp;
@@ -218,7 +219,7 @@ public sealed class TrainingRun : IDisposable
     // (so per-epoch validation runs in the compute dtype, as Ultralytics' half-precision validation during training).
     void SetUpModel(bool fresh, Action<TrainingRun>? modelBuilt)
     {
-        Model = TrainingSetup.CreateModel(Args.Model, Data.ClassCount);
+        Model = TrainingSetup.CreateModel(Args.Model, Data.ClassCount, fresh ? _setupLog.Add : null);
         if (fresh && Args.Pretrained.Weights is { } weights)                // Ultralytics' pretrained=path: intersect_dicts
             _setupLog.Add($"Transferred {ModelWeights.LoadMatching(Model, weights)}/{Model.state_dict().Count} items from pretrained weights");
         TrainingSetup.Freeze(Model, Args.Freeze);
@@ -286,6 +287,12 @@ public sealed class TrainingRun : IDisposable
     {
         ModelWeights.Save(EmaModel, Files.Last);
         if (isBest) ModelWeights.Save(EmaModel, Files.Best);
+        if (Args.SavePt)                                                 // Python-readable copies (docs/interop.md)
+        {
+            var metadata = new CheckpointMetadata(epoch, State.BestFitness, CheckpointYaml.ToDict(ArgsYaml.Serialize(Args)));
+            UltralyticsCheckpointWriter.Save(EmaModel, Files.TorchCheckpoint(Files.Last), metadata);
+            if (isBest) UltralyticsCheckpointWriter.Save(EmaModel, Files.TorchCheckpoint(Files.Best), metadata);
+        }
         if (Args.SavePeriod > 0 && (epoch + 1) % Args.SavePeriod == 0) ModelWeights.Save(EmaModel, Files.EpochWeights(epoch + 1));
         SaveCheckpoint(State);
     }

@@ -69,7 +69,22 @@ public static class TrainingSetup
     /// The starting model: a YAML gets the dataset's class count; weights are loaded, and transferred where the
     /// class count differs (Ultralytics' intersect_dicts).
     /// </summary>
-    public static DetectionModel CreateModel(string? model, int nc) => ModelFactory.Create(model ?? DefaultModel, nc);
+    public static DetectionModel CreateModel(string? model, int nc) => CreateModel(model, nc, null);
+
+    /// <summary>
+    /// As <see cref="CreateModel(string?, int)"/>; an Ultralytics <c>.pt</c> checkpoint (its yaml, the dataset's nc, every
+    /// tensor whose key and shape match: Ultralytics' warm start) adds its "Transferred N/M items" line to <paramref name="log"/>.
+    /// </summary>
+    public static DetectionModel CreateModel(string? model, int nc, Action<string>? log)
+    {
+        if (model is not null && Path.GetExtension(model).ToLowerInvariant() is ".pt" or ".pth" && File.Exists(model)
+            && ModelFactory.FromCheckpoint(model, nc) is { } checkpoint)
+        {
+            log?.Invoke($"Transferred {checkpoint.Transferred}/{checkpoint.Model.state_dict().Count} items from pretrained weights");
+            return checkpoint.Model;
+        }
+        return ModelFactory.Create(model ?? DefaultModel, nc);
+    }
 
     /// <summary>
     /// Freezes parameters as Ultralytics does: always the DFL projection; <c>freeze=N</c> the first N layers,
