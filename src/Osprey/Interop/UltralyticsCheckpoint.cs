@@ -34,7 +34,7 @@ public sealed class UltralyticsCheckpoint : IDisposable
     /// <summary>Key → fp32 (or integer) tensor, Ultralytics' (= Osprey's) state-dict keys.</summary>
     public IReadOnlyDictionary<string, Tensor> State => _state;
 
-    /// <summary>Which entry the weights came from: <c>ema</c>, <c>model</c> or <c>model_state</c>.</summary>
+    /// <summary>Which entry the weights came from: <c>ema</c>, <c>model</c>, <c>model_state</c>, or <c>state_dict</c> (a plain one).</summary>
     public string WeightsFrom { get; private set; } = "";
 
     /// <summary>The model's YAML rebuilt from its <c>yaml</c> dict (with <c>names</c>), for <see cref="ModelConfig.Parse"/>.</summary>
@@ -62,24 +62,39 @@ public sealed class UltralyticsCheckpoint : IDisposable
     /// <exception cref="InvalidDataException">A refused global, a malformed file, or a checkpoint without weights or yaml.</exception>
     public static UltralyticsCheckpoint? TryRead(string path)
     {
+        var checkpoint = Read(path);
+        if (checkpoint.HasArchitecture) return checkpoint;
+        checkpoint.Dispose();
+        return null;
+    }
+
+    /// <summary>Reads a checkpoint, or a plain state dict (<see cref="HasArchitecture"/> false, <see cref="WeightsFrom"/> <c>state_dict</c>).</summary>
+    /// <exception cref="InvalidDataException">A refused global, a malformed file, or neither a state dict nor a checkpoint.</exception>
+    public static UltralyticsCheckpoint Read(string path)
+    {
         var file = TorchUnpickler.Load(path);
+        var checkpoint = new UltralyticsCheckpoint(file, new Dictionary<string, Tensor>(), path);
         try
         {
-            if (file.Root is not IDictionary root || root.Values.Cast<object?>().All(v => v is Tensor))
+            if (file.Root is not IDictionary root)
+                throw new InvalidDataException($"{path}: the pickle holds {file.Root?.GetType().Name ?? "None"}, not a state dict or a checkpoint dict.");
+            if (root.Values.Cast<object?>().All(v => v is Tensor))
             {
-                file.Dispose();
-                return null;
+                checkpoint.WeightsFrom = "state_dict";
+                foreach (var key in checkpoint.Keys(root)) checkpoint.Add(key, (Tensor)root[key]!, "the state dict");
             }
-            var checkpoint = new UltralyticsCheckpoint(file, new Dictionary<string, Tensor>(), path);
-            checkpoint.Populate(root);
+            else checkpoint.Populate(root);
             return checkpoint;
         }
         catch
         {
-            file.Dispose();
+            checkpoint.Dispose();
             throw;
         }
     }
+
+    /// <summary>Whether the file names its architecture (a checkpoint with a <c>yaml</c>), not only tensors.</summary>
+    public bool HasArchitecture => Yaml.Length > 0;
 
     /// <summary>The model config with the checkpoint's names; <paramref name="nc"/> overrides its class count.</summary>
     public ModelConfig Config(int? nc = null)
@@ -164,8 +179,9 @@ public sealed class UltralyticsCheckpoint : IDisposable
             if (children[key] is ClassDict child) Collect(child, $"{prefix}{key}.", child.ClassName);
     }
 
-    private static IEnumerable<string> Keys(IDictionary dict) =>
-        dict is PickledDict ordered ? ordered.OrderedKeys.Cast<string>() : dict.Keys.Cast<string>();
+    private IEnumerable<string> Keys(IDictionary dict) =>
+        (dict is PickledDict ordered ? ordered.OrderedKeys : dict.Keys.Cast<object>())
+            .Select(k => k as string ?? throw new InvalidDataException($"{Path}: a state-dict key {k} is not a string."));
 
     private void Add(string key, Tensor? tensor, string what)
     {

@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Text;
 using System.Text.Json;
 using TorchSharp;
@@ -9,9 +8,9 @@ using static TorchSharp.torch.nn;
 namespace Osprey.Models;
 
 /// <summary>
-/// Weights IO with Ultralytics state-dict keys: safetensors (<c>.safetensors</c>) and PyTorch state_dict pickles
-/// (<c>.pt</c>/<c>.pth</c>, as written by <c>torch.save(model.state_dict())</c>; whole-model Ultralytics checkpoints
-/// are not state dicts and must be converted first). Loading is strict by default: any missing or unexpected key or
+/// Weights IO with Ultralytics state-dict keys: safetensors (<c>.safetensors</c>) and PyTorch pickles (<c>.pt</c>/<c>.pth</c>:
+/// a <c>torch.save(model.state_dict())</c>, or the weights of an Ultralytics checkpoint, read by
+/// <see cref="Osprey.Interop.UltralyticsCheckpoint"/>; saving writes a plain state dict). Loading is strict by default: any missing or unexpected key or
 /// shape mismatch throws an <see cref="InvalidDataException"/> that names the file and lists the problems.
 /// </summary>
 public static class ModelWeights
@@ -127,25 +126,11 @@ public static class ModelWeights
         return keys.Count;
     }
 
+    // A torch.save state dict, or an Ultralytics checkpoint's weights, through Osprey's restricted unpickler.
     private static Dictionary<string, Tensor> ReadPickle(string path)
     {
-        using var stream = File.OpenRead(path);
-        Hashtable table;
-        try
-        {
-            table = PyTorchUnpickler.UnpickleStateDict(stream);
-        }
-        catch (Exception e) when (e is not IOException)
-        {
-            throw new InvalidDataException($"{path}: not a PyTorch state_dict zip pickle ({e.Message}).", e);
-        }
-        var result = new Dictionary<string, Tensor>();
-        foreach (DictionaryEntry entry in table)
-        {
-            if (entry.Key is string key && entry.Value is Tensor tensor) result[key] = tensor;
-            else throw new InvalidDataException($"{path}: entry '{entry.Key}' is not a tensor; expected a plain state_dict.");
-        }
-        return result;
+        using var file = Osprey.Interop.UltralyticsCheckpoint.Read(path);
+        return file.State.ToDictionary(kv => kv.Key, kv => kv.Value.alias());
     }
 
     private static Dictionary<string, long[]> ReadSafetensorsHeader(string path)
