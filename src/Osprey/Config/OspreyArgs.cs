@@ -14,7 +14,7 @@ namespace Osprey.Config;
 public sealed record OspreyArgs
 {
     // ── what to run on ─────────────────────────────────────────────────────────────────────────
-    [Description("model: a YAML (yolov8n … yolov8x, yolo11n … yolo11x and yolov10n … yolov10x .yaml are built in) or weights (.safetensors, .pt)")]
+    [Description("model: a YAML (yolov8n … yolov8x, yolo11n … yolo11x and yolov10n … yolov10x .yaml are built in) or weights (.safetensors, .pt: also Ultralytics checkpoints)")]
     public string? Model { get; init; }
     [Description("dataset YAML, or 'shapes' for the built-in synthetic set")]
     public string? Data { get; init; }
