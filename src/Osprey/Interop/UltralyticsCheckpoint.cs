@@ -55,6 +55,9 @@ public sealed class UltralyticsCheckpoint : IDisposable
     /// <inheritdoc cref="Date"/>
     public int? Epoch { get; private set; }
 
+    /// <summary><c>best_fitness</c> where present (a float or numpy float64 in Ultralytics' training-time files).</summary>
+    public double? BestFitness { get; private set; }
+
     /// <summary>
     /// Reads <paramref name="path"/> when it is a checkpoint; null when it is a plain state dict (key → tensor), which
     /// <see cref="ModelWeights"/> reads.
@@ -138,6 +141,7 @@ public sealed class UltralyticsCheckpoint : IDisposable
         Date = root["date"] as string;
         Version = root["version"] as string;
         Epoch = root["epoch"] is int epoch ? epoch : null;
+        BestFitness = root["best_fitness"] is double fitness ? fitness : null;
         if (root["train_args"] is IDictionary args)
             TrainArgs = args.Cast<DictionaryEntry>().ToDictionary(e => Convert.ToString(e.Key, CultureInfo.InvariantCulture)!, e => e.Value);
         IDictionary? yaml;

@@ -73,8 +73,8 @@ public class UltralyticsCheckpointTests
     }
 
     /// <summary>
-    /// A YOLOv10n and a YOLO11n checkpoint (random Osprey models, the weights under <c>ema</c> with <c>model</c> None, as
-    /// Ultralytics' attempt_load prefers) rebuild their family from the pickled <c>yaml</c> (no name, no sidecar says it:
+    /// A YOLOv10n and a YOLO11n checkpoint as a training-time last.pt (random Osprey models, the weights under <c>ema</c>
+    /// with <c>model</c> None, as Ultralytics' attempt_load prefers, plus the optimizer's state and a numpy best_fitness) rebuild their family from the pickled <c>yaml</c> (no name, no sidecar says it:
     /// the file is called model.pt), with the fp16 rounding of every tensor; a new nc keeps every other tensor.
     /// </summary>
     [SkippableTheory]
@@ -90,7 +90,10 @@ public class UltralyticsCheckpointTests
             using var source = DetectionModel.FromYaml(yaml, nc: 3);
             TestModels.RandomiseBatchNorms(source, seed: 5);
             string pt = WriteCheckpoint(source, dir, "model.pt", ema: true);
+            Assert.Matches("numpy\\.(_core|core)\\.multiarray\nscalar\n", PickleText(pt));        // best_fitness as numpy pickles it
 
+            using (var checkpoint = UltralyticsCheckpoint.TryRead(pt)!)
+                Assert.Equal(("ema", 7, 0.6543), (checkpoint.WeightsFrom, checkpoint.Epoch, checkpoint.BestFitness));
             using var loaded = ModelFactory.Create(pt);
             Assert.Equal(family, ModelFamilyNames.Of(loaded.Config));
             Assert.Equal(yaml.StartsWith("yolov10", StringComparison.Ordinal), loaded.Head is V10Detect);

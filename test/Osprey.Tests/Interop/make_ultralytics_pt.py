@@ -12,6 +12,8 @@ are torch's own modules.
 import copy
 import datetime
 import json
+
+import numpy
 import struct
 import sys
 import types
@@ -138,4 +140,10 @@ if __name__ == "__main__":
                                           "imgsz": 640, "lr0": 0.01, "amp": True, "device": None},
         "train_metrics": {"metrics/mAP50(B)": 0.5}, "train_results": {"epoch": [1, 2], "fitness": [0.1, 0.2]},
     }
+    if META.get("ema"):  # a training-time last.pt: optimizer state, numpy fitness, EMA updates
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        checkpoint.update(optimizer=optimizer.state_dict(), best_fitness=numpy.float64(0.6543), updates=1234, epoch=7)
     torch.save(checkpoint, out_path)
