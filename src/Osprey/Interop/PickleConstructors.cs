@@ -83,13 +83,11 @@ public sealed class NumpyDtype(string name)
 }
 
 /// <summary>
-/// An unpickled <c>collections.OrderedDict</c>: a <see cref="Hashtable"/> (what Razorvine fills) that remembers the order
-/// keys were set in (<see cref="OrderedKeys"/>). Attributes pickled with it (a state dict's <c>_metadata</c>) are kept apart.
+/// An unpickled <c>collections.OrderedDict</c>: a <see cref="Hashtable"/> (what Razorvine fills; its SETITEMS does not keep
+/// the pickled order, so read by key). Attributes pickled with it (a state dict's <c>_metadata</c>) are kept apart.
 /// </summary>
 public sealed class PickledDict : Hashtable
 {
-    private readonly List<object> _order = new();
-
     /// <summary>An empty one, or one filled from (key, value) pairs.</summary>
     public PickledDict(IEnumerable? pairs = null)
     {
@@ -101,29 +99,8 @@ public sealed class PickledDict : Hashtable
         }
     }
 
-    /// <summary>The keys in insertion order.</summary>
-    public IReadOnlyList<object> OrderedKeys => _order;
-
     /// <summary>Attributes set by BUILD (not items).</summary>
     public Hashtable Attributes { get; } = new();
-
-    /// <inheritdoc/>
-    public override object? this[object key]
-    {
-        get => base[key];
-        set
-        {
-            if (!ContainsKey(key)) _order.Add(key);
-            base[key] = value;
-        }
-    }
-
-    /// <inheritdoc/>
-    public override void Add(object key, object? value)
-    {
-        _order.Add(key);
-        base.Add(key, value);
-    }
 
     /// <summary>For the unpickler's BUILD: an OrderedDict's instance attributes.</summary>
     public void __setstate__(Hashtable state)

@@ -184,8 +184,7 @@ public sealed class UltralyticsCheckpoint : IDisposable
     }
 
     private IEnumerable<string> Keys(IDictionary dict) =>
-        (dict is PickledDict ordered ? ordered.OrderedKeys : dict.Keys.Cast<object>())
-            .Select(k => k as string ?? throw new InvalidDataException($"{Path}: a state-dict key {k} is not a string."));
+        dict.Keys.Cast<object>().Select(k => k as string ?? throw new InvalidDataException($"{Path}: a state-dict key {k} is not a string."));
 
     private void Add(string key, Tensor? tensor, string what)
     {
