@@ -11,7 +11,7 @@ namespace Osprey.Interop;
 /// <list type="bullet">
 /// <item>data globals: torch's tensor and parameter rebuilders, storage types, <c>collections.OrderedDict</c>,
 /// <c>builtins.set</c>, <c>torch.Size</c>, <c>torch.device</c>, numpy scalars and dtypes, <c>pathlib</c> paths;</item>
-/// <item>module classes (a name starting with a capital letter, or YOLOv10's <c>v10Detect</c>) under <c>ultralytics.</c> and <c>torch.nn.modules.</c>, and
+/// <item>module classes (a name starting with a capital letter, or a version and one: <c>v10Detect</c>, <c>v8DetectionLoss</c>) under <c>ultralytics.</c> and <c>torch.nn.modules.</c>, and
 /// <c>types.SimpleNamespace</c>: built as plain data objects holding their <c>__dict__</c> (Razorvine's ClassDict), and only
 /// without constructor arguments (<c>NEWOBJ</c> with an empty tuple, as torch.save pickles a module).</item>
 /// </list>
@@ -33,15 +33,18 @@ public static class PickleGlobals
 
     private static readonly string[] ModuleClassPrefixes = { "ultralytics.", "torch.nn.modules." };
 
-    // Ultralytics' module classes whose names do not start with a capital (YOLOv10's head).
-    private static readonly HashSet<string> LowercaseClasses = new(StringComparer.Ordinal) { "v10Detect" };
+    // Ultralytics' classes named after a version, which start with a small v: YOLOv10's head v10Detect, and the losses
+    // (v8DetectionLoss, v10DetectLoss) a trainer's model keeps as its criterion.
+    private static readonly System.Text.RegularExpressions.Regex VersionedClass = new(@"^v[0-9]+[A-Z][A-Za-z0-9_]*$");
+
+    private static bool IsVersionedClass(string name) => VersionedClass.IsMatch(name);
 
     /// <summary>Whether <paramref name="global"/> (<c>module.name</c>) may appear in a pickle Osprey reads.</summary>
     public static bool IsAllowed(string module, string name)
     {
         string global = module + "." + name;
         if (Data.Contains(global)) return true;
-        return name.Length > 0 && (char.IsUpper(name[0]) || LowercaseClasses.Contains(name)) && !name.Contains('.')
+        return name.Length > 0 && (char.IsUpper(name[0]) || IsVersionedClass(name)) && !name.Contains('.')
             && ModuleClassPrefixes.Any(p => global.StartsWith(p, StringComparison.Ordinal));
     }
 

@@ -73,6 +73,9 @@ public class PickleSafetyTests
     {
         Assert.True(PickleGlobals.IsAllowed("ultralytics.nn.tasks", "DetectionModel"));
         Assert.True(PickleGlobals.IsAllowed("ultralytics.nn.modules.head", "v10Detect"));
+        Assert.True(PickleGlobals.IsAllowed("ultralytics.utils.loss", "v8DetectionLoss"));
+        Assert.False(PickleGlobals.IsAllowed("ultralytics.utils", "v8"));
+        Assert.False(PickleGlobals.IsAllowed("ultralytics.utils.torch_utils", "v2_helper"));
         Assert.True(PickleGlobals.IsAllowed("torch.nn.modules.conv", "Conv2d"));
         Assert.True(PickleGlobals.IsAllowed("torch._utils", "_rebuild_tensor_v2"));
         Assert.False(PickleGlobals.IsAllowed("ultralytics.utils.checks", "check_requirements"));
