@@ -55,6 +55,18 @@ public static class PickleGlobals
     /// <exception cref="InvalidDataException">Names <paramref name="source"/> and the refused global.</exception>
     public static void Check(ReadOnlySpan<byte> pickle, string source)
     {
+        try
+        {
+            Walk(pickle, source);
+        }
+        catch (Exception e) when (e is ArgumentOutOfRangeException or IndexOutOfRangeException or FormatException or OverflowException)
+        {
+            throw new InvalidDataException($"{source}: truncated or malformed pickle ({e.Message}).", e);
+        }
+    }
+
+    private static void Walk(ReadOnlySpan<byte> pickle, string source)
+    {
         var strings = new StringTracker();
         int at = 0;
         while (at < pickle.Length)

@@ -47,7 +47,7 @@ public sealed class TorchUnpickler : Unpickler
         if (stream.Read(magic) < 4 || magic[0] != 'P' || magic[1] != 'K')
             throw new InvalidDataException($"{path}: not a torch.save zip (the legacy pre-1.6 format is not read; re-save it with a newer torch).");
         stream.Position = 0;
-        using var archive = new ZipArchive(stream, ZipArchiveMode.Read);
+        using var archive = OpenZip(stream, path);
         var pkl = archive.Entries.FirstOrDefault(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') == 1)
             ?? throw new InvalidDataException($"{path}: a zip without <name>/data.pkl is not a torch.save file.");
         string prefix = pkl.FullName[..^"data.pkl".Length];
@@ -56,21 +56,35 @@ public sealed class TorchUnpickler : Unpickler
         byte[] bytes = ReadBytes(pkl);
         PickleGlobals.Check(bytes, path);
         EnsureRegistered();
-        var unpickler = new TorchUnpickler(archive, prefix, path);
         var created = new List<Tensor>();
         (_active, _created) = (true, created);
+        bool done = false;
         try
         {
-            return new UnpickledFile(unpickler.loads(bytes), created);
+            var file = new UnpickledFile(new TorchUnpickler(archive, prefix, path).loads(bytes), created);
+            done = true;
+            return file;
         }
-        catch (Exception e) when (e is PickleException or InvalidCastException or IndexOutOfRangeException or KeyNotFoundException or NullReferenceException)
+        catch (Exception e) when (e is not (InvalidDataException or IOException or OutOfMemoryException))
         {
-            foreach (var tensor in created) tensor.Dispose();
             throw new InvalidDataException($"{path}: malformed pickle ({e.Message}).", e);
         }
         finally
         {
             (_active, _created) = (false, null);
+            if (!done) foreach (var tensor in created) tensor.Dispose();
+        }
+    }
+
+    private static ZipArchive OpenZip(Stream stream, string path)
+    {
+        try
+        {
+            return new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"{path}: not a readable torch.save zip ({e.Message}).", e);
         }
     }
 

@@ -146,9 +146,8 @@ public sealed class UltralyticsCheckpoint : IDisposable
             TrainArgs = args.Cast<DictionaryEntry>().ToDictionary(e => Convert.ToString(e.Key, CultureInfo.InvariantCulture)!, e => e.Value);
         IDictionary? yaml;
         object? names;
-        if (root["ema"] is ClassDict ema || root["model"] is ClassDict)
+        if ((root["ema"] ?? root["model"]) is ClassDict model)                  // Ultralytics: ckpt.get("ema") or ckpt["model"]
         {
-            var model = root["ema"] as ClassDict ?? (ClassDict)root["model"]!;
             WeightsFrom = root["ema"] is ClassDict ? "ema" : "model";
             Collect(model, "", model.ClassName);
             yaml = model.GetValueOrDefault("yaml") as IDictionary;

@@ -68,6 +68,41 @@ public class PickleSafetyTests
         }
     }
 
+    /// <summary>Files that are not torch.save zips, or whose pickle is cut short, are errors naming the file and the problem.</summary>
+    [Fact]
+    public void MalformedFilesAreErrorsNamingTheFile()
+    {
+        string dir = TestModels.TempDir();
+        try
+        {
+            var cases = new List<(string Path, string Problem)>();
+            string notZip = Path.Combine(dir, "text.pt");
+            File.WriteAllText(notZip, "not a checkpoint");
+            cases.Add((notZip, "not a torch.save zip"));
+            string brokenZip = Path.Combine(dir, "broken.pt");
+            File.WriteAllBytes(brokenZip, [(byte)'P', (byte)'K', 3, 4, 0, 0]);
+            cases.Add((brokenZip, "not a readable torch.save zip"));
+            string noPickle = Path.Combine(dir, "nopickle.pt");
+            using (var zip = ZipFile.Open(noPickle, ZipArchiveMode.Create)) zip.CreateEntry("archive/version");
+            cases.Add((noPickle, "without <name>/data.pkl"));
+            var truncated = new List<byte> { 0x80, 2, (byte)'}' };
+            Text(truncated, "date");
+            cases.Add((WritePt(dir, truncated.ToArray(), "nostop.pt"), "no STOP opcode"));
+            var cut = new List<byte> { 0x80, 2, (byte)'X', 100, 0, 0, 0, (byte)'a' };
+            cases.Add((WritePt(dir, cut.ToArray(), "cut.pt"), "truncated or malformed pickle"));
+            foreach (var (path, problem) in cases)
+            {
+                var error = Assert.Throws<InvalidDataException>(() => ModelFactory.Create(path));
+                Assert.Contains(path, error.Message);
+                Assert.Contains(problem, error.Message);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void ModuleClassesAreAllowedAndCallablesAreNot()
     {
@@ -139,9 +174,9 @@ public class PickleSafetyTests
     }
 
     // torch.save's layout around the pickle.
-    private static string WritePt(string dir, byte[] pickle)
+    private static string WritePt(string dir, byte[] pickle, string name = "evil.pt")
     {
-        string path = Path.Combine(dir, "evil.pt");
+        string path = Path.Combine(dir, name);
         using var zip = ZipFile.Open(path, ZipArchiveMode.Create);
         using (var entry = zip.CreateEntry("archive/data.pkl", CompressionLevel.NoCompression).Open()) entry.Write(pickle);
         using (var version = zip.CreateEntry("archive/version", CompressionLevel.NoCompression).Open()) version.Write("3\n"u8);
