@@ -18,6 +18,8 @@ namespace Osprey.Interop;
 /// </summary>
 public sealed class UltralyticsCheckpoint : IDisposable
 {
+    private const int MaxModuleDepth = 64;
+
     private readonly UnpickledFile _file;
     private readonly Dictionary<string, Tensor> _state;
 
@@ -149,14 +151,14 @@ public sealed class UltralyticsCheckpoint : IDisposable
         if ((root["ema"] ?? root["model"]) is ClassDict model)                  // Ultralytics: ckpt.get("ema") or ckpt["model"]
         {
             WeightsFrom = root["ema"] is ClassDict ? "ema" : "model";
-            Collect(model, "", model.ClassName);
+            Collect(model, "", 0);
             yaml = model.GetValueOrDefault("yaml") as IDictionary;
             names = model.GetValueOrDefault("names");
         }
         else if (root["model_state"] is IDictionary state)
         {
             WeightsFrom = "model_state";
-            foreach (DictionaryEntry entry in state) Add((string)entry.Key, entry.Value as Tensor, "model_state");
+            foreach (var key in Keys(state)) Add(key, state[key] as Tensor, "model_state");
             yaml = root["yaml"] as IDictionary;
             names = root["names"];
         }
@@ -167,9 +169,13 @@ public sealed class UltralyticsCheckpoint : IDisposable
         Yaml = CheckpointYaml.ToText(yaml, Names);
     }
 
-    // A module's parameters, persistent buffers and submodules, depth first (Module.state_dict's keys).
-    private void Collect(ClassDict module, string prefix, string what)
+    // A module's parameters, persistent buffers and submodules, depth first (Module.state_dict's keys). The depth limit
+    // also ends a pickle whose module tree refers back to itself.
+    private void Collect(ClassDict module, string prefix, int depth)
     {
+        if (depth > MaxModuleDepth)
+            throw new InvalidDataException($"{Path}: the module tree is deeper than {MaxModuleDepth} levels at '{prefix}' (or refers back to itself).");
+        string what = module.ClassName;
         var nonPersistent = (module.GetValueOrDefault("_non_persistent_buffers_set") as IEnumerable)?.Cast<object>().ToHashSet() ?? new HashSet<object>();
         foreach (var (slot, persistentOnly) in new[] { ("_parameters", false), ("_buffers", true) })
         {
@@ -179,7 +185,7 @@ public sealed class UltralyticsCheckpoint : IDisposable
         }
         if (module.GetValueOrDefault("_modules") is not IDictionary children) return;
         foreach (var key in Keys(children))
-            if (children[key] is ClassDict child) Collect(child, $"{prefix}{key}.", child.ClassName);
+            if (children[key] is ClassDict child) Collect(child, $"{prefix}{key}.", depth + 1);
     }
 
     private IEnumerable<string> Keys(IDictionary dict) =>

@@ -103,6 +103,34 @@ public class PickleSafetyTests
         }
     }
 
+    /// <summary>A module whose <c>_modules</c> holds itself (pickle memo) ends in an error, not a stack overflow.</summary>
+    [Fact]
+    public void SelfReferencingModuleTreeIsAnError()
+    {
+        string dir = TestModels.TempDir();
+        try
+        {
+            var pickle = new List<byte> { 0x80, 2, (byte)'}', (byte)'(' };                    // root = {
+            Text(pickle, "model");
+            Global(pickle, "ultralytics.nn.tasks", "DetectionModel");
+            pickle.AddRange([(byte)')', 0x81, (byte)'q', 1, (byte)'}', (byte)'(']);            // NEWOBJ, memo 1, state = {
+            Text(pickle, "_modules");
+            pickle.AddRange([(byte)'}', (byte)'(']);                                            // _modules = {
+            Text(pickle, "model");
+            pickle.AddRange([(byte)'h', 1, (byte)'u']);                                         // 'model': the module itself }
+            Text(pickle, "yaml");
+            pickle.AddRange([(byte)'}', (byte)'u', (byte)'b', (byte)'u', (byte)'.']);          // 'yaml': {} } BUILD } STOP
+            string pt = WritePt(dir, pickle.ToArray(), "cycle.pt");
+            var error = Assert.Throws<InvalidDataException>(() => ModelFactory.Create(pt));
+            Assert.Contains(pt, error.Message);
+            Assert.Contains("refers back to itself", error.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public void ModuleClassesAreAllowedAndCallablesAreNot()
     {
