@@ -234,6 +234,7 @@ public sealed class TrainingRun : IDisposable
         Replica = Parallel.Wrap(Model, Flat, Args.SyncBn);               // every rank starts from rank 0's weights
         EmaModel = new DetectionModel(Model.Config, Model.Registry);
         EmaModel.load_state_dict(Model.state_dict());
+        EmaModel.Trained = new TrainedOn(Args.Data, Data.Names);      // in the saved weights' header (an export's description)
         EmaModel.to(Device);
         EmaModel.UseCastPolicy(Precision.Policy);
         Loss = Model.Head.CreateLoss(new DetectionLossOptions
