@@ -128,6 +128,12 @@ public sealed class TrainingRun : IDisposable
     /// Under data parallel the main rank's request decides for every rank.</summary>
     public void RequestStop(string reason) => StopReason ??= reason;
 
+    /// <summary>Tells the run's events a line (a <see cref="TrainingMessage"/>, which the command line prints): how a callback
+    /// reports, a warning included (the library never prints).</summary>
+    public void Message(string text) => Messages?.Invoke(text);
+
+    internal Action<string>? Messages { get; set; }
+
     /// <summary>The main rank's <see cref="StopReason"/>, on every rank (collective).</summary>
     internal string? AgreedStop() => Parallel.MainDecides(StopReason);
 
