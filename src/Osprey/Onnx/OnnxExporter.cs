@@ -115,7 +115,7 @@ public static class OnnxExporter
     {
         yield return ("description", options.Description ?? DefaultDescription(model));
         yield return ("author", "Ultralytics");
-        yield return ("date", DateTime.Now.ToString("yyyy-MM-ddTHH:mm:ss.ffffff", CultureInfo.InvariantCulture));
+        yield return ("date", PythonIsoFormat(DateTime.Now));
         yield return ("version", UltralyticsMetadata.Version);
         yield return ("license", "AGPL-3.0 License (https://ultralytics.com/license)");
         yield return ("docs", "https://docs.ultralytics.com");
@@ -143,4 +143,8 @@ public static class OnnxExporter
         UltralyticsMetadata.Description($"{ModelFamilyNames.Of(model.Config)}{model.Scale ?? ""}", model.Trained?.Data);
 
     private static string Py(bool value) => UltralyticsMetadata.Py(value);
+
+    // Python's datetime.isoformat(): microseconds only when there are any.
+    private static string PythonIsoFormat(DateTime time) => time.ToString(
+        (time.Ticks % TimeSpan.TicksPerSecond) / 10 == 0 ? "yyyy-MM-ddTHH:mm:ss" : "yyyy-MM-ddTHH:mm:ss.ffffff", CultureInfo.InvariantCulture);
 }
