@@ -178,7 +178,18 @@ gpu_augment() {
   cpur=$(awk '$1 == "osprey" && $2 == "ram" && $3 ~ /^[0-9]+$/ && $4 ~ /^[0-9.]+$/ {print $5}' "$WORK/gpu_augment.log" | head -1)
   echo "RESULT INFO samples/s: device path $dev, CPU pipeline jpeg $cpuj / ram $cpur ($workers workers); train step $step ms"
 }
-export -f info nccl_train export_fp16 bench_train bench_bf16 bench_fp32 bench_ddp precision_run prec_fp32 prec_bf16 prec_fp16 autobatch pinned gpu_augment
+# 11. issue #20: osprey serve on the GPU: 16 synthetic 30 fps MJPEG streams of yolov8n at 640 (TorchSharp on CUDA, as
+#     backend=auto picks there) plus 2 request clients; goal: p99 end-to-end < 80 ms and the server's throughput >= 0.9x
+#     the bare batched model's in the same run
+bench_serve() {
+  local size=640 streams=16 secs=20; $gpu || { size=64; streams=2; secs=5; }
+  $OSPREY bench serve model=yolov8n.yaml imgsz=$size streams=$streams clients=2 duration=$secs device=$DEVICE || exit 1
+  local log=$WORK/bench_serve.log p99 ratio
+  p99=$(awk '$1 == "all" {print $4}' "$log" | tail -1); ratio=$(grep -oE 'ratio [0-9.]+' "$log" | tail -1 | awk '{print $2}')
+  python3 -c "p, r = float('${p99:-nan}'), float('${ratio:-nan}'); ok = p < 80 and r >= 0.9
+print('RESULT', 'PASS' if ok else ('FAIL' if '$gpu' == 'true' else 'INFO'), f'{$streams} streams at {$size}: p99 {p:.0f} ms (< 80), throughput ratio {r:.3f} (>= 0.9)')"
+}
+export -f info nccl_train export_fp16 bench_train bench_bf16 bench_fp32 bench_ddp precision_run prec_fp32 prec_bf16 prec_fp16 autobatch pinned gpu_augment bench_serve
 
 echo "osprey device check: DEVICE=$DEVICE, budget $BUDGET_S s, logs $WORK, results $OUT"
 item info 60 info
@@ -193,6 +204,7 @@ item prec_fp16 120 prec_fp16
 item autobatch 90 autobatch
 item pinned 120 pinned
 item gpu_augment 90 gpu_augment
+item bench_serve 90 bench_serve
 rows+=("total $((SECONDS - start)) s of BUDGET_S=$BUDGET_S; DEVICE=$DEVICE; $(date -u +%FT%TZ)")
 pack_out
 echo

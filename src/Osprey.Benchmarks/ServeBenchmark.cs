@@ -71,9 +71,14 @@ public sealed record RequestBenchResult(int Answered, int Failed, double PerSeco
 /// <param name="Backend">The backend that served.</param>
 /// <param name="Seconds">The measured time.</param>
 /// <param name="FramesSent">Frames the cameras sent in the measured time.</param>
+/// <param name="WorkerBusy">Share of the measured time the inference worker spent predicting.</param>
+/// <param name="ServerBatchSeconds">Mean time of a batch's prediction in the server.</param>
+/// <param name="BareBatchSeconds">Mean time of a bare batch (of <paramref name="BareBatch"/> images).</param>
+/// <param name="BareDecodingImagesPerSecond">The bare model's throughput when each batch's JPEG frames are decoded first, as
+/// <c>predict</c> on the frames would do (the server decodes every frame it predicts).</param>
 public sealed record ServeBenchReport(IReadOnlyList<StreamBenchResult> Streams, RequestBenchResult Requests, double MeanBatch,
     IReadOnlyList<(string Range, double Share)> BatchSizes, double ServerImagesPerSecond, int BareBatch, double BareImagesPerSecond, string Backend,
-    double Seconds, long FramesSent)
+    double Seconds, long FramesSent, double WorkerBusy, double ServerBatchSeconds, double BareBatchSeconds, double BareDecodingImagesPerSecond)
 {
     /// <summary>The server's throughput over the bare model's (the goal: ≥ 0.9, the server's own work hidden).</summary>
     public double Ratio => ServerImagesPerSecond / BareImagesPerSecond;
@@ -111,13 +116,16 @@ public static class ServeBenchmark
         }
         int bareBatch = Math.Max(1, (int)Math.Round(measured.MeanBatch));
         progress?.Report($"the bare model on batches of {bareBatch}");
-        double bare = BareThroughput(options, frames, bareBatch, Clamp(options.Duration / 2, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20)));
+        var bareTime = Clamp(options.Duration / 2, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(20));
+        var (bare, bareBatchSeconds) = BareThroughput(options, frames, bareBatch, bareTime, decode: false);
+        var (decoding, _) = BareThroughput(options, frames, bareBatch, bareTime, decode: true);
         return new ServeBenchReport(measured.Streams, measured.Requests, measured.MeanBatch, measured.BatchSizes, measured.ImagesPerSecond, bareBatch,
-            bare, backend, measured.Seconds, measured.FramesSent);
+            bare, backend, measured.Seconds, measured.FramesSent, measured.InferenceSeconds / measured.Seconds,
+            measured.Batches > 0 ? measured.InferenceSeconds / measured.Batches : 0, bareBatchSeconds, decoding);
     }
 
     sealed record Measured(IReadOnlyList<StreamBenchResult> Streams, RequestBenchResult Requests, double MeanBatch,
-        IReadOnlyList<(string, double)> BatchSizes, double ImagesPerSecond, double Seconds, long FramesSent);
+        IReadOnlyList<(string, double)> BatchSizes, double ImagesPerSecond, double Seconds, long FramesSent, double Batches, double InferenceSeconds);
 
     // The load and the watchers run through warm-up and measurement; only what happened between the two snapshots counts.
     static async Task<Measured> Measure(OspreyServer server, IReadOnlyList<LiveStream> streams, SyntheticStreams cameras, byte[] jpeg,
@@ -153,7 +161,8 @@ public static class ServeBenchmark
         var requests = new RequestBenchResult(ok.Length, answered.Length - ok.Length, ok.Length / seconds, ok.Length > 0 ? new LatencyStats(ok) : null);
         double batches = after.Batches - before.Batches, images = after.Images - before.Images;
         var sizes = after.Buckets.Select((b, k) => (b.Range, Share: batches > 0 ? (b.Count - before.Buckets[k].Count) / batches : 0)).ToArray();
-        return new Measured(results, requests, batches > 0 ? images / batches : 0, sizes, images / seconds, seconds, after.Sent - before.Sent);
+        return new Measured(results, requests, batches > 0 ? images / batches : 0, sizes, images / seconds, seconds, after.Sent - before.Sent,
+            batches, after.InferenceSeconds - before.InferenceSeconds);
     }
 
     // A stream's Server-Sent Events: each result's arrival and its latency_ms.
@@ -202,13 +211,15 @@ public static class ServeBenchmark
         }
     }
 
-    sealed record Counts(long At, long[] Frames, long[] Dropped, double Images, double Batches, (string Range, double Count)[] Buckets, long Sent);
+    sealed record Counts(long At, long[] Frames, long[] Dropped, double Images, double Batches, (string Range, double Count)[] Buckets, long Sent,
+        double InferenceSeconds);
 
     static async Task<Counts> Snapshot(HttpClient client, IReadOnlyList<LiveStream> streams, SyntheticStreams cameras)
     {
         string metrics = await client.GetStringAsync("/metrics").ConfigureAwait(false);
         return new Counts(Stopwatch.GetTimestamp(), streams.Select(s => s.Frames).ToArray(), streams.Select(s => s.Dropped).ToArray(),
-            Sample(metrics, "osprey_batch_size_sum"), Sample(metrics, "osprey_batch_size_count"), Buckets(metrics), cameras.Sent);
+            Sample(metrics, "osprey_batch_size_sum"), Sample(metrics, "osprey_batch_size_count"), Buckets(metrics), cameras.Sent,
+            Sample(metrics, "osprey_inference_seconds_sum"));
     }
 
     static double Sample(string metrics, string name) => metrics.Split('\n')
@@ -236,8 +247,10 @@ public static class ServeBenchmark
         return ranges;
     }
 
-    // The model as the server runs it (same backend rule), on batches of the same frames, decoded beforehand.
-    static double BareThroughput(ServeBenchOptions options, IReadOnlyList<byte[]> frames, int batch, TimeSpan duration)
+    // The model as the server runs it (same backend rule), on batches of the same frames, decoded beforehand or, with
+    // decode, decoded again for each batch; images a second and seconds a batch.
+    static (double ImagesPerSecond, double BatchSeconds) BareThroughput(ServeBenchOptions options, IReadOnlyList<byte[]> frames, int batch,
+        TimeSpan duration, bool decode)
     {
         using var backend = new ServeBackend(options.Backend, options.Predict, options.Device);
         using var detector = backend.Open(options.Model);
@@ -249,10 +262,16 @@ public static class ServeBenchmark
             int runs = 0;
             while (clock.Elapsed < duration || runs < 3)
             {
+                if (decode)
+                    for (int i = 0; i < batch; i++)
+                    {
+                        images[i].Dispose();
+                        images[i] = Cv2.ImDecode(frames[(runs * batch + i) % frames.Count], ImreadModes.Color);
+                    }
                 detector.Predict(images);
                 runs++;
             }
-            return runs * batch / clock.Elapsed.TotalSeconds;
+            return (runs * batch / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds / runs);
         }
         finally
         {

@@ -63,6 +63,10 @@ public sealed class BenchServeCommand : ICliCommand
             $"throughput: server {report.ServerImagesPerSecond:0.0} images/s; bare model on batches of {report.BareBatch}: {report.BareImagesPerSecond:0.0} images/s; " +
             $"ratio {report.Ratio:0.000} (goal ≥ 0.9)"));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  the gap: the worker predicted {report.WorkerBusy:P0} of the time; a batch took {report.ServerBatchSeconds * 1000:0} ms in the server " +
+            $"(mean {report.MeanBatch:0.0} images) vs {report.BareBatchSeconds * 1000:0} ms bare ({report.BareBatch}); bare with each batch's JPEGs " +
+            $"decoded first: {report.BareDecodingImagesPerSecond:0.0} images/s (ratio {report.ServerImagesPerSecond / report.BareDecodingImagesPerSecond:0.000})"));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{options.Model} at {options.Predict.ImageSize} ({report.Backend}), {options.Streams} streams of {options.Width}×{options.Height} at {options.Fps:0} fps " +
             $"({report.FramesSent} frames sent), {options.Clients} request clients, max_batch={options.MaxBatch} max_delay_ms={options.MaxDelay.TotalMilliseconds:0.#}; " +
             $"{options.Warmup.TotalSeconds:0} s warm-up, {report.Seconds:0.0} s measured; CPU: {Environment.ProcessorCount} cores"));

@@ -42,23 +42,48 @@ public static class Letterbox
         return output;
     }
 
-    /// <summary>BGR uint8 images (all the same size) → (b, 3, H, W) float32 RGB in [0, 1].</summary>
+    /// <summary>BGR uint8 images (all the same size) → (b, 3, H, W) float32 RGB in [0, 1] (see <see cref="ToPixels"/>).</summary>
     public static Tensor ToTensor(IReadOnlyList<Mat> bgrImages)
     {
-        int h = bgrImages[0].Rows, w = bgrImages[0].Cols;
-        var bytes = new byte[(long)bgrImages.Count * h * w * 3];
+        var pixels = ToPixels(bgrImages);
+        return tensor(pixels, new long[] { bgrImages.Count, 3, bgrImages[0].Rows, bgrImages[0].Cols });
+    }
+
+    /// <summary>
+    /// BGR uint8 images (all the same size) → row-major (b, 3, H, W) float32 RGB, each value byte / 255f: the values of
+    /// torch's <c>uint8 → float32, / 255</c> (an IEEE single division), written in one pass instead of torch's flip,
+    /// permute, cast and divide (about ten times faster for a batch of 320² images).
+    /// </summary>
+    public static float[] ToPixels(IReadOnlyList<Mat> bgrImages)
+    {
+        int h = bgrImages[0].Rows, w = bgrImages[0].Cols, plane = h * w;
+        var pixels = new float[(long)bgrImages.Count * 3 * plane];
         for (int i = 0; i < bgrImages.Count; i++)
         {
             var image = bgrImages[i];
             if (image.Rows != h || image.Cols != w || image.Type() != MatType.CV_8UC3)
                 throw new ArgumentException("every image of a batch must be CV_8UC3 of the same size");
-            using var continuous = image.Clone(); // continuous copy
-            System.Runtime.InteropServices.Marshal.Copy(continuous.Data, bytes, i * h * w * 3, h * w * 3);
+            WritePlanes(image, pixels.AsSpan(i * 3 * plane, 3 * plane), h, w);
         }
-        using var scope = NewDisposeScope();
-        var hwc = tensor(bytes).view(bgrImages.Count, h, w, 3);                       // (b, H, W, 3) BGR
-        var rgb = hwc.flip(3).permute(0, 3, 1, 2).to_type(ScalarType.Float32) / 255f; // (b, 3, H, W) RGB
-        return rgb.contiguous().MoveToOuterDisposeScope();
+        return pixels;
+    }
+
+    // One image's R, G and B planes (any row step).
+    private static unsafe void WritePlanes(Mat image, Span<float> planes, int h, int w)
+    {
+        int plane = h * w;
+        fixed (float* output = planes)
+            for (int y = 0; y < h; y++)
+            {
+                byte* row = (byte*)image.Ptr(y);
+                float* r = output + y * w, g = r + plane, b = g + plane;
+                for (int x = 0; x < w; x++, row += 3)
+                {
+                    b[x] = row[0] / 255f;
+                    g[x] = row[1] / 255f;
+                    r[x] = row[2] / 255f;
+                }
+            }
     }
 
     /// <summary>

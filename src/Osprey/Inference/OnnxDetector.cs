@@ -82,15 +82,17 @@ public sealed class OnnxDetector : IDetector
         if (bgrImages.Count == 0) return Array.Empty<Prediction>();
         var infos = new LetterboxInfo[bgrImages.Count];
         var boxed = Letterbox.ApplyAll(bgrImages, Options.ImageSize, infos);
+        float[] pixels;
         try
         {
-            using var scope = NewDisposeScope();
-            return Predictor.Postprocess(Detect(Letterbox.ToTensor(boxed), Options.Nms), infos, Names, sources);
+            pixels = Letterbox.ToPixels(boxed);
         }
         finally
         {
             foreach (var mat in boxed) mat.Dispose();
         }
+        using var scope = NewDisposeScope();
+        return Predictor.Postprocess(Detect(pixels, bgrImages.Count, Options.Nms), infos, Names, sources);
     }
 
     /// <summary>
@@ -103,14 +105,21 @@ public sealed class OnnxDetector : IDetector
         int count = (int)images.shape[0], size = Options.ImageSize;
         if (images.shape[2] != size || images.shape[3] != size)
             throw new ArgumentException($"{Path}: the graph takes {size}×{size} inputs, not {images.shape[2]}×{images.shape[3]} (imgsz={size}, rect=False).");
+        return Detect(HostCopy.Floats(images), count, nms);
+    }
+
+    // The graph on row-major (count, 3, S, S) pixels, in chunks of the graph's fixed batch (a chunk's tail stays zero).
+    IReadOnlyList<Tensor> Detect(float[] pixels, int count, NmsOptions nms)
+    {
+        int size = Options.ImageSize, image = 3 * size * size;
         int chunk = fixedBatch > 0 ? fixedBatch : Math.Max(count, 1);
         var kept = new List<Tensor>(count);
         for (int start = 0; start < count; start += chunk)
         {
             int n = Math.Min(chunk, count - start);
-            var pixels = new float[(long)chunk * 3 * size * size];               // a fixed batch's tail stays zero
-            HostCopy.Floats(images.narrow(0, start, n).to(ScalarType.Float32)).CopyTo(pixels, 0);
-            using var outputs = session.Run(new[] { Input(pixels, chunk, size) });
+            var input = chunk == count ? pixels : new float[(long)chunk * image];
+            if (!ReferenceEquals(input, pixels)) Array.Copy(pixels, (long)start * image, input, 0, (long)n * image);
+            using var outputs = session.Run(new[] { Input(input, chunk, size) });
             var (values, shape) = Output(outputs[0]);
             var output = tensor(values, shape).narrow(0, 0, n);
             kept.AddRange(endToEnd ? EndToEndDetections.Select(output, nms) : Nms.NonMaxSuppression(output, nms));

@@ -119,10 +119,11 @@ public sealed class UltralyticsCheckpoint : IDisposable
         var model = new DetectionModel(config);
         try
         {
-            int transferred = config.Nc == Config().Nc
-                ? ModelWeights.Load(model, _state, Path)
-                : ModelWeights.LoadMatching(model, _state);
-            return (model, transferred);
+            if (config.Nc != Config().Nc) return (model, ModelWeights.LoadMatching(model, _state));
+            int loaded = ModelWeights.Load(model, _state, Path);
+            // What it was trained on, as Ultralytics keeps it: train_args["data"] and the model's names.
+            model.Trained = new TrainedOn(TrainArgs.GetValueOrDefault("data") as string, Names.Count == config.Nc ? Names : null);
+            return (model, loaded);
         }
         catch
         {

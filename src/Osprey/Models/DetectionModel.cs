@@ -64,8 +64,13 @@ public sealed class DetectionModel : Module<Tensor, Tensor[]>
     /// <summary>Number of classes.</summary>
     public int Nc => Head.Nc;
 
-    /// <summary>Class names.</summary>
-    public IReadOnlyList<string> Names => Config.Names;
+    /// <summary>Class names: the dataset's for trained weights (<see cref="Trained"/>), else the YAML's.</summary>
+    public IReadOnlyList<string> Names => Trained?.Names is { } names && names.Count == Nc ? names : Config.Names;
+
+    /// <summary>What the weights were trained on, as Ultralytics' checkpoints keep it (<c>train_args["data"]</c>,
+    /// <c>model.names</c>): set by the trainer on the model it saves, read back with the weights
+    /// (<see cref="ModelWeights"/>) and from an export's description; null for a new model.</summary>
+    public TrainedOn? Trained { get; set; }
 
     /// <summary>Stride of each detection level in pixels.</summary>
     public IReadOnlyList<float> Strides => Head.Strides;

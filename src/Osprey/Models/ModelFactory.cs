@@ -70,6 +70,7 @@ public static class ModelFactory
         {
             var exact = new DetectionModel(config);
             ModelWeights.Load(exact, model);
+            if (extension is ".safetensors") exact.Trained = TrainedOn.FromMetadata(TrainedOn.ReadMetadata(model));
             return exact;
         }
         var transferred = new DetectionModel(ModelConfig.Parse(config.Text, config.Source, config.Scale, nc));

@@ -32,6 +32,13 @@ public static class ModelWeights
             // only has on the host.
             using var scope = NewDisposeScope();
             var state = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
+            if (format == WeightsFormat.Safetensors && model is DetectionModel { Trained: { } trained })
+            {
+                using var buffer = new MemoryStream();                 // the header gets what the model was trained on
+                Safetensors.SaveStateDict(buffer, state, leaveOpen: true);
+                File.WriteAllBytes(temporary, TrainedOn.WithMetadata(buffer.ToArray(), trained.ToMetadata()));
+                return;
+            }
             using var stream = File.Create(temporary);
             if (format == WeightsFormat.Safetensors) Safetensors.SaveStateDict(stream, state, leaveOpen: true);
             else PyTorchPickler.PickleStateDict(stream, state, leaveOpen: true);

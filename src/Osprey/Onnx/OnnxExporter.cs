@@ -28,8 +28,8 @@ public sealed record OnnxExportOptions
     /// <summary>ONNX opset (<see cref="OnnxExporter.MinOpset"/> … <see cref="OnnxExporter.MaxOpset"/>), 17.</summary>
     public int Opset { get; init; } = 17;
 
-    /// <summary>Text of the <c>description</c> metadata; null = "Osprey {family}{scale} model" ("Osprey YOLO11n model",
-    /// see <see cref="OnnxExporter.DefaultDescription"/>).</summary>
+    /// <summary>Text of the <c>description</c> metadata; null = Ultralytics' "Ultralytics {family}{scale} model trained on
+    /// {data}" (see <see cref="OnnxExporter.DefaultDescription"/>).</summary>
     public string? Description { get; init; }
 }
 
@@ -109,13 +109,14 @@ public static class OnnxExporter
     private static long AnchorCount(DetectionModel model, OnnxExportOptions options) =>
         model.Strides.Sum(s => (long)(options.Height / s) * (long)(options.Width / s));
 
-    // Ultralytics' metadata_props, in its order.
+    // Ultralytics' metadata_props (exporter.py, self.metadata), in its order and with its values (str() of each): consumers
+    // parse the family from the description and refuse other authors' files. Osprey's own version goes under osprey_version.
     private static IEnumerable<(string, string)> Metadata(DetectionModel model, OnnxExportOptions options)
     {
         yield return ("description", options.Description ?? DefaultDescription(model));
-        yield return ("author", "Osprey");
-        yield return ("date", DateTime.Now.ToString("yyyy-MM-ddTHH:mm:ss.ffffff", CultureInfo.InvariantCulture));
-        yield return ("version", TorchRuntime.OspreyVersion);
+        yield return ("author", "Ultralytics");
+        yield return ("date", PythonIsoFormat(DateTime.Now));
+        yield return ("version", UltralyticsMetadata.Version);
         yield return ("license", "AGPL-3.0 License (https://ultralytics.com/license)");
         yield return ("docs", "https://docs.ultralytics.com");
         yield return ("stride", ((int)model.Strides.Max()).ToString(CultureInfo.InvariantCulture));
@@ -123,18 +124,27 @@ public static class OnnxExporter
         yield return ("batch", options.Batch.ToString(CultureInfo.InvariantCulture));
         yield return ("imgsz", UltralyticsMetadata.FormatInts(new[] { options.Height, options.Width }));
         yield return ("names", UltralyticsMetadata.FormatNames(model.Names));
-        yield return ("args", $"{{'batch': {options.Batch}, 'half': {Py(options.Half)}, 'dynamic': {Py(options.Dynamic)}, 'opset': {options.Opset}, 'nms': False}}");
+        // {k: v for k, v in self.args if k in ('batch', 'dynamic', 'half', 'opset', 'simplify', 'nms')}, in default.yaml's
+        // order; simplify is Ultralytics' default (True), nms is not offered.
+        yield return ("args", $"{{'batch': {options.Batch}, 'half': {Py(options.Half)}, 'dynamic': {Py(options.Dynamic)}, " +
+                              $"'simplify': True, 'opset': {options.Opset}, 'nms': False}}");
         yield return ("channels", model.Config.InputChannels.ToString(CultureInfo.InvariantCulture));
-        if (model.Head.EndToEnd) yield return ("end2end", "True");                 // Ultralytics: getattr(model, "end2end")
+        if (model.Head.EndToEnd) yield return ("end2end", "True");                 // as Ultralytics 8.4 (8.3 writes no key)
+        yield return ("osprey_version", TorchRuntime.OspreyVersion);
     }
 
     /// <summary>
-    /// The <c>description</c> of an export: "Osprey {family}{scale} model" with the family and scale as Ultralytics' exporter
-    /// writes them in its own text (<c>f"Ultralytics {pretty_name} model ..."</c>: <c>YOLOv8n</c>, <c>YOLO11n</c>,
-    /// <c>YOLOv10s</c>). <see cref="OnnxImport"/> reads the family and scale back from either text.
+    /// The <c>description</c> of an export, Ultralytics' text (<see cref="UltralyticsMetadata.Description"/>): the family and
+    /// scale as its <c>pretty_name</c> (<c>YOLOv8n</c>, <c>YOLO11n</c>, <c>YOLOv10s</c>), then "trained on" the data the
+    /// weights were trained on (<see cref="DetectionModel.Trained"/>): "Ultralytics YOLOv8n model trained on coco8.yaml".
+    /// <see cref="OnnxImport"/> reads the family and scale back from it (and from Osprey's earlier "Osprey YOLOv8n model").
     /// </summary>
     public static string DefaultDescription(DetectionModel model) =>
-        $"Osprey {ModelFamilyNames.Of(model.Config)}{model.Scale ?? ""} model";
+        UltralyticsMetadata.Description($"{ModelFamilyNames.Of(model.Config)}{model.Scale ?? ""}", model.Trained?.Data);
 
-    private static string Py(bool value) => value ? "True" : "False";
+    private static string Py(bool value) => UltralyticsMetadata.Py(value);
+
+    // Python's datetime.isoformat(): microseconds only when there are any.
+    private static string PythonIsoFormat(DateTime time) => time.ToString(
+        (time.Ticks % TimeSpan.TicksPerSecond) / 10 == 0 ? "yyyy-MM-ddTHH:mm:ss" : "yyyy-MM-ddTHH:mm:ss.ffffff", CultureInfo.InvariantCulture);
 }

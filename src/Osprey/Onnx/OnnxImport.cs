@@ -137,6 +137,8 @@ public static class OnnxImport
         if (model is null || scale is null)
             throw new InvalidDataException($"{path}: the weights fit no {families} scale (first conv has {firstWidth} channels). {string.Join("; ", failures)}");
         model.eval();
+        string? data = UltralyticsMetadata.TrainedOn(metadata.GetValueOrDefault("description"));
+        if (data is not null || names is not null) model.Trained = new TrainedOn(data, names);  // what a re-export describes
         if (emulateQuantization && quantizedKeys.Count > 0)
             foreach (var (name, module) in model.named_modules())
                 if (quantizedKeys.TryGetValue(name, out var source) && module is Conv2d conv)

@@ -9,6 +9,26 @@ namespace Osprey.Onnx;
 /// </summary>
 public static class UltralyticsMetadata
 {
+    /// <summary>The Ultralytics release whose export metadata Osprey writes (key for key, value for value): the one that wrote
+    /// Ultralytics' int8 YOLOv8n export in the shared data (its <c>version</c>).</summary>
+    public const string Version = "8.3.143";
+
+    /// <summary>Ultralytics' exporter's description:
+    /// <c>f"Ultralytics {pretty_name} model {f'trained on {data}' if data else ''}"</c> (a trailing space without data).</summary>
+    public static string Description(string prettyName, string? data) =>
+        $"Ultralytics {prettyName} model {(string.IsNullOrEmpty(data) ? "" : $"trained on {data}")}";
+
+    /// <summary>The <c>data</c> a description names ("… model trained on coco.yaml" → coco.yaml), or null.</summary>
+    public static string? TrainedOn(string? description)
+    {
+        const string marker = " model trained on ";
+        int at = description?.IndexOf(marker, StringComparison.Ordinal) ?? -1;
+        return at < 0 ? null : description![(at + marker.Length)..];
+    }
+
+    /// <summary>Python's <c>str()</c> of a bool.</summary>
+    public static string Py(bool value) => value ? "True" : "False";
+
     /// <summary>Python's repr of a dict int → str (as <c>str(names)</c> writes it).</summary>
     public static string FormatNames(IReadOnlyList<string> names) =>
         "{" + string.Join(", ", names.Select((n, i) => $"{i.ToString(CultureInfo.InvariantCulture)}: {PythonRepr(n)}")) + "}";

@@ -31,7 +31,7 @@ public sealed class Trainer
     readonly OspreyArgs _args;
     readonly DistributedEnvironment? _environment;
     readonly Action<string>? _fatal;
-    readonly List<ITrainingCallback> _callbacks = new() { new Distiller(), new RunLog(), new TrainingPlots(), new EarlyStopping(), new TimeLimit() };
+    readonly List<ITrainingCallback> _callbacks = new() { new Distiller(), new RunLog(), new TrainingPlots(), new EarlyStopping(), new TimeLimit(), new Tracking.MlflowTracking() };
 
     /// <param name="args">The run's arguments.</param>
     /// <param name="events">Receives the progress events (main rank only).</param>
@@ -63,19 +63,40 @@ public sealed class Trainer
     TrainingFinished Train(OspreyArgs args, string? resumeFrom, Device device, DataParallel parallel, CancellationToken cancellationToken)
     {
         using var run = TrainingRun.Setup(args, resumeFrom, device, parallel, built => Publish(built, new ModelBuilt()));
+        run.Messages = text => Publish(run, new TrainingMessage(text));
         Start(run);
-        int epoch = run.State.Epoch;
-        string? stop = null;
-        while (epoch < run.Args.Epochs && stop is null)
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            EpochTraining trained = TrainEpoch(run, epoch, cancellationToken);
-            ValidationResult? validation = Validate(run, epoch);
-            EndEpoch(run, epoch, trained, validation);
-            stop = run.AgreedStop();
-            epoch++;
+            int epoch = run.State.Epoch;
+            string? stop = null;
+            while (epoch < run.Args.Epochs && stop is null)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                EpochTraining trained = TrainEpoch(run, epoch, cancellationToken);
+                ValidationResult? validation = Validate(run, epoch);
+                EndEpoch(run, epoch, trained, validation);
+                stop = run.AgreedStop();
+                epoch++;
+            }
+            return Finish(run, epoch, stop ?? "completed");
         }
-        return Finish(run, epoch, stop ?? "completed");
+        catch (Exception e) when (Failed(run, e))
+        {
+            throw;                                                       // not reached: Failed tells the callbacks and says false
+        }
+    }
+
+    // Tells the callbacks (a tracker ends its run FAILED or KILLED); a callback's own failure here does not hide the first.
+    bool Failed(TrainingRun run, Exception e)
+    {
+        try
+        {
+            Publish(run, new TrainingFailed(e.Message, e is OperationCanceledException));
+        }
+        catch (Exception)
+        {
+        }
+        return false;
     }
 
     void Start(TrainingRun run)

@@ -61,3 +61,8 @@ public sealed record TrainingMessage(string Text) : TrainingEvent;
 /// <summary>The run is over: why, where the weights are, and the final validation of the best weights.</summary>
 public sealed record TrainingFinished(string RunDirectory, string LastWeights, string? BestWeights, int EpochsRun,
     double Hours, string StopReason, ValidationResult? Final, IReadOnlyList<string> ClassNames) : TrainingEvent;
+
+/// <summary>Training threw after it started (<see cref="TrainingStarted"/>): published before the exception leaves the trainer.</summary>
+/// <param name="Message">The exception's message.</param>
+/// <param name="Cancelled">The run was cancelled (an <see cref="OperationCanceledException"/>) rather than failed.</param>
+public sealed record TrainingFailed(string Message, bool Cancelled) : TrainingEvent;

@@ -129,6 +129,12 @@ public sealed class TrainingRun : IDisposable
     /// Under data parallel the main rank's request decides for every rank.</summary>
     public void RequestStop(string reason) => StopReason ??= reason;
 
+    /// <summary>Tells the run's events a line (a <see cref="TrainingMessage"/>, which the command line prints): how a callback
+    /// reports, a warning included (the library never prints).</summary>
+    public void Message(string text) => Messages?.Invoke(text);
+
+    internal Action<string>? Messages { get; set; }
+
     /// <summary>The main rank's <see cref="StopReason"/>, on every rank (collective).</summary>
     internal string? AgreedStop() => Parallel.MainDecides(StopReason);
 
@@ -235,6 +241,7 @@ public sealed class TrainingRun : IDisposable
         Replica = Parallel.Wrap(Model, Flat, Args.SyncBn);               // every rank starts from rank 0's weights
         EmaModel = new DetectionModel(Model.Config, Model.Registry);
         EmaModel.load_state_dict(Model.state_dict());
+        EmaModel.Trained = new TrainedOn(Args.Data, Data.Names);      // in the saved weights' header (an export's description)
         EmaModel.to(Device);
         EmaModel.UseCastPolicy(Precision.Policy);
         Loss = Model.Head.CreateLoss(new DetectionLossOptions

@@ -120,7 +120,7 @@ public class SavePtTests
             Assert.Equal(tensor.shape, entry[1].EnumerateArray().Select(d => d.GetInt64()));
             Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(tensor.contiguous().bytes)), entry[2].GetString());
         }
-        Assert.Equal(run.Model.Names, file.GetProperty("names").EnumerateObject().Select(n => n.Value.GetString()));
+        Assert.Equal(ShapesDataset.Names, file.GetProperty("names").EnumerateObject().Select(n => n.Value.GetString()));  // the dataset's
         Assert.Equal(run.Model.Nc, file.GetProperty("nc").GetInt32());
         Assert.Equal(run.Model.Config.Layers.Count, file.GetProperty("yaml_layers").GetInt32());
         Assert.Equal("t", file.GetProperty("yaml_scale").GetString());

@@ -50,6 +50,7 @@ public class UltralyticsCheckpointTests
             using var loaded = ModelFactory.Create(pt);
             Assert.Equal("person", loaded.Names[0]);
             Assert.Equal("toothbrush", loaded.Names[79]);
+            Assert.Equal("coco.yaml", loaded.Trained?.Data);                                 // train_args["data"], as Ultralytics keeps it
             AssertFp16Rounded(imported, loaded);
 
             var expected = ReferenceDetections.Load().Single(e => e.Image.EndsWith("bus.jpg", StringComparison.Ordinal));

@@ -136,8 +136,9 @@ if __name__ == "__main__":
         "date": datetime.datetime.now().isoformat(), "version": "8.3.143", "license": "AGPL-3.0 License",
         "docs": "https://docs.ultralytics.com", "epoch": -1, "best_fitness": None,
         "model": None if META.get("ema") else model, "ema": model if META.get("ema") else None, "updates": None,
-        "optimizer": None, "train_args": {"task": "detect", "mode": "train", "model": "yolov8n.yaml", "epochs": 100,
-                                          "imgsz": 640, "lr0": 0.01, "amp": True, "device": None},
+        "optimizer": None,
+        "train_args": {"task": "detect", "mode": "train", "model": "yolov8n.yaml", "data": "coco.yaml", "epochs": 100,
+                       "imgsz": 640, "lr0": 0.01, "amp": True, "device": None},
         "train_metrics": {"metrics/mAP50(B)": 0.5}, "train_results": {"epoch": [1, 2], "fitness": [0.1, 0.2]},
     }
     if META.get("ema"):  # a training-time last.pt: optimizer state, numpy fitness, EMA updates

@@ -35,9 +35,9 @@ public class V10ExportTests
         {
             var proto = OnnxExporter.Export(model, path, new OnnxExportOptions { Height = 160, Width = 160, Batch = 2 });
             var meta = proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
-            Assert.Equal("Osprey YOLOv10t model", meta["description"]);
+            Assert.Equal("Ultralytics YOLOv10t model ", meta["description"]);
             Assert.Equal("True", meta["end2end"]);
-            Assert.Equal("channels", proto.MetadataProps[^2].Key);                  // end2end written last, after channels
+            Assert.Equal("channels", proto.MetadataProps[^3].Key);                  // end2end after channels, then Osprey's version
             Assert.Equal("{0: 'class0', 1: 'class1', 2: 'class2'}", meta["names"]);
             // The one-to-many branch is not in the graph; the one-to-one branch and the DFL are.
             Assert.DoesNotContain(proto.Graph.Initializer, t => t.Name.StartsWith("model.22.cv", StringComparison.Ordinal));

@@ -32,8 +32,8 @@ public class Yolo11OnnxTests(ITestOutputHelper output)
             var proto = OnnxExporter.Export(model, path, new OnnxExportOptions { Height = 320, Width = 320 });
             var meta = proto.MetadataProps.ToDictionary(p => p.Key, p => p.Value);
             // Ultralytics' exporter: f"Ultralytics {pretty_name} model {f'trained on {data}' if data else ''}".
-            Assert.Equal("Osprey YOLO11n model", meta["description"]);
-            Assert.Equal("Osprey", meta["author"]);
+            Assert.Equal("Ultralytics YOLO11n model ", meta["description"]);   // an untrained model: no "trained on"
+            Assert.Equal("Ultralytics", meta["author"]);
             Assert.Equal("32", meta["stride"]);
             // C2PSA's attention: two MatMuls, the scale, Softmax over the keys, in the block's scope.
             Assert.Equal(new[] { "/model.10/m/0/attn/MatMul", "/model.10/m/0/attn/MatMul_1" },
@@ -124,7 +124,7 @@ public class Yolo11OnnxTests(ITestOutputHelper output)
         try
         {
             var proto = OnnxExporter.Export(model, path, new OnnxExportOptions { Height = 256, Width = 320, Dynamic = dynamic });
-            Assert.Equal("Osprey YOLOv10s model", proto.MetadataProps.Single(p => p.Key == "description").Value);
+            Assert.Equal("Ultralytics YOLOv10s model ", proto.MetadataProps.Single(p => p.Key == "description").Value);
             // The fused RepVGGDW: one 7×7 depthwise Conv with the 3×3 folded in, then SiLU.
             var large = proto.Graph.Node.Single(n => n.Name == "/model.8/m/0/cv1/2/conv/conv/Conv");
             Assert.Equal(new long[] { 7, 7 }, large.Attribute.Single(a => a.Name == "kernel_shape").Ints);
