@@ -13,16 +13,17 @@ namespace Osprey.Interop;
 /// </summary>
 public static class CheckpointYaml
 {
+    // The order of Ultralytics' model YAMLs (a pickled dict has none), then the rest by name.
+    private static readonly string[] KeyOrder = { "nc", "scale", "scales", "ch", "channels", "backbone", "head" };
+
     /// <summary>The dict as YAML text, with <paramref name="names"/> (when any) as its <c>names</c>.</summary>
     public static string ToText(IDictionary yaml, IReadOnlyList<string> names)
     {
         var text = new StringBuilder();
-        foreach (DictionaryEntry entry in yaml)
-        {
-            string key = Convert.ToString(entry.Key, CultureInfo.InvariantCulture) ?? "";
-            if (key == "names") continue;
-            text.Append(Key(key)).Append(": ").Append(Flow(entry.Value)).Append('\n');
-        }
+        var entries = yaml.Cast<DictionaryEntry>().Select(e => (Key: Convert.ToString(e.Key, CultureInfo.InvariantCulture) ?? "", e.Value))
+            .Where(e => e.Key != "names")
+            .OrderBy(e => Array.IndexOf(KeyOrder, e.Key) is var i && i >= 0 ? i : KeyOrder.Length).ThenBy(e => e.Key, StringComparer.Ordinal);
+        foreach (var (key, value) in entries) text.Append(Key(key)).Append(": ").Append(Flow(value)).Append('\n');
         if (names.Count > 0) text.Append("names: ").Append(Flow(names.ToList())).Append('\n');
         return text.ToString();
     }
