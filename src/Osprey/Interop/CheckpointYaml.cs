@@ -20,12 +20,19 @@ public static class CheckpointYaml
     public static string ToText(IDictionary yaml, IReadOnlyList<string> names)
     {
         var text = new StringBuilder();
-        var entries = yaml.Cast<DictionaryEntry>().Select(e => (Key: Convert.ToString(e.Key, CultureInfo.InvariantCulture) ?? "", e.Value))
+        var entries = Entries(yaml).Select(e => (Key: Convert.ToString(e.Key, CultureInfo.InvariantCulture) ?? "", e.Value))
             .Where(e => e.Key != "names")
             .OrderBy(e => Array.IndexOf(KeyOrder, e.Key) is var i && i >= 0 ? i : KeyOrder.Length).ThenBy(e => e.Key, StringComparer.Ordinal);
         foreach (var (key, value) in entries) text.Append(Key(key)).Append(": ").Append(Flow(value)).Append('\n');
         if (names.Count > 0) text.Append("names: ").Append(Flow(names.ToList())).Append('\n');
         return text.ToString();
+    }
+
+    /// <summary>A dictionary's entries (through its IDictionaryEnumerator: a generic one's IEnumerable yields KeyValuePairs).</summary>
+    public static IEnumerable<DictionaryEntry> Entries(IDictionary dict)
+    {
+        var enumerator = dict.GetEnumerator();
+        while (enumerator.MoveNext()) yield return enumerator.Entry;
     }
 
     /// <summary>YAML text as Python data (a dict of str, int, float, bool, None, lists and dicts), insertion-ordered.</summary>
@@ -70,7 +77,7 @@ public static class CheckpointYaml
         string s => JsonSerializer.Serialize(s),
         double d => d.ToString("R", CultureInfo.InvariantCulture),
         float f => f.ToString("R", CultureInfo.InvariantCulture),
-        IDictionary map => "{" + string.Join(", ", map.Cast<DictionaryEntry>().Select(e => $"{JsonSerializer.Serialize(Convert.ToString(e.Key, CultureInfo.InvariantCulture))}: {Flow(e.Value)}")) + "}",
+        IDictionary map => "{" + string.Join(", ", Entries(map).Select(e => $"{JsonSerializer.Serialize(Convert.ToString(e.Key, CultureInfo.InvariantCulture))}: {Flow(e.Value)}")) + "}",
         IEnumerable list => "[" + string.Join(", ", list.Cast<object?>().Select(Flow)) + "]",
         IConvertible number => Convert.ToString(number, CultureInfo.InvariantCulture) ?? "",
         _ => throw new InvalidDataException($"unsupported value {value.GetType().Name} in the model yaml."),

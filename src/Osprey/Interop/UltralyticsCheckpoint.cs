@@ -146,7 +146,7 @@ public sealed class UltralyticsCheckpoint : IDisposable
         Epoch = root["epoch"] is int epoch ? epoch : null;
         BestFitness = root["best_fitness"] is double fitness ? fitness : null;
         if (root["train_args"] is IDictionary args)
-            TrainArgs = args.Cast<DictionaryEntry>().ToDictionary(e => Convert.ToString(e.Key, CultureInfo.InvariantCulture)!, e => e.Value);
+            TrainArgs = CheckpointYaml.Entries(args).ToDictionary(e => Convert.ToString(e.Key, CultureInfo.InvariantCulture)!, e => e.Value);
         IDictionary? yaml;
         object? names;
         if ((root["ema"] ?? root["model"]) is ClassDict model)                  // Ultralytics: ckpt.get("ema") or ckpt["model"]
@@ -203,7 +203,7 @@ public sealed class UltralyticsCheckpoint : IDisposable
 
     private IReadOnlyList<string> ReadNames(object? names) => names switch
     {
-        IDictionary map => map.Cast<DictionaryEntry>().OrderBy(e => Convert.ToInt64(e.Key, CultureInfo.InvariantCulture))
+        IDictionary map => CheckpointYaml.Entries(map).OrderBy(e => Convert.ToInt64(e.Key, CultureInfo.InvariantCulture))
             .Select(e => Convert.ToString(e.Value, CultureInfo.InvariantCulture) ?? "").ToArray(),
         IEnumerable list and not string => list.Cast<object>().Select(n => Convert.ToString(n, CultureInfo.InvariantCulture) ?? "").ToArray(),
         _ => Array.Empty<string>(),
