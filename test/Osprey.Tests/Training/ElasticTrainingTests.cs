@@ -1,0 +1,163 @@
+using Osprey.Cli;
+using Osprey.Config;
+using Osprey.Data;
+using Osprey.Distributed;
+using Osprey.Models;
+using Osprey.Tests.Distributed;
+using Osprey.Tests.Models;
+using Osprey.Training;
+using Xunit.Abstractions;
+
+namespace Osprey.Tests.Training;
+
+/// <summary>
+/// Elastic training (docs/distributed.md, "Elastic training"): a run resumed at another world size continues the
+/// uninterrupted run, the epoch's tail is the same at every world size (a rank may have no share of the last batch), and
+/// with <c>min_ranks</c> a job whose rank is lost for good continues on the survivors from the newest checkpoint.
+/// </summary>
+[Collection("multi-process")]
+public class ElasticTrainingTests(ITestOutputHelper log)
+{
+    // 25 images: with batch 8 the epoch is 8, 8, 8, 1 (on 2 ranks rank 1's share of the last batch is empty), with batch
+    // 6 it is 6, 6, 6, 6, 1 (empty shares on 2 and on 3 ranks). 25 is odd: PyTorch's padding would repeat a sample.
+    static readonly ShapesOptions Shapes = new(ImageSize: 64, TrainImages: 25, ValImages: 8, Seed: 3);
+
+    static string CliDll => Path.Combine(AppContext.BaseDirectory, "Osprey.Cli.dll");
+
+    static readonly Dictionary<string, string> RankEnvironment = new() { ["OMP_NUM_THREADS"] = "1" };
+
+    static (string Dir, string[] Common) Setup(int batch)
+    {
+        string dir = TestModels.TempDir();
+        string data = ShapesDataset.EnsureGenerated(Shapes, dir);
+        string model = Path.Combine(dir, "tiny.yaml");
+        File.WriteAllText(model, TestModels.TinyYaml());
+        return (dir, new[] { $"data={data}", $"model={model}", "epochs=2", "imgsz=64", $"batch={batch}", $"nbs={batch}", "workers=1",
+            "device=cpu", $"project={dir}", "sync_bn=True", "plots=False", "val=False", "save_period_steps=1" });
+    }
+
+    static OspreyArgs Args(IEnumerable<string> tokens) => ArgsParser.Parse(tokens.ToArray());
+
+    DistributedLaunchResult Launch(IEnumerable<string> tokens, Dictionary<string, string>? faults = null)
+    {
+        WorkerRunner.RequireMpirun();
+        var output = new List<string>();
+        var environment = new Dictionary<string, string>(RankEnvironment);
+        foreach (var (k, v) in faults ?? new()) environment[k] = v;
+        var result = DistributedLaunch.RunAsync(Args(tokens), LocalLauncher.DotnetHost, new[] { CliDll, "train" },
+            line => { lock (output) output.Add(line.Text); }, environment).GetAwaiter().GetResult();
+        log.WriteLine($"exit {result.ExitCode}, world {result.World}, restarts {result.Restarts}, {result.Elapsed.TotalSeconds:0.0} s {result.Message}");
+        lock (output) log.WriteLine(string.Join('\n', output.Where(l => l.StartsWith("osprey", StringComparison.Ordinal) || l.Contains("elastic")).TakeLast(20)));
+        return result;
+    }
+
+    static string LastWeights(string runDirectory) => Path.Combine(runDirectory, "weights", "last.safetensors");
+
+    static string LastCheckpoint(string runDirectory) => Path.Combine(runDirectory, "weights", "last.ckpt");
+
+    double AssertClose(string expected, string actual, string what, double tolerance = 1e-5)
+    {
+        var a = ModelFactory.Create(expected).state_dict().ToDictionary(kv => kv.Key, kv => Osprey.Runtime.HostCopy.Floats(kv.Value));
+        var b = ModelFactory.Create(actual).state_dict().ToDictionary(kv => kv.Key, kv => Osprey.Runtime.HostCopy.Floats(kv.Value));
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        double max = 0;
+        string worst = "";
+        foreach (string key in a.Keys)
+            for (int i = 0; i < a[key].Length; i++)
+                if (Math.Abs(a[key][i] - b[key][i]) is var d && d > max) (max, worst) = (d, key);
+        log.WriteLine($"{what}: max |Δw| over {a.Count} tensors {max:E2} ({worst})");
+        Assert.True(max < tolerance, $"{what}: {worst} differs by {max:E2}");
+        return max;
+    }
+
+    static IReadOnlyDictionary<string, string> SingleWorldChange(string runDirectory)
+    {
+        string path = Path.Combine(runDirectory, WorldChange.FileName);
+        Assert.True(File.Exists(path), $"no {WorldChange.FileName} in {runDirectory}");
+        return Assert.Single(WorldChange.Read(path));
+    }
+
+    [Fact]
+    public void ResumingOnAnotherWorldSizeContinuesTheUninterruptedRun()
+    {
+        var (dir, common) = Setup(batch: 8);
+        // The tail: 2 ranks (rank 1 without a share of each epoch's last batch) train as one process.
+        var one = new Trainer(Args(common.Append("name=one"))).Train();
+        var two = Launch(common.Append("name=two").Append("nproc=2"));
+        Assert.Equal(0, two.ExitCode);
+        AssertClose(one.LastWeights, LastWeights(two.RunDirectory), "uninterrupted: 1 process vs 2 ranks (global tail)");
+
+        // 2 → 1: two ranks, rank 1 SIGKILLed at iteration 5 (epoch 2, batch 2); resumed as one process.
+        string marker = Path.Combine(dir, "killed-2");
+        var killed = Launch(common.Append("name=shrink").Append("nproc=2"), new() { [Trainer.FaultVariable] = $"1:5:{marker}" });
+        Assert.NotEqual(0, killed.ExitCode);
+        Assert.Equal(1, Checkpoint.ReadState(LastCheckpoint(killed.RunDirectory)).Epoch);
+        var messages = new List<string>();
+        new Trainer(Args(new[] { $"resume={LastCheckpoint(killed.RunDirectory)}", "nproc=1" }),
+            e => { if (e is TrainingMessage m) messages.Add(m.Text); }).Train();
+        AssertClose(LastWeights(two.RunDirectory), LastWeights(killed.RunDirectory), "2 ranks → 1 process at iteration 5 vs 2 ranks");
+        var row = SingleWorldChange(killed.RunDirectory);
+        Assert.Equal(("2", "1", "2", "8", "8"), (row["old_world"], row["new_world"], row["epoch"], row["old_batch"], row["new_batch"]));
+        Assert.Contains(messages, m => m.StartsWith("elastic resume at epoch 2, batch 1/4: 2 → 1 rank(s), global batch 8 unchanged", StringComparison.Ordinal));
+        Assert.Equal(2, ResultsCsv.Read(Path.Combine(killed.RunDirectory, "results.csv")).Count);
+
+        // 1 → 2: one process (under mpirun -np 1) SIGKILLed at iteration 5, resumed on two ranks.
+        string marker1 = Path.Combine(dir, "killed-1");
+        var killed1 = Launch(common.Append("name=grow").Append("nproc=1"), new() { [Trainer.FaultVariable] = $"0:5:{marker1}" });
+        Assert.NotEqual(0, killed1.ExitCode);
+        var grown = Launch(new[] { $"resume={LastCheckpoint(killed1.RunDirectory)}", "nproc=2" });
+        Assert.Equal(0, grown.ExitCode);
+        AssertClose(one.LastWeights, LastWeights(killed1.RunDirectory), "1 process → 2 ranks at iteration 5 vs 1 process");
+        row = SingleWorldChange(killed1.RunDirectory);
+        Assert.Equal(("1", "2"), (row["old_world"], row["new_world"]));
+    }
+
+    [Fact]
+    public void ARankLostForGoodContinuesOnTheSurvivorsDownToMinRanks()
+    {
+        var (dir, common) = Setup(batch: 6);
+        var three = common.Append("nproc=3").Append("max_restarts=1").ToArray();
+        // Rank 2 is SIGKILLed at iteration 6 (epoch 2, batch 2) and from then on dies at start on every launch.
+        Dictionary<string, string> Faults(string marker) => new()
+        {
+            [Trainer.FaultVariable] = $"2:6:{marker}", [FaultInjection.LostVariable] = $"2:{marker}",
+        };
+
+        // min_ranks=3 (the default: the world): the retry fails too, and the job fails naming the lost rank.
+        var strict = Launch(three.Append("name=strict"), Faults(Path.Combine(dir, "lost-strict")));
+        Assert.NotEqual(0, strict.ExitCode);
+        Assert.Equal((1, 2, 3), (strict.Restarts, strict.FailedRank ?? -1, strict.World));
+        Assert.Contains("rank 2 is lost", strict.Message);
+        Assert.Contains("min_ranks=3", strict.Message);
+        // The reference: that run continued on 2 ranks from its newest checkpoint.
+        string checkpoint = LastCheckpoint(strict.RunDirectory);
+        Assert.Equal((1, 3), (Checkpoint.ReadState(checkpoint).Epoch, Checkpoint.ReadState(checkpoint).World));
+        Assert.Equal(0, Launch(new[] { $"resume={checkpoint}", "nproc=2" }).ExitCode);
+
+        // min_ranks=2: the job leaves rank 2 behind and finishes on 2 ranks by itself.
+        var elastic = Launch(three.Append("name=elastic").Append("min_ranks=2"), Faults(Path.Combine(dir, "lost-elastic")));
+        Assert.Equal(0, elastic.ExitCode);
+        Assert.Equal((2, 2), (elastic.World, elastic.Restarts));
+        AssertClose(LastWeights(strict.RunDirectory), LastWeights(elastic.RunDirectory), "3 → 2 ranks (min_ranks=2) vs 2 ranks from that step");
+        var row = SingleWorldChange(elastic.RunDirectory);
+        Assert.Equal(("3", "2", "2"), (row["old_world"], row["new_world"], row["epoch"]));
+        Assert.Contains("rank 2 is lost", row["reason"]);
+        Assert.Equal(2, ResultsCsv.Read(Path.Combine(elastic.RunDirectory, "results.csv")).Count);
+
+        // …and as one process that was never interrupted (every world trains the same global batches).
+        var one = new Trainer(Args(common.Append("name=one"))).Train();
+        AssertClose(one.LastWeights, LastWeights(elastic.RunDirectory), "3 → 2 ranks vs 1 process uninterrupted");
+    }
+
+    [Fact]
+    public void ArgsSchemaHasMinRanksAndTheLauncherShrinksToAWorldThatSplitsTheBatch()
+    {
+        Assert.Equal(0, new OspreyArgs().MinRanks);
+        Assert.Equal(2, Args(new[] { "min_ranks=2" }).MinRanks);
+        Assert.Contains("min_ranks: 2", ArgsYaml.Serialize(Args(new[] { "min_ranks=2" })));
+        Assert.Equal(2, DistributedLaunch.Survivors(3, 2, 6));
+        Assert.Equal(2, DistributedLaunch.Survivors(4, 1, 8));   // 3 does not split 8
+        Assert.Equal(0, DistributedLaunch.Survivors(4, 3, 8));
+        Assert.Equal(0, DistributedLaunch.Survivors(3, 3, 6));
+    }
+}
