@@ -97,7 +97,7 @@ public static class DistributedLaunch
             string lost = $"rank {rank} is lost: it failed {here + 1} launch(es) of {processes} rank(s) in a row (exit {result.ExitCode}, max_restarts={args.MaxRestarts})";
             int survivors = result.FailedRank is null ? 0 : Survivors(processes, minRanks, GlobalBatch(args, resume));
             if (survivors == 0)
-                return End($"training failed: {lost}, and min_ranks={minRanks} allows no fewer than {minRanks} rank(s)" +
+                return End(processes == 1 ? null : $"training failed: {lost}, and min_ranks={minRanks} allows no fewer than {minRanks} rank(s)" +
                     (result.FailedRank is null ? " (the failed rank is not known)" : "") + $"; run folder {runDirectory}");
             variables[WorldChange.ReasonVariable] = $"{lost}; continuing on {survivors} rank(s)";
             output?.Invoke(new RankOutputLine(-1, true, $"osprey launcher: {lost}; continuing on {survivors} rank(s) (min_ranks={minRanks}) " +
