@@ -149,6 +149,58 @@ public class ElasticTrainingTests(ITestOutputHelper log)
         AssertClose(one.LastWeights, LastWeights(elastic.RunDirectory), "3 → 2 ranks vs 1 process uninterrupted");
     }
 
+    /// <summary>Ends a run with an exception after the step of <paramref name="iteration"/> (its checkpoint written).</summary>
+    sealed class FailAfter(long iteration) : ITrainingCallback
+    {
+        public void On(TrainingEvent e, TrainingRun run)
+        {
+            if (e is BatchFinished b && b.Iteration == iteration) throw new OperationCanceledException($"stopped after iteration {iteration}");
+        }
+    }
+
+    /// <summary>What the resumed run starts with.</summary>
+    sealed class Resumed : ITrainingCallback
+    {
+        public double MaxWeightDecay;
+        public int Accumulate, BatchesPerEpoch;
+        public long FirstIteration = -1;
+        public int FirstBatch = -1;
+
+        public void On(TrainingEvent e, TrainingRun run)
+        {
+            if (e is TrainingStarted)
+                (MaxWeightDecay, Accumulate, BatchesPerEpoch) = (run.Optimizer.Optimizer.Groups.Max(g => g.WeightDecay), run.Schedule.Accumulate, run.BatchesPerEpoch);
+            if (e is BatchFinished b && FirstIteration < 0) (FirstIteration, FirstBatch) = (b.Iteration, b.Batch);
+        }
+    }
+
+    [Fact]
+    public void ResumingWithAnotherGlobalBatchFollowsUltralyticsRulesAndSaysSo()
+    {
+        var (_, common) = Setup(batch: 8);
+        // batch 8 with nbs 12: accumulate round(1.5) = 2, weight decay 0.0005·8·2/12; stopped after iteration 4 (epoch 2, batch 1)
+        var tokens = common.Select(t => t == "nbs=8" ? "nbs=12" : t).Append("name=rebatch").Append("sync_bn=False").ToArray();
+        Assert.Throws<OperationCanceledException>(() => new Trainer(Args(tokens)).Add(new FailAfter(4)).Train());
+        string checkpoint = LastCheckpoint(Path.Combine(tokens.Single(t => t.StartsWith("project=", StringComparison.Ordinal))[8..], "rebatch"));
+        Assert.Equal((1, 1, 8), (Checkpoint.ReadState(checkpoint).Epoch, Checkpoint.ReadState(checkpoint).BatchInEpoch, Checkpoint.ReadState(checkpoint).Batch));
+
+        // resumed with batch=4: accumulate round(12/4) = 3, weight decay 0.0005·4·3/12, 7 batches an epoch; the 8 samples
+        // done are 2 batches of 4, so the run goes on at batch 3 of epoch 2 (iteration 7 + 2).
+        var messages = new List<string>();
+        var resumed = new Resumed();
+        new Trainer(Args(new[] { $"resume={checkpoint}", "batch=4" }), e => { if (e is TrainingMessage m) messages.Add(m.Text); })
+            .Add(resumed).Train();
+        log.WriteLine(string.Join('\n', messages));
+        Assert.Equal(0.0005 * 4 * 3 / 12, resumed.MaxWeightDecay, 12);
+        Assert.Equal((3, 7, 9L, 2), (resumed.Accumulate, resumed.BatchesPerEpoch, resumed.FirstIteration, resumed.FirstBatch));
+        Assert.Contains(messages, m => m.Contains("1 → 1 rank(s), global batch 8 → 4 (Ultralytics' rules for nbs=12: accumulate 2 → 3, weight_decay 0.0006667 → 0.0005", StringComparison.Ordinal));
+        string run = Path.GetDirectoryName(Path.GetDirectoryName(checkpoint))!;
+        var row = SingleWorldChange(run);
+        Assert.Equal(("8", "4", "resumed with batch=4"), (row["old_batch"], row["new_batch"], row["reason"]));
+        Assert.Equal(4, Checkpoint.ReadState(checkpoint).Batch);
+        Assert.Equal(2, ResultsCsv.Read(Path.Combine(run, "results.csv")).Count);
+    }
+
     [Fact]
     public void ArgsSchemaHasMinRanksAndTheLauncherShrinksToAWorldThatSplitsTheBatch()
     {
