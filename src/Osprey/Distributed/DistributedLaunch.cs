@@ -36,14 +36,33 @@ public static class DistributedLaunch
 
     /// <summary>True when this process should launch ranks rather than train: more than one asked, none running yet.</summary>
     public static bool ShouldLaunch(OspreyArgs args, DistributedEnvironment environment) =>
-        !environment.IsDistributed && ProcessCount(args) > 1;
+        !environment.IsDistributed && ProcessCount(LaunchArguments(args)) > 1;
+
+    /// <summary>
+    /// The launch settings of <paramref name="args"/>: a resumed run's own (<c>nproc</c>, <c>device</c>, <c>max_restarts</c>,
+    /// <c>min_ranks</c> from its checkpoint, as Ultralytics resumes with the checkpoint's arguments) where not given again,
+    /// so <c>resume=…</c> alone relaunches the world the run was started with, and <c>resume=… nproc=2</c> another one.
+    /// </summary>
+    public static OspreyArgs LaunchArguments(OspreyArgs args)
+    {
+        if (TrainingSetup.ResumeCheckpoint(args) is not { } checkpoint) return args;
+        var saved = ArgsYaml.Deserialize(Checkpoint.ReadState(checkpoint).Args);
+        bool ranksGiven = args.IsGiven("nproc") || args.IsGiven("device");
+        return args with
+        {
+            Nproc = ranksGiven ? args.Nproc : saved.Nproc, Device = ranksGiven ? args.Device : saved.Device,
+            MaxRestarts = args.IsGiven("max_restarts") ? args.MaxRestarts : saved.MaxRestarts,
+            MinRanks = args.IsGiven("min_ranks") ? args.MinRanks : saved.MinRanks,
+        };
+    }
 
     /// <summary>The rank command line: every argument given explicitly, then the fixed run folder (and resume).</summary>
     public static IReadOnlyList<string> RankArguments(OspreyArgs args, string runDirectory, string? resume)
     {
-        var skip = new HashSet<string>(StringComparer.Ordinal) { "project", "name", "exist_ok", "resume" };
+        var skip = new HashSet<string>(StringComparer.Ordinal) { "project", "name", "exist_ok", "resume", "device" };
         var tokens = ArgsSchema.All.Where(s => args.IsGiven(s.Key) && !skip.Contains(s.Key))
             .Select(s => $"{s.Key}={ArgsSchema.Format(s.Property.GetValue(args))}").ToList();
+        if (args.Device is { } device) tokens.Add($"device={ArgsSchema.Format(device)}");   // given, resumed, or without a lost GPU
         string full = Path.GetFullPath(runDirectory);
         tokens.Add($"project={Path.GetDirectoryName(full)}");
         tokens.Add($"name={Path.GetFileName(full)}");
@@ -63,6 +82,7 @@ public static class DistributedLaunch
         Action<RankOutputLine>? output = null, IReadOnlyDictionary<string, string>? environment = null,
         CancellationToken cancellation = default)
     {
+        args = LaunchArguments(args);
         int processes = ProcessCount(args);
         int minRanks = args.MinRanks > 0 ? Math.Min(args.MinRanks, processes) : processes;
         bool cuda = args.DeviceOrDefault().IsCuda;
@@ -102,6 +122,8 @@ public static class DistributedLaunch
             variables[WorldChange.ReasonVariable] = $"{lost}; continuing on {survivors} rank(s)";
             output?.Invoke(new RankOutputLine(-1, true, $"osprey launcher: {lost}; continuing on {survivors} rank(s) (min_ranks={minRanks}) " +
                 $"from {resume ?? "the start"}"));
+            if (cuda)                                                    // the lost rank's GPU is left out (spawned rank r takes the r-th listed)
+                args = args with { Device = new DeviceRequest(true, args.DeviceOrDefault().CudaIndices.Where((_, i) => i != result.FailedRank).Take(survivors).ToArray()) };
             (processes, here) = (survivors, 0);
         }
     }

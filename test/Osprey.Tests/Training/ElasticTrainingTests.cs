@@ -92,6 +92,9 @@ public class ElasticTrainingTests(ITestOutputHelper log)
         var killed = Launch(common.Append("name=shrink").Append("nproc=2"), new() { [Trainer.FaultVariable] = $"1:5:{marker}" });
         Assert.NotEqual(0, killed.ExitCode);
         Assert.Equal(1, Checkpoint.ReadState(LastCheckpoint(killed.RunDirectory)).Epoch);
+        // resume= alone relaunches the checkpoint's world; nproc= given picks another
+        Assert.Equal(2, DistributedLaunch.ProcessCount(DistributedLaunch.LaunchArguments(Args(new[] { $"resume={LastCheckpoint(killed.RunDirectory)}" }))));
+        Assert.Equal(1, DistributedLaunch.ProcessCount(DistributedLaunch.LaunchArguments(Args(new[] { $"resume={LastCheckpoint(killed.RunDirectory)}", "nproc=1" }))));
         var messages = new List<string>();
         new Trainer(Args(new[] { $"resume={LastCheckpoint(killed.RunDirectory)}", "nproc=1" }),
             e => { if (e is TrainingMessage m) messages.Add(m.Text); }).Train();
