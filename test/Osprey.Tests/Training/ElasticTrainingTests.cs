@@ -204,6 +204,33 @@ public class ElasticTrainingTests(ITestOutputHelper log)
         Assert.Equal(2, ResultsCsv.Read(Path.Combine(run, "results.csv")).Count);
     }
 
+    /// <summary>A rank's empty share of the last batch also goes through distillation, the end-to-end head and gpu_augment.</summary>
+    [Theory]
+    [InlineData("distill")]
+    [InlineData("v10")]
+    [InlineData("gpu_augment")]
+    public void EmptySharesOfTheTailTrainAsOneProcess(string variant)
+    {
+        var (dir, common) = Setup(batch: 8);
+        string extra = variant switch
+        {
+            "distill" => $"distill_model={DistillationTests.TeacherWeights(dir)}",
+            "v10" => $"model={Path.Combine(dir, "tiny-v10.yaml")}",
+            _ => "gpu_augment=True",
+        };
+        File.WriteAllText(Path.Combine(dir, "tiny-v10.yaml"), V10Models.TinyYaml(80));
+        var tokens = common.Where(t => !(variant == "v10" && t.StartsWith("model=", StringComparison.Ordinal)))
+            .Select(t => t == "epochs=2" ? "epochs=1" : t).Append(extra).ToArray();
+        var one = new Trainer(Args(tokens.Append("name=one"))).Train();
+        var two = Launch(tokens.Append("name=two").Append("nproc=2"));
+        Assert.Equal(0, two.ExitCode);
+        AssertClose(one.LastWeights, LastWeights(two.RunDirectory), $"{variant}: 1 process vs 2 ranks, rank 1 without a share of the last batch");
+        var rowOne = ResultsCsv.Read(Path.Combine(one.RunDirectory, "results.csv")).Single();
+        var rowTwo = ResultsCsv.Read(Path.Combine(two.RunDirectory, "results.csv")).Single();
+        foreach (string column in rowOne.Keys.Where(c => c.StartsWith("train/", StringComparison.Ordinal)))
+            Assert.True(Math.Abs(rowOne[column] - rowTwo[column]) <= 1e-4 * Math.Max(1, Math.Abs(rowOne[column])), $"{column}: {rowOne[column]} vs {rowTwo[column]}");
+    }
+
     [Fact]
     public void ArgsSchemaHasMinRanksAndTheLauncherShrinksToAWorldThatSplitsTheBatch()
     {
