@@ -26,13 +26,13 @@ public class ElasticTrainingTests(ITestOutputHelper log)
 
     static readonly Dictionary<string, string> RankEnvironment = new() { ["OMP_NUM_THREADS"] = "1" };
 
-    static (string Dir, string[] Common) Setup(int batch)
+    static (string Dir, string[] Common) Setup(int batch, int epochs = 2)
     {
         string dir = TestModels.TempDir();
         string data = ShapesDataset.EnsureGenerated(Shapes, dir);
         string model = Path.Combine(dir, "tiny.yaml");
         File.WriteAllText(model, TestModels.TinyYaml());
-        return (dir, new[] { $"data={data}", $"model={model}", "epochs=2", "imgsz=64", $"batch={batch}", $"nbs={batch}", "workers=1",
+        return (dir, new[] { $"data={data}", $"model={model}", $"epochs={epochs}", "imgsz=64", $"batch={batch}", $"nbs={batch}", "workers=1",
             "device=cpu", $"project={dir}", "sync_bn=True", "plots=False", "val=False", "save_period_steps=1" });
     }
 
@@ -78,7 +78,7 @@ public class ElasticTrainingTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public void ResumingOnAnotherWorldSizeContinuesTheUninterruptedRun()
+    public void TwoRanksResumedAsOneProcessContinueTheUninterruptedRun()
     {
         var (dir, common) = Setup(batch: 8);
         // The tail: 2 ranks (rank 1 without a share of each epoch's last batch) train as one process.
@@ -104,6 +104,13 @@ public class ElasticTrainingTests(ITestOutputHelper log)
         Assert.Contains(messages, m => m.StartsWith("elastic resume at epoch 2, batch 1/4: 2 → 1 rank(s), global batch 8 unchanged", StringComparison.Ordinal));
         Assert.Equal(2, ResultsCsv.Read(Path.Combine(killed.RunDirectory, "results.csv")).Count);
 
+    }
+
+    [Fact]
+    public void OneProcessResumedOnTwoRanksContinuesTheUninterruptedRun()
+    {
+        var (dir, common) = Setup(batch: 8);
+        var one = new Trainer(Args(common.Append("name=one"))).Train();
         // 1 → 2: one process (under mpirun -np 1) SIGKILLed at iteration 5, resumed on two ranks.
         string marker1 = Path.Combine(dir, "killed-1");
         var killed1 = Launch(common.Append("name=grow").Append("nproc=1"), new() { [Trainer.FaultVariable] = $"0:5:{marker1}" });
@@ -111,19 +118,19 @@ public class ElasticTrainingTests(ITestOutputHelper log)
         var grown = Launch(new[] { $"resume={LastCheckpoint(killed1.RunDirectory)}", "nproc=2" });
         Assert.Equal(0, grown.ExitCode);
         AssertClose(one.LastWeights, LastWeights(killed1.RunDirectory), "1 process → 2 ranks at iteration 5 vs 1 process");
-        row = SingleWorldChange(killed1.RunDirectory);
-        Assert.Equal(("1", "2"), (row["old_world"], row["new_world"]));
+        var row = SingleWorldChange(killed1.RunDirectory);
+        Assert.Equal(("1", "2", "resumed on 2 rank(s)"), (row["old_world"], row["new_world"], row["reason"]));
     }
 
     [Fact]
     public void ARankLostForGoodContinuesOnTheSurvivorsDownToMinRanks()
     {
-        var (dir, common) = Setup(batch: 6);
+        var (dir, common) = Setup(batch: 6, epochs: 1);
         var three = common.Append("nproc=3").Append("max_restarts=1").ToArray();
-        // Rank 2 is SIGKILLed at iteration 6 (epoch 2, batch 2) and from then on dies at start on every launch.
+        // Rank 2 is SIGKILLed at iteration 2 (batch 3 of 5) and from then on dies at start on every launch.
         Dictionary<string, string> Faults(string marker) => new()
         {
-            [Trainer.FaultVariable] = $"2:6:{marker}", [FaultInjection.LostVariable] = $"2:{marker}",
+            [Trainer.FaultVariable] = $"2:2:{marker}", [FaultInjection.LostVariable] = $"2:{marker}",
         };
 
         // min_ranks=3 (the default: the world): the retry fails too, and the job fails naming the lost rank.
@@ -134,7 +141,7 @@ public class ElasticTrainingTests(ITestOutputHelper log)
         Assert.Contains("min_ranks=3", strict.Message);
         // The reference: that run continued on 2 ranks from its newest checkpoint.
         string checkpoint = LastCheckpoint(strict.RunDirectory);
-        Assert.Equal((1, 3), (Checkpoint.ReadState(checkpoint).Epoch, Checkpoint.ReadState(checkpoint).World));
+        Assert.Equal((0, 2, 3), (Checkpoint.ReadState(checkpoint).Epoch, Checkpoint.ReadState(checkpoint).BatchInEpoch, Checkpoint.ReadState(checkpoint).World));
         Assert.Equal(0, Launch(new[] { $"resume={checkpoint}", "nproc=2" }).ExitCode);
 
         // min_ranks=2: the job leaves rank 2 behind and finishes on 2 ranks by itself.
@@ -143,9 +150,9 @@ public class ElasticTrainingTests(ITestOutputHelper log)
         Assert.Equal((2, 2), (elastic.World, elastic.Restarts));
         AssertClose(LastWeights(strict.RunDirectory), LastWeights(elastic.RunDirectory), "3 → 2 ranks (min_ranks=2) vs 2 ranks from that step");
         var row = SingleWorldChange(elastic.RunDirectory);
-        Assert.Equal(("3", "2", "2"), (row["old_world"], row["new_world"], row["epoch"]));
+        Assert.Equal(("3", "2", "1", "2"), (row["old_world"], row["new_world"], row["epoch"], row["batch_in_epoch"]));
         Assert.Contains("rank 2 is lost", row["reason"]);
-        Assert.Equal(2, ResultsCsv.Read(Path.Combine(elastic.RunDirectory, "results.csv")).Count);
+        Assert.Single(ResultsCsv.Read(Path.Combine(elastic.RunDirectory, "results.csv")));
 
         // …and as one process that was never interrupted (every world trains the same global batches).
         var one = new Trainer(Args(common.Append("name=one"))).Train();
