@@ -83,6 +83,7 @@ public static class DistributedLaunch
         CancellationToken cancellation = default)
     {
         args = LaunchArguments(args);
+        if (args.MinRanks < 0) throw new ArgumentsException($"min_ranks={args.MinRanks}: must be 0 (the world size: no shrinking) or more");
         int processes = ProcessCount(args);
         int minRanks = args.MinRanks > 0 ? Math.Min(args.MinRanks, processes) : processes;
         bool cuda = args.DeviceOrDefault().IsCuda;
