@@ -61,7 +61,7 @@ public sealed class TrainCommand : ICliCommand
             }
         }).GetAwaiter().GetResult();
         if (result.ExitCode != 0)
-            throw new DistributedException(
+            throw new DistributedException(result.Message ??
                 $"training failed: rank {result.FailedRank?.ToString() ?? "?"} ended the job (exit {result.ExitCode}) " +
                 $"after {result.Restarts} restart(s); run folder {result.RunDirectory}");
         return 0;

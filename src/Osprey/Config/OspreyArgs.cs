@@ -67,6 +67,8 @@ public sealed record OspreyArgs
     [Description("processes to start on this machine for CPU data parallelism")] public int Nproc { get; init; } = 1;
     [Description("synchronised BatchNorm across ranks")] public bool SyncBn { get; init; }
     [Description("relaunch all ranks from the newest checkpoint up to N times")] public int MaxRestarts { get; init; }
+    [Description("elastic: fewest ranks to continue on when a rank is lost for good (torchrun's MIN of --nnodes=MIN:MAX); 0: the world size (no shrinking)")]
+    public int MinRanks { get; init; }
 
     // ── tuning (osprey tune) ──────────────────────────────────────────────────────────────────
     [Description("tune: trials to run (Ultralytics' model.tune iterations)")] public int Iterations { get; init; } = 10;

@@ -43,6 +43,10 @@ public sealed class Batch : IDisposable
     /// <summary>Number of images.</summary>
     public int Size => Infos.Count;
 
+    /// <summary>Training: images of this global batch over all ranks (<see cref="DistributedSampler.GlobalBatchSize"/>);
+    /// 0 when not known.</summary>
+    public int GlobalSize { get; init; }
+
     internal Batch(Tensor images, Tensor batchIndex, Tensor classes, Tensor boxes, IReadOnlyList<ImageInfo> infos, int epoch, int index)
     {
         (_images, BatchIndex, Classes, Boxes, Infos, Epoch, Index) = (images, batchIndex, classes, boxes, infos, epoch, index);

@@ -32,8 +32,11 @@ public sealed class DataLoader : IDisposable
     /// <summary>True for a training loader (augmenting, shuffling, padded across ranks).</summary>
     public bool Training { get; }
 
-    /// <summary>Batches per epoch on this rank.</summary>
-    public int BatchesPerEpoch => Options.DropLast ? Sampler.Count / Options.BatchSize : (Sampler.Count + Options.BatchSize - 1) / Options.BatchSize;
+    /// <summary>Batches per epoch on this rank: for training the global batches, the same on every rank (the last may be
+    /// empty on some ranks, <see cref="DistributedSampler"/>).</summary>
+    public int BatchesPerEpoch => Options.DropLast ? Sampler.Count / Options.BatchSize
+        : Sampler is DistributedSampler global ? global.Batches(Options.BatchSize)
+        : (Sampler.Count + Options.BatchSize - 1) / Options.BatchSize;
 
     private DataLoader(DetectionDataset dataset, LoaderOptions options, bool training)
     {
@@ -105,7 +108,7 @@ public sealed class DataLoader : IDisposable
         void Enqueue()
         {
             var start = next * batchSize;
-            var count = Math.Min(batchSize, indices.Count - start);
+            var count = Math.Clamp(indices.Count - start, 0, batchSize);   // 0: this rank's share of the last global batch is empty
             var batch = new PendingBatch(next, indices.Skip(start).Take(count).ToArray(), Rent(count * SampleBytes));
             pending.Enqueue(batch);
             for (var p = 0; p < count; p++) work.Add((batch, p));
@@ -173,6 +176,9 @@ public sealed class DataLoader : IDisposable
         }
     }
 
+    // Samples of global batch `number` over all ranks (training), or 0 when unknown (validation).
+    private int GlobalSize(int number) => Sampler is DistributedSampler global ? global.GlobalBatchSize(Options.BatchSize, number) : 0;
+
     private Batch Collate(PendingBatch pending, int epoch)
     {
         var b = pending.Indices.Length;
@@ -200,7 +206,7 @@ public sealed class DataLoader : IDisposable
             pending.Buffer.AsSpan(0, b * Pipeline.ImageBytes).CopyTo(images.bytes);
             Tensor[] tensors = [images, .. labels];
             if (PinsMemory) Pin(tensors);
-            return new Batch(tensors[0], tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number);
+            return new Batch(tensors[0], tensors[1], tensors[2], tensors[3], infos, epoch, pending.Number) { GlobalSize = GlobalSize(pending.Number) };
         }
         var (tiles, tileIndex) = CollateTiles(pending);
         var parameters = new float[b * TilePlan.Floats];
@@ -213,7 +219,10 @@ public sealed class DataLoader : IDisposable
         Tensor[] all = [tiles, .. labels, tensor(tileIndex), tensor(parameters, [b, TilePlan.Floats]), tensor(tables, [b, TilePlan.TableBytes])];
         if (PinsMemory) Pin(all);
         var slotsInUse = Enumerable.Range(0, TilePlan.Slots).Select(k => pending.Plans.Any(p => p!.IsUsed(k))).ToArray();
-        return new Batch(new TileBatch(all[0], all[4], all[5], all[6], s, slotsInUse), all[1], all[2], all[3], infos, epoch, pending.Number);
+        return new Batch(new TileBatch(all[0], all[4], all[5], all[6], s, slotsInUse), all[1], all[2], all[3], infos, epoch, pending.Number)
+        {
+            GlobalSize = GlobalSize(pending.Number),
+        };
     }
 
     // the used slots of the batch's samples, one after the other: uint8 (T, S, S, 3) BGR, and the tile of each (sample,

@@ -48,6 +48,7 @@ public static class DeviceAugment
         using var scope = NewDisposeScope();
         var b = parameters.shape[0];
         var device = tiles.device;
+        if (b == 0) return zeros(0, 3, side, side, dtype: ScalarType.Float32, device: device).MoveToOuterDisposeScope(); // a rank's empty share
         var bgr = Warp(tiles, tileIndex, parameters, side, device, slotsInUse);                 // (B, 3, S, S) float, whole levels
         var flags = parameters.narrow(1, TilePlan.FlagsAt, 3).gt(Zero);             // (B, 3) bool
         var coloured = Colour(bgr, tables.to(ScalarType.Int64));

@@ -11,8 +11,12 @@ public interface ISampler
 }
 
 /// <summary>
-/// PyTorch's <c>DistributedSampler</c>: an optional shuffle from (seed, epoch), padded by repeating from the start so every
-/// rank gets ceil(n / world) indices, rank r taking every world-th index from r.
+/// The training sampler: an optional shuffle from (seed, epoch), rank r taking every world-th position of it from r,
+/// without padding. Chunked into rank batches of b = global batch / world, global batch k is then exactly positions
+/// [k·B, (k+1)·B) of the shuffle at every world size, the last partial one included (PyTorch's <c>DistributedSampler</c>
+/// pads to a multiple of the world by repeating from the start, which makes the epoch's samples depend on the world):
+/// the epoch has ceil(n / B) global batches on every rank (<see cref="Batches"/>), and in the last one a rank may have
+/// fewer samples than another, or none (elastic training, docs/distributed.md).
 /// </summary>
 public sealed class DistributedSampler : ISampler
 {
@@ -42,7 +46,17 @@ public sealed class DistributedSampler : ISampler
     }
 
     /// <inheritdoc/>
-    public int Count => (_size + WorldSize - 1) / WorldSize;
+    public int Count => _size > Rank ? (_size - Rank + WorldSize - 1) / WorldSize : 0;
+
+    /// <summary>Samples per epoch over all ranks (the dataset's size).</summary>
+    public int Size => _size;
+
+    /// <summary>Global batches per epoch for rank batches of <paramref name="rankBatch"/>: ceil(n / (rankBatch · world)),
+    /// the same on every rank (a rank whose share of the last one is empty still takes part in it).</summary>
+    public int Batches(int rankBatch) => (_size + rankBatch * WorldSize - 1) / (rankBatch * WorldSize);
+
+    /// <summary>Samples in global batch <paramref name="index"/> over all ranks (the last one may be partial).</summary>
+    public int GlobalBatchSize(int rankBatch, int index) => Math.Clamp(_size - index * rankBatch * WorldSize, 0, rankBatch * WorldSize);
 
     /// <summary>Sets the epoch of <see cref="Indices()"/> (as PyTorch's <c>set_epoch</c>).</summary>
     public void SetEpoch(int epoch) => Epoch = epoch;
@@ -54,9 +68,8 @@ public sealed class DistributedSampler : ISampler
     public IReadOnlyList<int> Indices(int epoch)
     {
         var order = Order(_size, Shuffle, Seed, epoch);
-        var total = Count * WorldSize;
         var result = new int[Count];
-        for (int k = 0, i = Rank; i < total; i += WorldSize, k++) result[k] = order[i % _size];
+        for (int k = 0, i = Rank; i < _size; i += WorldSize, k++) result[k] = order[i];
         return result;
     }
 

@@ -68,7 +68,16 @@ public sealed class Replica : IDisposable
     /// sum (<see cref="DataParallel.SumOverRanks(Tensor)"/>); × W² makes it (Σ rank terms / S)·W·global batch, so that the
     /// average of the W ranks' gradients equals the one-process gradient (Σ terms / S)·global batch.
     /// </summary>
-    public Tensor ScaleLoss(Tensor loss) => _parallel.Communicates ? loss * (double)(_parallel.World * _parallel.World) : loss;
+    /// <remarks>In the last global batch of an epoch the ranks' shares may differ (<see cref="Data.DistributedSampler"/>):
+    /// with <paramref name="rankBatch"/> of the <paramref name="globalBatch"/> images here, × W · global / rank batch makes
+    /// each rank's loss (Σ rank terms / S)·W·global batch all the same; a rank with no image contributes zeros.</remarks>
+    public Tensor ScaleLoss(Tensor loss, long rankBatch = 0, long globalBatch = 0)
+    {
+        if (!_parallel.Communicates) return loss;
+        int world = _parallel.World;
+        bool uneven = rankBatch > 0 && globalBatch > 0 && rankBatch * world != globalBatch;
+        return loss * (uneven ? world * (double)globalBatch / rankBatch : (double)(world * world));
+    }
 
     /// <summary>
     /// The loss items (box, cls, dfl) summed over the ranks: the global batch's, the same on every rank (for the logs and

@@ -39,7 +39,7 @@ public sealed class DetectionLoss : IDetectionLoss
         long batchSize = features[0].shape[0];
         var device = features[0].device;
 
-        var flat = cat(features.Select(f => f.view(batchSize, OutputsPerAnchor, -1)).ToArray(), 2); // (b, no, A)
+        var flat = cat(features.Select(f => f.view(batchSize, OutputsPerAnchor, f.shape[2] * f.shape[3])).ToArray(), 2); // (b, no, A); b may be 0
         var parts = flat.split(new long[] { 4L * regMax, numClasses }, 1);
         var predDist = parts[0].permute(0, 2, 1).contiguous();                                      // (b, A, 4·regMax)
         var predScores = parts[1].permute(0, 2, 1).contiguous();                                    // (b, A, nc)

@@ -18,9 +18,12 @@ namespace Osprey.Training;
 /// <param name="RunDirectory">The run folder.</param>
 /// <param name="EpochMeanLosses">Mid-epoch checkpoints: the epoch's running mean train losses so far (box, cls, dfl).</param>
 /// <param name="EpochBatchesSeen">Mid-epoch checkpoints: batches averaged into <paramref name="EpochMeanLosses"/>.</param>
+/// <param name="LossScaler">fp16 loss scaling's state, or null.</param>
+/// <param name="World">Ranks of the run that wrote it (0: a checkpoint from before this was recorded).</param>
+/// <param name="Batch">Its global batch (0: the one in <paramref name="Args"/>; a resume may change it).</param>
 public sealed record TrainingState(int Epoch, int BatchInEpoch, long Iteration, long LastOptimizerIteration,
     double? BestFitness, int EpochsWithoutImprovement, long EmaUpdates, string Args, string RunDirectory,
-    double[]? EpochMeanLosses = null, int EpochBatchesSeen = 0, LossScalerState? LossScaler = null);
+    double[]? EpochMeanLosses = null, int EpochBatchesSeen = 0, LossScalerState? LossScaler = null, int World = 0, int Batch = 0);
 
 /// <summary>
 /// The full-state checkpoint: model, EMA, optimiser, the loss terms' trainable modules (distillation's projector), the

@@ -21,6 +21,21 @@ internal sealed class FaultInjection(long iteration, string marker)
         return faultRank == rank ? new FaultInjection(at, parts[2]) : null;
     }
 
+    /// <summary>Test hook (a rank lost for good): <c>OSPREY_FAULT_LOST=RANK:MARKER_FILE</c> makes rank RANK SIGKILL itself at
+    /// start, on every launch, once the marker file exists (e.g. the one <see cref="Trainer.FaultVariable"/> creates).</summary>
+    public const string LostVariable = "OSPREY_FAULT_LOST";
+
+    /// <summary>Dies here (SIGKILL) when <see cref="LostVariable"/> names <paramref name="rank"/> and its marker exists.</summary>
+    public static void LostAtStart(int rank)
+    {
+        string? text = Environment.GetEnvironmentVariable(LostVariable);
+        if (string.IsNullOrWhiteSpace(text)) return;
+        string[] parts = text.Split(':', 2);
+        if (parts.Length != 2 || !int.TryParse(parts[0], CultureInfo.InvariantCulture, out int lost))
+            throw new ArgumentException($"{LostVariable}={text}: expected RANK:MARKER_FILE");
+        if (lost == rank && File.Exists(parts[1])) Process.GetCurrentProcess().Kill();
+    }
+
     /// <summary>Test hook: <c>OSPREY_FAULT_DATA_DELAY_MS=N</c> makes the training loader sleep N ms per sample.</summary>
     public const string DataDelayVariable = "OSPREY_FAULT_DATA_DELAY_MS";
 

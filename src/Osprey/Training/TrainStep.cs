@@ -44,16 +44,17 @@ public sealed class TrainStep(DetectionModel model, Replica replica, IDetectionL
         var images = Input(batch, device, model.Policy);                 // (b, 3, H, W) in [0, 1]
         var targets = new DetectionTargets(batch.BatchIndexOn(device), batch.ClassesOn(device), batch.BoxesOn(device));
         clock.Lap(StepPhase.Copy);
-        return Run(images, targets, optimizerStep, clock, $"epoch {epoch + 1}, batch {batch.Index + 1}");
+        return Run(images, targets, optimizerStep, clock, $"epoch {epoch + 1}, batch {batch.Index + 1}", batch.GlobalSize);
     }
 
     /// <summary>
     /// Runs one micro-step on images already on the device (after <see cref="Replica.BeforeForward"/>):
     /// <paramref name="optimizerStep"/> is true on the micro-step that ends an accumulation (the only one whose gradients
     /// are averaged over the ranks). fp16: an overflow in the forward skips the optimiser step and backs the scale off, as
-    /// GradScaler does with the inf gradients it would give. <paramref name="where"/> names the step in errors.
+    /// GradScaler does with the inf gradients it would give. <paramref name="where"/> names the step in errors;
+    /// <paramref name="globalBatch"/> is the global batch's image count when the ranks' shares may differ (0: equal shares).
     /// </summary>
-    public StepResult Run(Tensor images, DetectionTargets targets, bool optimizerStep, IStepClock clock, string where)
+    public StepResult Run(Tensor images, DetectionTargets targets, bool optimizerStep, IStepClock clock, string where, int globalBatch = 0)
     {
         Tensor[] maps;
         Tensor[]? headInputs = null;
@@ -74,7 +75,8 @@ public sealed class TrainStep(DetectionModel model, Replica replica, IDetectionL
             _overflowed |= !finite;
             if (finite)
             {
-                var total = replica.ScaleLoss(extra is null ? result.Total : extra.Aggregate(result.Total, (sum, term) => sum.Plus(term.Total)));
+                var total = replica.ScaleLoss(extra is null ? result.Total : extra.Aggregate(result.Total, (sum, term) => sum.Plus(term.Total)),
+                    images.shape[0], globalBatch);
                 (scaler is null ? total : scaler.ScaleLoss(total)).backward(); // fp16: the scaled loss
             }
             clock.Lap(StepPhase.Backward);

@@ -54,6 +54,7 @@ public sealed class Trainer
     public TrainingFinished Train(CancellationToken cancellationToken = default)
     {
         DistributedEnvironment job = _environment ?? DistributedEnvironment.FromProcess();
+        if (job.IsDistributed) FaultInjection.LostAtStart(job.Rank);
         var (args, resumeFrom) = TrainingSetup.Resume(_args);
         Device device = args.DeviceOrDefault().Resolve(job.LocalRank, job.LocalWorldSize);
         using var parallel = DataParallel.Start(job, device);

@@ -261,9 +261,10 @@ public sealed class TrainingRun : IDisposable
             Args.WarmupBiasLr, Data.ClassCount, iterations, batch, accumulate, Args.Nbs, Flat, TermModules);
         Schedule = new LearningRateSchedule(Optimizer.LearningRate, Args.Lrf, Args.Epochs, Args.CosLr, Args.WarmupEpochs,
             Optimizer.WarmupBiasLr, Args.WarmupMomentum, Optimizer.Momentum, Args.Nbs, batch);
+        var decays = Optimizer.Optimizer.Groups.Select(g => g.WeightDecay).ToArray();   // this batch's (a resume may change it)
         State = resumeFrom is null
-            ? new TrainingState(0, 0, 0, -1, null, 0, 0, ArgsYaml.Serialize(Args), Files.Directory)
-            : Checkpoint.Load(resumeFrom, Model, EmaModel, Optimizer.Optimizer, TermState);
+            ? new TrainingState(0, 0, 0, -1, null, 0, 0, ArgsYaml.Serialize(Args), Files.Directory, World: Parallel.World, Batch: batch)
+            : ElasticResume.Continue(this, Checkpoint.Load(resumeFrom, Model, EmaModel, Optimizer.Optimizer, TermState), decays, _setupLog.Add);
         Ema = new ModelEma(EmaModel, updates: State.EmaUpdates);
         Ema.UseFlatLayout(Model, Flat);
         if (Scaler is not null && State.LossScaler is { } scalerState) Scaler.Restore(scalerState);

@@ -101,14 +101,21 @@ public static class TrainingSetup
 
     /// <summary>
     /// The arguments a run uses and the checkpoint it resumes from (null for a fresh run). Ultralytics resumes with the
-    /// checkpoint's arguments; only where to run (device, workers) may change.
+    /// checkpoint's arguments; only where to run (device, workers) may change, and (elastic training) the ranks
+    /// (<c>nproc</c>, <c>min_ranks</c>) and the global <c>batch</c>, when given: the checkpoint's own batch otherwise.
     /// </summary>
     public static (OspreyArgs Args, string? ResumeFrom) Resume(OspreyArgs args)
     {
         string? checkpoint = ResumeCheckpoint(args);
         if (checkpoint is null) return (args, null);
-        var saved = ArgsYaml.Deserialize(Checkpoint.ReadState(checkpoint).Args);
-        return (saved with { Resume = ResumeSetting.From(checkpoint), Device = args.Device ?? saved.Device, Workers = args.Workers }, checkpoint);
+        TrainingState state = Checkpoint.ReadState(checkpoint);
+        var saved = ArgsYaml.Deserialize(state.Args);
+        return (saved with
+        {
+            Resume = ResumeSetting.From(checkpoint), Device = args.Device ?? saved.Device, Workers = args.Workers,
+            Batch = args.IsGiven("batch") ? args.Batch : state.Batch > 0 ? state.Batch : saved.Batch,
+            Nproc = args.IsGiven("nproc") ? args.Nproc : saved.Nproc, MinRanks = args.IsGiven("min_ranks") ? args.MinRanks : saved.MinRanks,
+        }, checkpoint);
     }
 
     /// <summary>The checkpoint <c>resume=</c> names: none (False), the newest under the project (True), or the path given.</summary>

@@ -223,7 +223,7 @@ public abstract class DetectionHead : Module<Tensor[], Tensor[]>, ICastPolicyAwa
     {
         using var scope = NewDisposeScope();
         long batch = maps[0].shape[0];
-        var flat = cat(maps.Select(map => map.view(batch, OutputsPerAnchor, -1)).ToArray(), 2); // (b, no, A)
+        var flat = cat(maps.Select(map => map.view(batch, OutputsPerAnchor, map.shape[2] * map.shape[3])).ToArray(), 2); // (b, no, A); b may be 0
         var (anchorPoints, strideTensor) = anchorCache.Get(maps, strides);                     // (1, 2, A), (1, A)
         var parts = flat.split(new long[] { 4L * RegMax, Nc }, 1);        // (b, 4·reg_max, A), (b, nc, A)
         var distances = dfl.call(parts[0]);                                 // (b, 4, A) ltrb in grid units

@@ -58,9 +58,9 @@ public static class DistillationLoss
         Tensor total = zeros(Array.Empty<long>(), dtype: ScalarType.Float32, device: scores[0].device);
         for (int i = 0; i < student.Count; i++)
         {
-            long b = student[i].shape[0], c = student[i].shape[1];
-            var s = student[i].to(ScalarType.Float32).reshape(b, c, -1);
-            var t = teacher[i].to(ScalarType.Float32).reshape(b, c, -1);
+            long b = student[i].shape[0], c = student[i].shape[1], hw = student[i].shape.Skip(2).Aggregate(1L, (x, y) => x * y); // b may be 0
+            var s = student[i].to(ScalarType.Float32).reshape(b, c, hw);
+            var t = teacher[i].to(ScalarType.Float32).reshape(b, c, hw);
             var weighted = s.Minus(t).square().mul(scores[i]).sum();
             total = total.Plus(weighted / sums[i].mul(Scalars.Of(c)).add(Scalars.Of(Epsilon)));
         }
