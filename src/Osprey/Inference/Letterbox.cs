@@ -51,8 +51,8 @@ public static class Letterbox
 
     /// <summary>
     /// BGR uint8 images (all the same size) → row-major (b, 3, H, W) float32 RGB, each value byte / 255f: the values of
-    /// torch's <c>uint8 → float32, / 255</c> (an IEEE single division), written in one pass instead of torch's flip,
-    /// permute, cast and divide (about ten times faster for a batch of 320² images).
+    /// torch's <c>uint8 → float32, / 255</c> (an IEEE single division), looked up in a table of the 256 quotients and
+    /// written in one pass instead of torch's flip, permute, cast and divide.
     /// </summary>
     public static float[] ToPixels(IReadOnlyList<Mat> bgrImages)
     {
@@ -68,20 +68,23 @@ public static class Letterbox
         return pixels;
     }
 
+    // byte / 255f for every byte.
+    private static readonly float[] Quotients = Enumerable.Range(0, 256).Select(b => b / 255f).ToArray();
+
     // One image's R, G and B planes (any row step).
     private static unsafe void WritePlanes(Mat image, Span<float> planes, int h, int w)
     {
         int plane = h * w;
-        fixed (float* output = planes)
+        fixed (float* output = planes, quotient = Quotients)
             for (int y = 0; y < h; y++)
             {
                 byte* row = (byte*)image.Ptr(y);
                 float* r = output + y * w, g = r + plane, b = g + plane;
                 for (int x = 0; x < w; x++, row += 3)
                 {
-                    b[x] = row[0] / 255f;
-                    g[x] = row[1] / 255f;
-                    r[x] = row[2] / 255f;
+                    b[x] = quotient[row[0]];
+                    g[x] = quotient[row[1]];
+                    r[x] = quotient[row[2]];
                 }
             }
     }

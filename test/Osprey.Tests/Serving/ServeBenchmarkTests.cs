@@ -30,7 +30,9 @@ public class ServeBenchmarkTests(Xunit.Abstractions.ITestOutputHelper log)
             Assert.Equal(new[] { "cam0", "cam1" }, report.Streams.Select(s => s.Id));
             Assert.Equal("onnxruntime", report.Backend);                       // backend=auto on the CPU
             Assert.InRange(report.Seconds, 1.9, 4);
-            Assert.InRange(report.FramesSent, 2 * 15 * 1.5, 2 * 15 * 4);       // two 15 fps cameras over ~2 s
+            // two 15 fps cameras over the measured time: never more, and at least a third (a busy machine skips timer ticks)
+            double nominal = 2 * 15 * report.Seconds;
+            Assert.InRange(report.FramesSent, nominal / 3, nominal * 1.1 + 4);
             foreach (var stream in report.Streams)
             {
                 Assert.True(stream.Frames > 0 && stream.Latency is not null, $"{stream.Id}: no results");
