@@ -75,8 +75,7 @@ public sealed class Replica : IDisposable
     {
         if (!_parallel.Communicates) return loss;
         int world = _parallel.World;
-        bool uneven = rankBatch > 0 && globalBatch > 0 && rankBatch * world != globalBatch;
-        return loss * (uneven ? world * (double)globalBatch / rankBatch : (double)(world * world));
+        return loss * (rankBatch > 0 && globalBatch > 0 ? world * (double)globalBatch / rankBatch : (double)(world * world));   // equal shares: W²
     }
 
     /// <summary>

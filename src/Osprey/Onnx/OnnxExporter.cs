@@ -126,7 +126,7 @@ public static class OnnxExporter
         yield return ("names", UltralyticsMetadata.FormatNames(model.Names));
         // {k: v for k, v in self.args if k in ('batch', 'dynamic', 'half', 'opset', 'simplify', 'nms')}, in default.yaml's
         // order; simplify is Ultralytics' default (True), nms is not offered.
-        yield return ("args", $"{{'batch': {options.Batch}, 'half': {Py(options.Half)}, 'dynamic': {Py(options.Dynamic)}, " +
+        yield return ("args", $"{{'batch': {options.Batch}, 'half': {UltralyticsMetadata.Py(options.Half)}, 'dynamic': {UltralyticsMetadata.Py(options.Dynamic)}, " +
                               $"'simplify': True, 'opset': {options.Opset}, 'nms': False}}");
         yield return ("channels", model.Config.InputChannels.ToString(CultureInfo.InvariantCulture));
         if (model.Head.EndToEnd) yield return ("end2end", "True");                 // as Ultralytics 8.4 (8.3 writes no key)
@@ -141,8 +141,6 @@ public static class OnnxExporter
     /// </summary>
     public static string DefaultDescription(DetectionModel model) =>
         UltralyticsMetadata.Description($"{ModelFamilyNames.Of(model.Config)}{model.Scale ?? ""}", model.Trained?.Data);
-
-    private static string Py(bool value) => UltralyticsMetadata.Py(value);
 
     // Python's datetime.isoformat(): microseconds only when there are any.
     private static string PythonIsoFormat(DateTime time) => time.ToString(

@@ -26,7 +26,10 @@ public sealed class LearningRateSchedule(
         warmupEpochs > 0 ? Math.Max((int)Math.Round(warmupEpochs * batchesPerEpoch, MidpointRounding.ToEven), 100) : -1;
 
     /// <summary>Micro-batches per optimiser step after warmup: <c>max(round(nbs / batch), 1)</c>.</summary>
-    public int Accumulate => Math.Max((int)Math.Round((double)nominalBatch / batch, MidpointRounding.ToEven), 1);
+    public int Accumulate => AccumulateFor(nominalBatch, batch);
+
+    /// <summary>Ultralytics' accumulation to the nominal batch: <c>max(round(nbs / batch), 1)</c>.</summary>
+    public static int AccumulateFor(int nbs, int batch) => Math.Max((int)Math.Round((double)nbs / batch, MidpointRounding.ToEven), 1);
 
     /// <summary>Values at global iteration <paramref name="iteration"/> (= i + nb·epoch) of <paramref name="epoch"/>.</summary>
     public ScheduleValues At(int epoch, int iteration, int batchesPerEpoch)

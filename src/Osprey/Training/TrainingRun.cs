@@ -255,7 +255,7 @@ public sealed class TrainingRun : IDisposable
     void SetUpOptimisation(string? resumeFrom)
     {
         int batch = (int)Args.Batch;
-        int accumulate = Math.Max((int)Math.Round((double)Args.Nbs / batch, MidpointRounding.ToEven), 1);
+        int accumulate = LearningRateSchedule.AccumulateFor(Args.Nbs, batch);
         long iterations = (long)Math.Ceiling((double)TrainLoader.Dataset.Count / Math.Max(batch, Args.Nbs)) * Args.Epochs;
         Optimizer = TrainingOptimizer.Create(Model, Args.Optimizer, Args.Lr0, Args.Momentum, Args.WeightDecay,
             Args.WarmupBiasLr, Data.ClassCount, iterations, batch, accumulate, Args.Nbs, Flat, TermModules);

@@ -103,7 +103,7 @@ internal static class ElasticResume
     static string Rules(TrainingRun run, int savedBatch, int savedBatchInEpoch)
     {
         int nbs = run.Args.Nbs, batch = (int)run.Args.Batch;
-        int before = Accumulate(nbs, savedBatch), after = run.Schedule.Accumulate;
+        int before = LearningRateSchedule.AccumulateFor(nbs, savedBatch), after = run.Schedule.Accumulate;
         double decayBefore = run.Args.WeightDecay * savedBatch * before / nbs, decayAfter = run.Args.WeightDecay * batch * after / nbs;
         long samples = (long)savedBatchInEpoch * savedBatch;
         long again = samples - samples / batch * batch;
@@ -112,6 +112,4 @@ internal static class ElasticResume
             $"weight_decay {decayBefore.ToString("0.#######", inv)} → {decayAfter.ToString("0.#######", inv)}, " +
             $"{run.BatchesPerEpoch} batches an epoch; {samples} samples of the epoch were done, {again} are seen again)";
     }
-
-    static int Accumulate(int nbs, int batch) => Math.Max((int)Math.Round((double)nbs / batch, MidpointRounding.ToEven), 1);
 }
